@@ -1,0 +1,1 @@
+"""Command-line interface; ``taskfuse.cli.main:main`` is the console script."""

@@ -1,0 +1,222 @@
+"""Reading and writing images: 8/16-bit PNG, JPEG, BMP, TIFF; infrared as one float channel in [0, 1].
+
+Decoding goes through Pillow, which refuses truncated or corrupt files instead of returning a half-grey
+image, and honours the EXIF orientation tag. 16-bit colour PNG/TIFF (which Pillow would reduce to 8 bits)
+is decoded with OpenCV after Pillow has checked the file.
+
+Infrared scaling (``ir_range``), applied to one-channel data:
+
+- ``auto`` (default): 8-bit images are divided by 255 and float images already in [0, 1] are kept; 16-bit
+  and other float images are stretched linearly from their own minimum to maximum, which uses the full
+  [0, 1] range for radiometric thermal images that occupy a narrow band of 0..65535. Nothing is clipped.
+- ``full``: divide by the largest value of the integer type (255 or 65535). Nothing is clipped.
+- ``p1-p99``: map the 1st..99th percentile to [0, 1] and clip the 2 % of outliers; asked for explicitly,
+  for thermal images whose few very hot pixels would otherwise compress the scene.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from taskfuse.data.color import KB, KG, KR
+from taskfuse.errors import TaskfuseError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IR_RANGES = ("auto", "full", "p1-p99")
+
+
+def _bit_depth(im: Image.Image, data: bytes) -> int:
+    """Bits per sample of a PNG or TIFF as stored on disk (Pillow reports 16-bit RGB as 8-bit RGB)."""
+    if im.format == "PNG" and len(data) > 24:
+        return data[24]
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        return int(bits[0] if isinstance(bits, tuple) else bits)
+    return 8
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to an array: (H, W) or (H, W, C) with C in 3 (RGB) or 4 (RGBA).
+
+    dtype is uint8, uint16 or float32 as stored. EXIF orientation is applied. Any unreadable, truncated or
+    non-image file raises ``TaskfuseError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TaskfuseError(f"{path}: cannot read the file ({e.strerror}); check the path and permissions") from e
+    if not data:
+        raise TaskfuseError(f"{path}: the file is empty; replace it with a valid image or remove it")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            orientation = im.getexif().get(0x0112, 1)
+            if im.mode in ("RGB", "RGBA") and _bit_depth(im, data) == 16:
+                arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                if arr is None:
+                    raise OSError("OpenCV could not decode the 16-bit colour data")
+                arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+                return _orient(arr, orientation)
+            arr = _pil_to_array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise TaskfuseError(
+            f"{path}: not a readable image ({e}); the file is corrupt or truncated — replace or remove it"
+        ) from e
+    return _orient(arr, orientation)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im, dtype=np.uint16)
+    if mode == "I":
+        arr = np.asarray(im)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            return arr.astype(np.uint16)
+        return arr.astype(np.float32)
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode == "LA":
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode in ("RGBA", "PA") or (mode == "P" and "transparency" in im.info):
+        return np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation value (1..8) to an (H, W[, C]) array."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    op = ops.get(int(orientation))
+    return np.ascontiguousarray(op(arr)) if op else arr
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) after EXIF orientation, read from the header only (cheap, for pairing checks)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
+            return h, w
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise TaskfuseError(f"{path}: not a readable image ({e}); replace or remove it") from e
+
+
+def _to_gray(arr: np.ndarray) -> np.ndarray:
+    """Colour -> one channel: equal channels are taken as they are, otherwise BT.601 luma."""
+    if arr.ndim == 2:
+        return arr
+    rgb = arr[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    y = KR * rgb[..., 0].astype(np.float64) + KG * rgb[..., 1] + KB * rgb[..., 2]
+    return y.astype(np.float32) if arr.dtype.kind == "f" else np.rint(y).astype(arr.dtype)
+
+
+def scale_ir(arr: np.ndarray, ir_range: str = "auto") -> np.ndarray:
+    """One-channel raw values -> float32 in [0, 1] by the rule named ``ir_range`` (see module docstring)."""
+    if ir_range not in IR_RANGES:
+        raise TaskfuseError(f"ir_range {ir_range!r} is not one of {', '.join(IR_RANGES)}")
+    x = arr.astype(np.float64)
+    if ir_range == "p1-p99":
+        lo, hi = np.percentile(x, (1, 99))
+        out = np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
+        return out.astype(np.float32)
+    if arr.dtype == np.uint8:
+        return (x / 255.0).astype(np.float32)
+    if ir_range == "full":
+        if arr.dtype.kind == "f":
+            if x.min() < 0 or x.max() > 1:
+                raise TaskfuseError("ir_range 'full' needs float data in [0, 1]; use 'auto' or 'p1-p99'")
+            return x.astype(np.float32)
+        return (x / np.iinfo(arr.dtype).max).astype(np.float32)
+    if arr.dtype.kind == "f" and x.min() >= 0 and x.max() <= 1:
+        return x.astype(np.float32)
+    lo, hi = x.min(), x.max()
+    if hi == lo:
+        return np.zeros_like(x, dtype=np.float32)
+    return ((x - lo) / (hi - lo)).astype(np.float32)
+
+
+def read_ir(path: str | os.PathLike, ir_range: str = "auto") -> Tensor:
+    """Infrared image -> (1, H, W) float32 tensor in [0, 1]. Colour-stored IR is turned gray."""
+    return torch.from_numpy(scale_ir(_to_gray(read_image(path)), ir_range)).unsqueeze(0)
+
+
+def read_vi(path: str | os.PathLike) -> Tensor:
+    """Visible image -> (3, H, W) RGB or (1, H, W) gray float32 tensor in [0, 1]; alpha is dropped."""
+    arr = read_image(path)
+    if arr.ndim == 3:
+        arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        x = arr.astype(np.float32) / 65535.0
+    else:
+        x = np.clip(arr.astype(np.float32), 0, 1)
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (H, W) or (H, W, 3) uint8, rounded to nearest."""
+    if img.dim() != 3 or img.shape[0] not in (1, 3):
+        raise ValueError(f"expected (1|3, H, W), got {tuple(img.shape)}")
+    arr = (img.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    return arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0))
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed over ``path``, on error removed.
+
+    A crash therefore leaves either the old file or the complete new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_image(path: str | os.PathLike, img: Tensor | np.ndarray) -> Path:
+    """Write an image atomically (see ``atomic_path``); the format follows the suffix (.png, .jpg, .bmp, .tif).
+
+    ``img`` is a (1|3, H, W) float tensor in [0, 1] or a uint8 array (H, W[, 3]).
+    """
+    path = Path(path)
+    arr = to_uint8(img) if isinstance(img, Tensor) else img
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+    kind = fmt.get(path.suffix.lower())
+    if kind is None:
+        raise TaskfuseError(f"{path}: unknown image suffix; use one of {', '.join(fmt)}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
+    return path

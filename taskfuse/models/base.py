@@ -1,0 +1,88 @@
+"""The contract every fusion method follows, learned or classical.
+
+``FusionModel.forward(ir, vi)`` takes infrared (B, 1, H, W) and visible (B, 3, H, W) RGB or (B, 1, H, W)
+luminance, all in [0, 1], at any H, W, and returns a ``FusionOutput``. ``fused`` is luminance
+(``output_mode = "y"``; colour comes back through ``taskfuse.data.color.recombine``) or RGB
+(``output_mode = "rgb"``). ``aux`` carries whatever the method's loss needs (segmentation logits,
+boundary and binary maps, reconstructions, priors), keyed by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from taskfuse.data.color import recombine
+
+
+@dataclass
+class FusionOutput:
+    """What a fusion model returns: the fused image and the auxiliary outputs its loss reads."""
+
+    fused: Tensor
+    aux: dict[str, Tensor] = field(default_factory=dict)
+
+
+class FusionModel(nn.Module):
+    """Base class of fusion networks and classical rules.
+
+    Subclasses implement ``fuse(ir, vi)`` on inputs already padded to a multiple of ``stride``;
+    ``forward`` pads with reflection, calls it, and crops every spatial output back to (H, W).
+    """
+
+    output_mode: ClassVar[Literal["y", "rgb"]] = "y"
+    input_mode: ClassVar[Literal["y", "rgb"]] = "y"
+    stride: ClassVar[int] = 1
+
+    def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
+        raise NotImplementedError
+
+    def forward(self, ir: Tensor, vi: Tensor) -> FusionOutput:
+        check_pair(ir, vi)
+        if self.input_mode == "y" and vi.shape[1] == 3:
+            vi = vi[:, :1] * 0.299 + vi[:, 1:2] * 0.587 + vi[:, 2:3] * 0.114
+        elif self.input_mode == "rgb" and vi.shape[1] == 1:
+            vi = vi.expand(-1, 3, -1, -1)
+        h, w = ir.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
+            vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
+        out = self.fuse(ir, vi)
+        if ph or pw:
+            out = FusionOutput(
+                crop_to(out.fused, h, w), {k: crop_to(v, h, w, ir.shape[-2:]) for k, v in out.aux.items()}
+            )
+        return out
+
+    def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
+        """Fused image for display: RGB when ``vi`` is colour (chroma from ``vi``), gray otherwise."""
+        fused = self(ir, vi).fused
+        if self.output_mode == "rgb":
+            return fused.clamp(0, 1) if vi.shape[1] == 3 else fused.mean(1, keepdim=True).clamp(0, 1)
+        return recombine(fused, vi)
+
+
+def check_pair(ir: Tensor, vi: Tensor) -> None:
+    """Shapes a fusion model accepts: IR (B, 1, H, W), VIS (B, 1|3, H, W) of the same B, H, W."""
+    if ir.dim() != 4 or ir.shape[1] != 1:
+        raise ValueError(f"ir must be (B, 1, H, W), got {tuple(ir.shape)}")
+    if vi.dim() != 4 or vi.shape[1] not in (1, 3):
+        raise ValueError(f"vi must be (B, 3, H, W) RGB or (B, 1, H, W) luminance, got {tuple(vi.shape)}")
+    if ir.shape[0] != vi.shape[0] or ir.shape[-2:] != vi.shape[-2:]:
+        raise ValueError(f"ir {tuple(ir.shape)} and vi {tuple(vi.shape)} differ in batch or size")
+
+
+def crop_to(t: Tensor, h: int, w: int, padded: tuple[int, int] | None = None) -> Tensor:
+    """Crop a padded spatial output back to (h, w); outputs at a lower resolution are cropped in proportion."""
+    if t.dim() < 3:
+        return t
+    ph, pw = padded if padded is not None else t.shape[-2:]
+    th, tw = t.shape[-2:]
+    if (th, tw) == (ph, pw):
+        return t[..., :h, :w]
+    return t[..., : max(1, round(h * th / ph)), : max(1, round(w * tw / pw))]

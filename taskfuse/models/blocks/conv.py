@@ -1,0 +1,44 @@
+"""Convolution building blocks shared by the fusion networks."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def make_act(name: str | None) -> nn.Module:
+    """Activation by name: relu, lrelu (slope 0.2, as in SeAFusion/PSFusion), gelu, tanh, sigmoid, or None."""
+    acts = {
+        "relu": lambda: nn.ReLU(inplace=True),
+        "lrelu": lambda: nn.LeakyReLU(0.2, inplace=True),
+        "gelu": nn.GELU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        None: nn.Identity,
+    }
+    if name not in acts:
+        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in acts if k]}")
+    return acts[name]()
+
+
+class ConvBNAct(nn.Sequential):
+    """k x k convolution (same padding), optional BatchNorm, activation."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 3,
+        stride: int = 1,
+        act: str | None = "relu",
+        bn: bool = True,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, groups, bias=not bn)]
+        if bn:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(make_act(act))
+        super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x)
