@@ -20,8 +20,9 @@ from taskfuse.data.pairs import Pair, check_sizes
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
 
-DEFAULT_METHOD = "gff"
-"""The built-in default: classical guided-filter fusion until a learned default model ships."""
+DEFAULT_METHOD = "laplacian"
+"""The built-in default until a learned default model ships: Laplacian-pyramid fusion, which keeps IR intensity
+through its averaged base layer (GFF picks the noisier, more textured source and loses night-time IR targets)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

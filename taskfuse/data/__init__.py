@@ -1,0 +1,12 @@
+"""Reading images and datasets: IR/VIS I/O, pairing by name, the published dataset layouts, augmentation.
+
+>>> from taskfuse.data import open_dataset, dataset_names
+>>> ds = open_dataset("msrs", "/data/MSRS", split="train")
+"""
+
+from taskfuse.data.datasets import names as dataset_names
+from taskfuse.data.datasets import open_dataset
+from taskfuse.data.io import read_ir, read_vi, write_image
+from taskfuse.data.pairs import Pair, find_pairs, list_images
+
+__all__ = ["Pair", "dataset_names", "find_pairs", "list_images", "open_dataset", "read_ir", "read_vi", "write_image"]

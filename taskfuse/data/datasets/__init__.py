@@ -1,0 +1,53 @@
+"""Readers for the published layouts of IR/VIS datasets, behind one registry (one module per layout).
+
+>>> from taskfuse.data.datasets import open_dataset
+>>> ds = open_dataset("msrs", "/data/MSRS", split="test")
+>>> sample = ds[0]          # {"ir", "vi", "vi_gray", "name", "label"}
+
+The layouts, their sources and the sample dict are described in docs/datasets.md and in ``base``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+from taskfuse.data.datasets.base import PairedDataset, Record
+from taskfuse.errors import TaskfuseError
+from taskfuse.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+def open_dataset(name: str, root: str | os.PathLike, split: str | None = None, **kw: Any) -> PairedDataset:
+    """Open the dataset at ``root`` in the layout registered as ``name``.
+
+    ``split`` None takes the layout's default split (``train``, or ``all`` for layouts without splits);
+    keyword arguments are the reader's options (``ir_range``, ``skip_incomplete``, and per layout ones).
+    """
+    cls = DATASETS.get(name)
+    try:
+        inspect.signature(cls).bind(root, split, **kw)
+    except TypeError as e:
+        options = [p for p in inspect.signature(cls).parameters if p not in ("root", "split")]
+        raise TaskfuseError(f"dataset {name!r}: {e}; its options are {', '.join(options)}") from e
+    return cls(root, split, **kw)
+
+
+def names() -> list[str]:
+    return DATASETS.names()
+
+
+from taskfuse.data.datasets import (  # noqa: E402,F401  (each module registers its layout)
+    coco_keypoints,
+    fmb,
+    llvip,
+    m3fd,
+    mfnet,
+    msrs,
+    paired,
+    pst900,
+)
+
+__all__ = ["DATASETS", "PairedDataset", "Record", "names", "open_dataset"]

@@ -1,0 +1,56 @@
+"""Plain paired folders without annotations, e.g. TNO, RoadScene, M3FD_Fusion, or any registered set::
+
+    ROOT/                           split "all" (default)
+    ├── ir/<name>.png               any of .png .jpg .jpeg .bmp .tif .tiff; names pair by stem
+    └── vi/<name>.jpg
+
+    ROOT/                           any other split S
+    └── S/
+        ├── ir/
+        └── vi/
+
+``ir_dir`` and ``vi_dir`` rename the two folders (RoadScene's own release: ``ir_dir="cropinfrared",
+vi_dir="crop_LR_visible"``; M3FD_Fusion: ``ir_dir="Ir", vi_dir="Vis"``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from taskfuse.data.datasets import DATASETS
+from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.errors import TaskfuseError
+
+
+@DATASETS.register("paired")
+class PairedFolders(PairedDataset):
+    """Unlabelled IR/VIS pairs from ``ROOT/<ir_dir>`` and ``ROOT/<vi_dir>`` (or ``ROOT/<split>/...``)."""
+
+    layout = "paired"
+    splits = ("all",)
+    default_split = "all"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        *,
+        ir_dir: str = "ir",
+        vi_dir: str = "vi",
+        labels: bool = True,
+        ir_range: str = "auto",
+        skip_incomplete: bool = False,
+    ) -> None:
+        self.ir_dir, self.vi_dir = ir_dir, vi_dir
+        super().__init__(root, split, labels=labels, ir_range=ir_range, skip_incomplete=skip_incomplete)
+
+    def scan(self) -> tuple[list[Record], list[str]]:
+        base = self.root if self.split == "all" else self.root / self.split
+        if not (base / self.ir_dir).is_dir():
+            splits = sorted(p.name for p in self.root.iterdir() if (p / self.ir_dir).is_dir())
+            hint = f"; splits found: {', '.join(splits)}" if splits else ""
+            raise TaskfuseError(
+                f"{base / self.ir_dir}: no such folder; the paired layout needs {self.ir_dir}/ and {self.vi_dir}/ "
+                f"side by side (pass ir_dir=/vi_dir= for other names){hint}"
+            )
+        return scan_folders({"ir": base / self.ir_dir, "vi": base / self.vi_dir})
