@@ -12,14 +12,12 @@ import torch
 from tqdm import tqdm
 
 from taskfuse.data.io import read_ir, read_vi
-from taskfuse.data.pairs import Pair, find_pairs, list_images
+from taskfuse.data.pairs import Pair, find_pairs, list_images, listing
 from taskfuse.errors import TaskfuseError
 from taskfuse.inference import resolve_device
 from taskfuse.metrics.functional import SF_SCALES
 from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionMetrics, metric_name
 from taskfuse.metrics.report import write_report
-
-_SHOWN = 10
 
 
 def _method_dir(text: str) -> tuple[str, Path]:
@@ -86,11 +84,10 @@ def _fused_files(name: str, folder: Path, pairs: list[Pair]) -> dict[str, Path]:
     files = list_images(folder)
     missing = [p for p in pairs if p.name not in files]
     if missing:
-        shown = ", ".join(f"{p.name} (from {p.ir.name} + {p.vi.name})" for p in missing[:_SHOWN])
-        more = f" … and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        shown = listing([f"{p.name} (from {p.ir.name} + {p.vi.name})" for p in missing])
         raise TaskfuseError(
             f"--fused {name}={folder}: no fused image for {len(missing)} of {len(pairs)} pairs: "
-            f"{shown}{more}. Fuse those pairs into {folder} (same file stem, any image suffix), "
+            f"{shown}. Fuse those pairs into {folder} (same file stem, any image suffix), "
             "or leave them out of --ir/--vi"
         )
     return {p.name: files[p.name] for p in pairs}

@@ -21,9 +21,10 @@ class Pair:
     vi: Path
 
 
-def _listing(names: list[str]) -> str:
+def listing(names: list[str], sep: str = ", ") -> str:
+    """The first ten of ``names`` joined by ``sep``, with a count of the rest (for error messages)."""
     more = f" … and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
+    return sep.join(names[:_SHOWN]) + more
 
 
 def list_images(folder: str | os.PathLike) -> dict[str, Path]:
@@ -39,7 +40,7 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
                 clashes.append(f"{found[p.stem].name} / {p.name}")
             found[p.stem] = p
     if clashes:
-        raise TaskfuseError(f"{folder}: several files share a name stem ({_listing(clashes)}); keep one file per stem")
+        raise TaskfuseError(f"{folder}: several files share a name stem ({listing(clashes)}); keep one file per stem")
     if not found:
         raise TaskfuseError(
             f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}); point at the folder holding them"
@@ -67,9 +68,9 @@ def find_pairs(ir: str | os.PathLike, vi: str | os.PathLike, skip_unpaired: bool
     if (only_ir or only_vi) and not skip_unpaired:
         parts = []
         if only_ir:
-            parts.append(f"{len(only_ir)} in {ir} have no visible partner in {vi}: {_listing(only_ir)}")
+            parts.append(f"{len(only_ir)} in {ir} have no visible partner in {vi}: {listing(only_ir)}")
         if only_vi:
-            parts.append(f"{len(only_vi)} in {vi} have no infrared partner in {ir}: {_listing(only_vi)}")
+            parts.append(f"{len(only_vi)} in {vi} have no infrared partner in {ir}: {listing(only_vi)}")
         raise TaskfuseError(
             "; ".join(parts) + ". Add the missing images, or pass --skip-unpaired to fuse only complete pairs"
         )
@@ -92,6 +93,6 @@ def check_sizes(pairs: list[Pair], resize: str | None = None) -> None:
             bad.append(f"{p.name} (ir {hi[1]}x{hi[0]}, vi {hv[1]}x{hv[0]})")
     if bad:
         raise TaskfuseError(
-            f"{len(bad)} pair(s) differ in size: {_listing(bad)}. Fusion needs registered images of one size; "
+            f"{len(bad)} pair(s) differ in size: {listing(bad)}. Fusion needs registered images of one size; "
             "pass --resize vi to resize the visible image to the infrared one, or --resize ir for the reverse"
         )

@@ -32,10 +32,8 @@ from torch.utils.data import Dataset
 from taskfuse.data.classes import IGNORE_INDEX, ClassSet
 from taskfuse.data.datasets.voc import BoxTable, parse_voc
 from taskfuse.data.io import IR_RANGES, read_ir, read_vi
-from taskfuse.data.pairs import list_images
+from taskfuse.data.pairs import list_images, listing
 from taskfuse.errors import TaskfuseError
-
-_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -47,12 +45,6 @@ class Record:
     vi: Path
     label: Path | None = None
     boxes: Path | None = None
-
-
-def listing(items: list[str]) -> str:
-    """The first few of ``items`` joined, with a count of the rest."""
-    more = f" … and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return "; ".join(items[:_SHOWN]) + more
 
 
 def list_files(folder: Path, suffix: str) -> dict[str, Path]:
@@ -185,11 +177,11 @@ class PairedDataset(Dataset, ABC):
         if incomplete and not skip_incomplete:
             raise TaskfuseError(
                 f"{self.layout} {self.split!r} in {self.root}: {len(incomplete)} sample(s) lack a file: "
-                f"{listing(incomplete)}. Add the missing files, or pass skip_incomplete=True to read only "
+                f"{listing(incomplete, '; ')}. Add the missing files, or pass skip_incomplete=True to read only "
                 "complete samples"
             )
         if not records:
-            lacking = f" ({len(incomplete)} lack a file: {listing(incomplete)})" if incomplete else ""
+            lacking = f" ({len(incomplete)} lack a file: {listing(incomplete, '; ')})" if incomplete else ""
             raise TaskfuseError(
                 f"{self.root}: no complete {self.layout} samples in split {self.split!r}{lacking}; compare the "
                 "folder with the layout in docs/datasets.md"
