@@ -103,7 +103,7 @@ def run_fusion(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     meters = {name: FusionMetrics(metrics, sf_scale=args.sf_scale) for name in methods}
     with torch.inference_mode():
-        for pair in tqdm(pairs, desc="evaluate fusion", unit="pair"):
+        for pair in tqdm(pairs, desc="evaluate fusion", unit="pair", disable=None):
             ir, vi = read_ir(pair.ir).to(device), read_vi(pair.vi).to(device)
             if ir.shape[-2:] != vi.shape[-2:]:
                 raise TaskfuseError(

@@ -86,7 +86,9 @@ def check_dataset(
     report = CheckReport(ds.root, ds.layout, ds.split, samples=len(ds) + len(ds.incomplete))
     for message in ds.incomplete:
         report.add(MISSING, message)
-    for rec in tqdm(ds.records, desc=f"checking {ds.layout} {ds.split}", unit="sample", disable=not progress):
+    for rec in tqdm(
+        ds.records, desc=f"checking {ds.layout} {ds.split}", unit="sample", disable=None if progress else True
+    ):
         _check_record(ds, rec, report)
     return report
 
