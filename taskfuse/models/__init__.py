@@ -24,6 +24,6 @@ def names() -> list[str]:
     return MODELS.names()
 
 
-from taskfuse.models import classical, psfusion, seafusion  # noqa: E402,F401  (registers their methods)
+from taskfuse.models import classical, dsifuse, fgfusion, mafs, psfusion, seafusion  # noqa: E402,F401  (registration)
 
 __all__ = ["MODELS", "FusionModel", "FusionOutput", "create", "names"]

@@ -24,26 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from taskfuse.models.blocks import ConvBNAct, ResNet
+from taskfuse.models.blocks.aspp import ASPP
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
 from taskfuse.tasks.segmentation.layers import resize
 
 _RESNET_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
-
-
-class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling with image-level features."""
-
-    def __init__(self, cin: int, cout: int = 256, rates: tuple[int, ...] = (6, 12, 18)) -> None:
-        super().__init__()
-        self.convs = nn.ModuleList([ConvBNAct(cin, cout, 1)] + [ConvBNAct(cin, cout, 3, dilation=r) for r in rates])
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvBNAct(cin, cout, 1))
-        self.project = ConvBNAct(cout * (len(rates) + 2), cout, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        branches = [conv(x) for conv in self.convs]
-        branches.append(self.pool(x).expand(-1, -1, *x.shape[-2:]))
-        return self.project(torch.cat(branches, 1))
 
 
 class DeepLabV3Plus(Segmenter):

@@ -1,0 +1,102 @@
+"""DSIFuse objective (seed 004, Sec. 3.5): ``L = μ L_int + ζ L_gra + η L_sem`` with μ = 155, ζ = 10, η = 7.
+
+* ``L_int``: ``mean(δ(M_R + M_label) |D_f - X_R|) + mean(δ(M_V + 1 - M_label) |D_f - X_V|)``, where
+  ``M_R``, ``M_V`` are the 3 x 3 local-variance maps of the sources min-max normalised to [0, 1]
+  (``fusion_terms.minmax_local_variance``; the visible map from its luminance), ``M_label`` the salient-object
+  mask and ``δ`` the binary threshold (1 for positive input). The fused image is RGB: the infrared image is
+  compared with every channel and the mean runs over channels too. Taken as written, ``δ(M_R + M_label)`` is
+  1 wherever the infrared local variance exceeds its image minimum, and ``δ(M_V + 1 - M_label)`` is 0 only on
+  salient pixels of minimal visible variance, so on textured images both terms cover almost every pixel and
+  the masks act on flat regions only.
+* ``L_gra``: ``mean| |∇D_f| - max(|∇X_R|, |∇X_V|) |`` per RGB channel (Sobel magnitudes).
+* ``L_sem``: ``Σ_t mean(||S_R^t - E^t||² + ||S_V^t - E^t||²)`` over the three interaction levels t (strides 8,
+  16, 32): the priors' class probabilities resized (bilinear) to level t against the one-hot label resized
+  by nearest neighbour; ``||.||²`` sums over classes, the mean runs over labelled pixels.
+
+``M_label`` comes from ``label`` with ``object_classes`` or from ``boxes`` (``taskfuse.losses.masks``); without
+either it is 0. Without ``label``, ``L_sem`` is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from taskfuse.data.classes import IGNORE_INDEX
+from taskfuse.data.color import luminance
+from taskfuse.errors import TaskfuseError
+from taskfuse.losses.base import LossTerms
+from taskfuse.losses.fusion_terms import minmax_local_variance, texture_max_loss
+from taskfuse.losses.masks import batch_foreground
+from taskfuse.models.base import FusionOutput
+
+
+def semantic_prior_loss(
+    priors: Sequence[Tensor], label: Tensor, strides: Sequence[int] = (8, 16, 32), ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Multi-scale prior loss: for every stride and prior logits map, the mean over labelled pixels of the
+    squared distance between the softmax probabilities and the one-hot label at that scale, summed."""
+    h, w = label.shape[-2:]
+    total = priors[0].new_zeros(())
+    for stride in strides:
+        size = (max(1, -(-h // stride)), max(1, -(-w // stride)))
+        lab = F.interpolate(label[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        valid = lab != ignore_index
+        lab = lab.masked_fill(~valid, 0)
+        valid = valid.unsqueeze(1)
+        for logits in priors:
+            k = logits.shape[1]
+            if int(lab.max()) >= k:
+                raise TaskfuseError(
+                    f"label values reach {int(lab.max())} but the priors have {k} classes; "
+                    "set model.num_classes to the dataset's class count"
+                )
+            prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).softmax(1)
+            onehot = F.one_hot(lab, k).permute(0, 3, 1, 2).to(prob.dtype)
+            err = ((prob - onehot) ** 2).sum(1, keepdim=True)
+            total = total + (err * valid).sum() / valid.sum().clamp_min(1)
+    return total
+
+
+class DSIFuseLoss:
+    """``μ L_int + ζ L_gra + η L_sem``; ``object_classes`` are the label values of ``M_label`` (None: all but 0)."""
+
+    def __init__(
+        self,
+        mu: float = 155.0,
+        zeta: float = 10.0,
+        eta: float = 7.0,
+        window: int = 3,
+        object_classes: Sequence[int] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        self.mu, self.zeta, self.eta, self.window = mu, zeta, eta, window
+        self.object_classes = None if object_classes is None else tuple(object_classes)
+        self.ignore_index = ignore_index
+
+    def __call__(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
+        if out.fused.shape[1] != 3:
+            raise TaskfuseError("DSIFuse loss expects an RGB fused image; train it with the dsifuse model")
+        ir, vi, fused = batch["ir"], batch["vi"], out.fused
+        if vi.shape[1] != 3:
+            raise TaskfuseError("DSIFuse loss needs the visible image as RGB (B, 3, H, W) in batch['vi']")
+        m_r = minmax_local_variance(ir, self.window)
+        m_v = minmax_local_variance(luminance(vi), self.window)
+        m_label = batch_foreground(batch, self.object_classes)
+        if m_label is None:
+            m_label = torch.zeros_like(m_r)
+        w_r = (m_r + m_label > 0).to(fused.dtype)
+        w_v = (m_v + 1 - m_label > 0).to(fused.dtype)
+        parts = {
+            "int": self.mu * ((w_r * (fused - ir).abs()).mean() + (w_v * (fused - vi).abs()).mean()),
+            "gra": self.zeta * texture_max_loss(fused, ir, vi),
+        }
+        if batch.get("label") is not None:
+            priors = [out.aux["prior_vi"], out.aux["prior_ir"]]
+            parts["sem"] = self.eta * semantic_prior_loss(priors, batch["label"], ignore_index=self.ignore_index)
+        total = torch.stack(list(parts.values())).sum()
+        return LossTerms(total, {k: v.detach() for k, v in parts.items()})
