@@ -1,0 +1,242 @@
+"""The training loop shared by every strategy: steps, logging, validation, EMA, checkpoints and resuming.
+
+>>> from taskfuse.train import load_config, train
+>>> result = train(load_config("psfusion_synthetic", ["train.steps=200"]))
+>>> result.run_dir / "fusion.safetensors"        # taskfuse fuse --weights ...
+
+``train`` makes ``RUN = out/<name>-<date>-<time>`` (or continues ``resume``, a run folder), saves the
+resolved config there, and runs ``strategy.train_step(t)`` for every step ``t``. Every ``log.every`` steps
+the logged values (averaged over processes) go to ``metrics.csv``; every ``log.val_every`` steps and at the
+end the fusion net (its EMA when ``train.ema``) is validated on ``data.val``; every ``log.checkpoint_every``
+steps and at the end a resumable checkpoint is written (``taskfuse.train.state``). A resumed run restores
+networks, optimisers, strategy state, data position and every random generator, so its losses continue
+exactly as the uninterrupted run's would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from taskfuse.errors import TaskfuseError
+from taskfuse.train import distributed
+from taskfuse.train.checkpoint import save_weights
+from taskfuse.train.config import DatasetConfig, RunConfig, save_config
+from taskfuse.train.data import Stream, build_dataset, val_loader
+from taskfuse.train.ema import EMA
+from taskfuse.train.log import MetricLog
+from taskfuse.train.state import (
+    checkpoint_dir,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from taskfuse.train.strategies import STRATEGIES, Context, Strategy
+from taskfuse.train.validate import validate
+
+
+@dataclass
+class TrainResult:
+    """Where the run is and how it ended: ``scores`` of the last validation, ``best`` the best one."""
+
+    run_dir: Path
+    steps: int
+    scores: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+
+
+def train(
+    cfg: RunConfig,
+    out: str | Path = "runs",
+    resume: str | Path | None = None,
+    device: str | None = None,
+    name: str | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says; ``resume`` continues the run folder given (its latest checkpoint)."""
+    info = distributed.setup(device or cfg.train.device)
+    try:
+        if resume is not None:
+            run_dir = Path(resume)
+            if latest_checkpoint(run_dir) is None:
+                raise TaskfuseError(
+                    f"{run_dir}: no complete checkpoint to resume from; start a new run instead"
+                )
+            if info.main and stored_config(run_dir) != cfg.to_dict():
+                save_config(cfg, run_dir / "config.yaml")
+        else:
+            stamp = distributed.broadcast(time.strftime("%Y%m%d-%H%M%S"), info)
+            run_dir = Path(out) / f"{name or cfg.method}-{stamp}"
+            if info.main:
+                run_dir.mkdir(parents=True, exist_ok=False)
+                save_config(cfg, run_dir / "config.yaml")
+        return Trainer(cfg, run_dir, info).fit(resume is not None)
+    finally:
+        distributed.teardown(info)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, info: distributed.DistInfo) -> None:
+        self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        seed_everything(cfg.train.seed)
+        strategy_cls = STRATEGIES.get(cfg.strategy)
+        datasets: list[tuple[DatasetConfig, Dataset]] = []
+        self.streams: dict[str, Stream] = {}
+        for i, (phase, (spec, settings)) in enumerate(strategy_cls.phases(cfg).items()):
+            ds = next((d for s, d in datasets if s == spec), None)
+            if ds is None:
+                ds = build_dataset(spec, "data.unlabelled" if spec is cfg.data.unlabelled else "data.train")
+                datasets.append((spec, ds))
+            seed = cfg.train.seed + i
+            self.streams[phase] = Stream(ds, settings, cfg.data, seed, info.rank, info.world, info.device)
+        self.strategy: Strategy = strategy_cls(cfg, Context(cfg, info, self.streams))
+        self.total = self.strategy.total_steps()
+        self.ema = EMA(self.strategy.fusion_net(), cfg.train.ema) if cfg.train.ema > 0 else None
+        self.val = None
+        if cfg.data.val is not None and info.main:
+            self.val = val_loader(build_dataset(cfg.data.val, "data.val"), cfg.data)
+        self.best: dict[str, float] = {}
+        self.scores: dict[str, float] = {}
+        seed_everything(cfg.train.seed + 1 + info.rank)
+
+    def served(self) -> int:
+        return sum(s.served for s in self.streams.values())
+
+    def networks(self) -> dict[str, tuple[Any, str, dict[str, Any]]]:
+        nets = self.strategy.networks()
+        if self.ema is not None:
+            nets["fusion_ema"] = (self.ema.module, self.cfg.method, self.cfg.model)
+        return nets
+
+    def fusion_for_eval(self) -> Any:
+        return self.ema.module if self.ema is not None else self.strategy.fusion_net()
+
+    def restore(self) -> int:
+        folder = latest_checkpoint(self.run_dir)
+        assert folder is not None
+        state = load_checkpoint(folder, {k: v[0] for k, v in self.networks().items()})
+        self.strategy.load_state_dict(state["strategy"])
+        for key, stream in self.streams.items():
+            stream.load_state_dict(state["streams"][key])
+        rngs = state["rng"]
+        if len(rngs) != self.info.world:
+            raise TaskfuseError(
+                f"{folder}: saved by {len(rngs)} process(es) but resumed with {self.info.world}; resume with "
+                f"torchrun --nproc_per_node {len(rngs)} (or one process for 1)"
+            )
+        set_rng_state(rngs[self.info.rank])
+        self.best, self.scores = dict(state["best"]), dict(state["scores"])
+        return int(state["step"])
+
+    def checkpoint(self, step: int) -> None:
+        rngs = distributed.gather(rng_state(), self.info)
+        if not self.info.main:
+            return
+        state = {
+            "step": step,
+            "strategy": self.strategy.state_dict(),
+            "streams": {k: s.state_dict() for k, s in self.streams.items()},
+            "rng": rngs,
+            "best": self.best,
+            "scores": self.scores,
+        }
+        save_checkpoint(checkpoint_dir(self.run_dir, step), self.networks(), state)
+        prune_checkpoints(self.run_dir, self.cfg.log.keep)
+
+    def validate(self, step: int, log: MetricLog) -> None:
+        assert self.val is not None
+        scores = validate(
+            self.fusion_for_eval(), self.val, self.info.device, self.cfg.log.metrics, self.strategy.segment
+        )
+        self.scores = scores
+        log.write(step, {f"val/{k}": v for k, v in scores.items()})
+        key = self.cfg.log.best
+        if key and key in scores and (not self.best or better(key, scores[key], self.best[key])):
+            self.best = {**scores, "step": float(step)}
+            save_weights(
+                self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model
+            )
+
+    def fit(self, resume: bool) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        start = self.restore() if resume else 0
+        log = MetricLog(self.run_dir, start if resume else None, cfg.log.tensorboard) if info.main else None
+        bar = tqdm(
+            total=self.total,
+            initial=start,
+            desc=cfg.method,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (info.main and cfg.log.progress),
+            file=sys.stderr,
+        )
+        served, last_time = self.served(), time.perf_counter()
+        try:
+            for t in range(start, self.total):
+                values = self.strategy.train_step(t)
+                if self.ema is not None:
+                    self.ema.update(self.strategy.fusion_net())
+                done = t + 1
+                final = done == self.total
+                if done % cfg.log.every == 0 or final:
+                    values = distributed.mean_across({k: float(v) for k, v in values.items()}, info)
+                    now, images = time.perf_counter(), self.served()
+                    values["img_s"] = info.world * (images - served) / max(now - last_time, 1e-9)
+                    served, last_time = images, now
+                    if log is not None:
+                        log.write(done, {f"train/{k}": v for k, v in values.items()})
+                    shown = [k for k in values if k not in ("img_s", "total")][:4]
+                    shown = [k for k in ("total", *shown, "img_s") if k in values]
+                    bar.set_postfix({k: f"{values[k]:.4g}" for k in shown}, refresh=False)
+                if self.val is not None and ((cfg.log.val_every and done % cfg.log.val_every == 0) or final):
+                    self.validate(done, log)  # type: ignore[arg-type]
+                if done % cfg.log.checkpoint_every == 0 or final:
+                    self.checkpoint(done)
+                bar.set_description(f"{cfg.method} {self.strategy.phase_at(t)}", refresh=False)
+                bar.update(1)
+        except KeyboardInterrupt:
+            if info.main:
+                print(
+                    f"\ninterrupted; continue with: taskfuse train --resume {self.run_dir}", file=sys.stderr
+                )
+            raise
+        finally:
+            bar.close()
+            for stream in self.streams.values():
+                stream.close()
+            if log is not None:
+                log.close()
+        if info.main:
+            for name, (module, method, config) in self.networks().items():
+                if name != "fusion_ema":
+                    export = self.ema.module if name == "fusion" and self.ema is not None else module
+                    save_weights(export, self.run_dir / f"{name}.safetensors", method, config)
+        distributed.barrier(info)
+        return TrainResult(self.run_dir, self.total, self.scores, self.best)
+
+
+def stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config a run folder holds (without its provenance), or None."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    data.pop("provenance", None)
+    return data
+
+
+def better(metric: str, new: float, old: float) -> bool:
+    """Whether ``new`` beats ``old`` (lower is better for Nabf, MSE and the like, higher otherwise)."""
+    from taskfuse.metrics.fusion import HIGHER_IS_BETTER
+
+    return new < old if not HIGHER_IS_BETTER.get(metric, True) else new > old

@@ -1,0 +1,175 @@
+"""What every training strategy provides to the loop, and what the loop provides to it.
+
+The loop (``taskfuse.train.loop``) owns data, steps, logging, validation, EMA and checkpoints; a strategy owns
+the networks, their optimisers and what one step does. ``phases`` names the strategy's phases, each with the
+dataset it reads and its ``PhaseConfig`` (optimiser, schedule, length, batch size, crop); the loop gives every
+phase its own batch stream. Step ``t`` (0-based) of ``total_steps()`` calls ``train_step(t)``, which pulls
+batches with ``ctx.batch(phase)`` and returns the values to log. A strategy's behaviour must depend only on
+``t`` and its ``state_dict`` so that resuming reproduces the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from taskfuse import models
+from taskfuse.errors import TaskfuseError
+from taskfuse.losses.base import LossTerms
+from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.tasks.segmentation.base import SegmentationOutput
+from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig
+from taskfuse.train.data import Stream
+from taskfuse.train.distributed import DistInfo, Wrapped
+from taskfuse.train.methods import method_spec
+from taskfuse.train.optim import Optimised
+
+
+@dataclass
+class Context:
+    """The loop's services for a strategy: device and processes, batches, wrapping and optimisers."""
+
+    cfg: RunConfig
+    info: DistInfo
+    streams: dict[str, Stream]
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    def batch(self, phase: str = "train") -> dict[str, Any]:
+        return self.streams[phase].next()
+
+    def length(self, phase: str = "train") -> int:
+        """Steps of ``phase``: its ``iters``, or its ``epochs`` over that phase's batches."""
+        stream = self.streams[phase]
+        if stream.phase.iters > 0:
+            return stream.phase.iters
+        if stream.phase.epochs > 0:
+            return max(1, round(stream.phase.epochs * stream.per_epoch))
+        where = "train" if phase == "train" else f"train.{phase}"
+        raise TaskfuseError(f"{where}: give the length of training as {where}.iters or {where}.epochs")
+
+    def optimiser(self, params: Any, phase: str = "train", total: int | None = None) -> Optimised:
+        """An optimiser for ``params`` with the settings of ``phase``; its schedule spans ``total`` steps
+        (default: the phase's length)."""
+        stream = self.streams[phase]
+        return Optimised(
+            params, stream.phase, self.length(phase) if total is None else total, stream.per_epoch
+        )
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA when ``train.amp``; a no-op on CPU."""
+        if self.device.type == "cuda" and self.cfg.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def wrap(self, module: nn.Module) -> Wrapped:
+        return Wrapped(module, self.info, self.cfg.train.compile)
+
+
+@dataclass
+class NoOptions:
+    """This strategy has no options of its own."""
+
+
+class Strategy:
+    """Base class; see the module docstring. ``Options`` is the dataclass of the ``strategy:`` section."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, cfg: RunConfig, ctx: Context) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        self.options = cfg.options
+
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        """Reject configs this strategy cannot train (called when the config is validated)."""
+
+    @classmethod
+    def phases(cls, cfg: RunConfig) -> dict[str, tuple[DatasetConfig, PhaseConfig]]:
+        """Phase name -> (dataset, settings); every phase gets its own stream of batches."""
+        return {"train": (cfg.data.train, cfg.train)}
+
+    def total_steps(self) -> int:
+        raise NotImplementedError
+
+    def phase_at(self, step: int) -> str:
+        """The phase (a key of ``phases``) that step ``step`` belongs to."""
+        return "train"
+
+    def train_step(self, step: int) -> dict[str, Tensor | float]:
+        """Run step ``step``; the values to log by name (loss terms as tensors, see ``logged``)."""
+        raise NotImplementedError
+
+    def fusion_net(self) -> FusionModel:
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, tuple[nn.Module, str, dict[str, Any]]]:
+        """Networks saved in checkpoints: name -> (module, its registry name, its config)."""
+        return {"fusion": (self.fusion_net(), self.cfg.method, self.cfg.model)}
+
+    def segment(self, out: FusionOutput, batch: dict[str, Any]) -> Tensor | None:
+        """Segmentation logits for validation (mIoU), or None when the strategy has no segmenter."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+def make_fusion(cfg: RunConfig, device: torch.device) -> FusionModel:
+    return models.create(cfg.method, **cfg.model).to(device)
+
+
+def make_loss(cfg: RunConfig, **extra: Any) -> Any:
+    """The method's loss object built from ``loss:`` (plus arguments the strategy supplies)."""
+    return method_spec(cfg.method).loss_class()(**cfg.loss, **extra)
+
+
+def as_float(out: FusionOutput) -> FusionOutput:
+    """Outputs in float32, so losses are computed at full precision after a bf16 forward pass."""
+    return FusionOutput(
+        out.fused.float(), {k: v.float() if v.is_floating_point() else v for k, v in out.aux.items()}
+    )
+
+
+def logged(terms: LossTerms, prefix: str = "") -> dict[str, Tensor]:
+    """Loss terms to log, left as tensors: turning them into numbers every step would wait for the GPU; the
+    loop converts them only on the steps it logs."""
+    return {f"{prefix}{k}": v.detach() for k, v in {"total": terms.total, **terms.parts}.items()}
+
+
+def seg_as_float(out: SegmentationOutput) -> SegmentationOutput:
+    """Segmenter logits in float32 for the loss, after a bf16 forward pass."""
+    return SegmentationOutput(out.logits.float(), [a.float() for a in out.aux])
+
+
+def require_labels(batch: dict[str, Any], who: str) -> None:
+    if "label" not in batch:
+        raise TaskfuseError(
+            f"{who} needs semantic labels, but data.train has none; train on a labelled dataset (synthetic, "
+            "msrs, "
+            "mfnet, fmb, pst900) or use strategy fusion_only"
+        )
+
+
+@contextlib.contextmanager
+def evaluating(*nets: nn.Module) -> Iterator[None]:
+    """Eval mode inside, the previous modes restored after."""
+    modes = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        yield
+    finally:
+        for n, m in zip(nets, modes, strict=True):
+            n.train(m)

@@ -1,0 +1,79 @@
+"""One network trained end to end with its own objective: the fusion image and the semantic outputs together.
+
+PSFusion (seed 001) with its auxiliary semantic heads, FGFusion (seed 003) with its foreground supervision and
+mask-weighted loss, DSIFuse (seed 004) with its multi-scale semantic prior loss all train this way: each step
+runs the network on a batch and back-propagates ``loss(out, batch)``, where the method's loss object reads
+what it needs from the batch (``label``, or ``boxes`` for foreground masks) and from ``out.aux``. The
+optimiser, schedule, length, batch size and crop are ``train.*`` (the papers: SGD, lr 1e-3, poly decay); a
+loss holding parameters of its own is optimised with the network, and a loss with state (``state_dict``) is
+checkpointed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.train.config import RunConfig
+from taskfuse.train.strategies import STRATEGIES
+from taskfuse.train.strategies.base import Context, Strategy, as_float, logged, make_fusion, make_loss
+
+
+@dataclass
+class SingleStageOptions:
+    seg_key: str = "semantic"
+    """Key of ``out.aux`` holding class logits, whose mIoU validation reports (absent key: no mIoU)."""
+
+
+@STRATEGIES.register("single_stage")
+@STRATEGIES.register("joint")
+class SingleStage(Strategy):
+    name = "single_stage"
+    Options = SingleStageOptions
+
+    def __init__(self, cfg: RunConfig, ctx: Context, **loss_args: Any) -> None:
+        super().__init__(cfg, ctx)
+        self.net = make_fusion(cfg, ctx.device)
+        self.loss = make_loss(cfg, **loss_args)
+        extra: list[nn.Parameter] = []
+        if isinstance(self.loss, nn.Module):
+            self.loss.to(ctx.device)
+            extra = list(self.loss.parameters())
+        self.run = ctx.wrap(self.net)
+        self.steps = ctx.length("train")
+        self.opt = ctx.optimiser([*self.net.parameters(), *extra], "train")
+
+    def total_steps(self) -> int:
+        return self.steps
+
+    def fusion_net(self) -> FusionModel:
+        return self.net
+
+    def loss_step(self, step: int, batch: dict[str, Any]) -> dict[str, Tensor | float]:
+        """Forward, loss and update on one batch; the logged loss terms and learning rate."""
+        self.net.train()
+        with self.ctx.autocast():
+            out = self.run(batch["ir"], batch["vi"])
+        terms = self.loss(as_float(out), batch)
+        lr = self.opt.step(terms.total, step)
+        return {**logged(terms), "lr": lr}
+
+    def train_step(self, step: int) -> dict[str, Tensor | float]:
+        return self.loss_step(step, self.ctx.batch("train"))
+
+    def segment(self, out: FusionOutput, batch: dict[str, Any]) -> Tensor | None:
+        return out.aux.get(self.options.seg_key)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.opt.state_dict()}
+        if hasattr(self.loss, "state_dict"):
+            state["loss"] = self.loss.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        if "loss" in state:
+            self.loss.load_state_dict(state["loss"])

@@ -1,0 +1,147 @@
+"""Every published method trains end to end with its own strategy on synthetic labelled scenes (tiny networks,
+a fixed pair of 32 x 32 scenes, CPU): the losses fall and the weights come out loadable. MAFS also resumes
+exactly inside its multi-task stage, where the dynamic task weighting carries state."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from taskfuse.tasks import segmentation
+from taskfuse.train.checkpoint import load_model, load_weights
+from taskfuse.train.config import validate
+from taskfuse.train.log import read_metrics
+from taskfuse.train.loop import train
+
+DATA = {
+    "train": {"name": "synthetic", "length": 2, "height": 32, "width": 32, "seed": 3},
+    "flip": False,
+    "workers": 0,
+    "cache": True,
+}
+LOG = {"every": 1, "checkpoint_every": 1000, "progress": False, "tensorboard": False}
+PHASE = {"batch_size": 2, "crop": "full", "warmup_iters": 0}
+FGFUSION_TINY = {
+    "shallow_channels": 8,
+    "deep_channels": 16,
+    "coupling_blocks": 1,
+    "dense_layers": 2,
+    "dense_growth": 4,
+    "heads": 2,
+}
+
+
+def run(method: str, out: Path, **sections: Any) -> tuple[Path, dict[str, dict[int, float]]]:
+    cfg = validate({"method": method, "data": DATA, "log": {**LOG, **sections.pop("log", {})}, **sections})
+    result = train(cfg, out, device="cpu")
+    return result.run_dir, read_metrics(result.run_dir / "metrics.csv")
+
+
+def falls(curve: dict[int, float], steps: range | None = None, window: int = 3) -> bool:
+    values = [curve[s] for s in (steps or sorted(curve))]
+    return sum(values[-window:]) < sum(values[:window])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "model"),
+    [
+        ("psfusion", {"backbone_depth": 18, "width": 16, "rec_width": 8}),
+        ("fgfusion", FGFUSION_TINY),
+        ("dsifuse", {"depth": 18, "decoder_channels": [8, 8, 16, 16, 32]}),
+    ],
+)
+def test_single_stage_methods(tmp_path: Path, method: str, model: dict[str, Any]) -> None:
+    run_dir, logged = run(method, tmp_path, model=model, train={**PHASE, "iters": 8, "lr": 1e-2})
+    assert falls(logged["train/total"])
+    assert type(load_model(run_dir / "fusion.safetensors")).__name__.lower() == method
+
+
+@pytest.mark.slow
+def test_seafusion_alternates_fusion_and_segmenter(tmp_path: Path) -> None:
+    rounds = {
+        "rounds": 2,
+        "seg_weight_per_round": [0, 1],
+        "fusion": {**PHASE, "iters": 8, "lr": 3e-3},
+        "segmentation": {**PHASE, "iters_per_round": 3},
+    }
+    run_dir, logged = run("seafusion", tmp_path, train=rounds)
+    assert falls(logged["train/total"], range(1, 9))  # round 0, fusion loss alone
+    assert falls(logged["train/seg/total"], range(9, 12), window=1)  # round 0, segmenter
+    assert set(logged["train/seg"]) == set(range(12, 20))  # the semantic term appears with λ = 1
+    assert logged["train/round"][12] == 1.0
+    segmentation.create("bisenet", 9).load_state_dict(load_weights(run_dir / "segmenter.safetensors"))
+    load_model(run_dir / "fusion.safetensors")
+
+
+@pytest.mark.slow
+def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
+    stages = {
+        **PHASE,
+        "iters": 6,
+        "lr": 1e-2,
+        "pretext": {"iters": 3},
+        "teacher_segmenter": "segformer-b0",
+        "teacher_training": {**PHASE, "iters": 2},
+    }
+    model = {"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8}
+    run_dir, logged = run("mafs", tmp_path / "a", model=model, train=stages, log={"checkpoint_every": 7})
+    assert set(logged["train/rec_vi"]) == {1, 2, 3} and set(logged["train/teacher/total"]) == {4, 5}
+    assert falls(logged["train/total"], range(6, 12))  # stage II
+    assert "train/w_fusion" in logged and "train/kd" in logged
+
+    part = tmp_path / "b" / run_dir.name
+    shutil.copytree(run_dir, part, ignore=lambda folder, names: [n for n in names if n == "step_00000011"])
+    cfg = validate(
+        {
+            "method": "mafs",
+            "data": DATA,
+            "log": {**LOG, "checkpoint_every": 7},
+            "model": model,
+            "train": stages,
+        }
+    )
+    train(cfg, resume=part, device="cpu")
+    resumed = read_metrics(part / "metrics.csv")
+    for key in ("train/total", "train/w_fusion", "train/w_segmentation"):
+        assert [resumed[key][s] for s in range(8, 12)] == pytest.approx(
+            [logged[key][s] for s in range(8, 12)]
+        )
+    a, b = load_weights(run_dir / "fusion.safetensors"), load_weights(part / "fusion.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+def test_fusion_only_on_real_roadscene_pairs(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped RoadScene config on real pairs of varying size: crops to train, full images to validate."""
+    from taskfuse.train.config import load_config
+
+    model = FGFUSION_TINY
+    cfg = load_config(
+        "fgfusion_roadscene",
+        [
+            f"data.train.root={shared_data / 'roadscene'}",
+            "data.train.limit=4",
+            "data.val.limit=2",
+            "data.workers=0",
+            "train.iters=3",
+            "train.batch_size=2",
+            "train.crop=64",
+            "log.every=1",
+            "log.val_every=3",
+            "log.metrics=[EN, SD]",
+            "log.progress=false",
+            "log.tensorboard=false",
+            *(f"model.{k}={v}" for k, v in model.items()),
+        ],
+    )
+    result = train(cfg, tmp_path, device="cpu")
+    logged = read_metrics(result.run_dir / "metrics.csv")
+    assert (
+        set(logged["train/total"]) == {1, 2, 3} and "train/ex" not in logged
+    )  # no foreground without labels
+    assert result.scores["EN"] > 0 and set(logged["val/SD"]) == {3}
