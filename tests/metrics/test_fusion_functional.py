@@ -15,15 +15,6 @@ from taskfuse.metrics import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionM
 from taskfuse.metrics import functional as fm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single-threaded torch: these are many small ops, and on a shared 2-core machine threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _smooth(batch: int, h: int, w: int, seed: int) -> torch.Tensor:
     """uint8 (B, 1, H, W) images with structure at several scales, like natural images."""
     g = torch.Generator().manual_seed(seed)

@@ -20,14 +20,6 @@ from taskfuse.metrics.fusion import metric_name
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "golden" / "vifb12"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single-threaded torch: these are many small ops, and on a shared 2-core machine threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _cases() -> list:
     cases = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from taskfuse.tasks import segmentation
 from taskfuse.tasks.segmentation import create, load_pretrained
 from taskfuse.tasks.segmentation.segformer import MIT_SIZES, SegFormer, convert_official_segformer_state_dict
 from taskfuse.tasks.segmentation.segnext import NMF2D
-
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """These tensors are tiny: on a shared CPU, intra-op threads cost far more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SMALL = ["bisenet", "deeplabv3plus-r50", "segformer-b0", "segnext-t"]
 
