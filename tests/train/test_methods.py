@@ -1,6 +1,7 @@
 """Every published method trains end to end with its own strategy on synthetic labelled scenes (tiny networks,
-a fixed pair of 32 x 32 scenes, CPU): the losses fall and the weights come out loadable. MAFS also resumes
-exactly inside its multi-task stage, where the dynamic task weighting carries state."""
+a fixed pair of 32 x 32 scenes, CPU): the losses fall, the weights come out loadable, and a run resumed from a
+mid-run checkpoint logs the same losses step for step as the uninterrupted run (MAFS inside its multi-task
+stage, where the dynamic task weighting carries state; SeAFusion across its round boundary)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ def run(method: str, out: Path, **sections: Any) -> tuple[Path, dict[str, dict[i
     return result.run_dir, read_metrics(result.run_dir / "metrics.csv")
 
 
+def resumes_exactly(
+    run_dir: Path, logged: dict[str, dict[int, float]], cut: int, cfg: dict[str, Any], keys: tuple[str, ...]
+) -> None:
+    """Resume a copy of ``run_dir`` from its checkpoint at step ``cut`` and compare every later logged value."""
+    part = run_dir.parent / "resumed" / run_dir.name
+    later = {p.name for p in (run_dir / "checkpoints").iterdir() if int(p.name.split("_")[1]) > cut}
+    shutil.copytree(run_dir, part, ignore=lambda folder, names: [n for n in names if n in later])
+    train(validate(cfg), resume=part, device="cpu")
+    resumed = read_metrics(part / "metrics.csv")
+    for key in keys:
+        steps = sorted(s for s in logged[key] if s > cut)
+        assert steps, key
+        assert [resumed[key][s] for s in steps] == pytest.approx([logged[key][s] for s in steps], rel=1e-5)
+    a, b = load_weights(run_dir / "fusion.safetensors"), load_weights(part / "fusion.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def falls(curve: dict[int, float], steps: range | None = None, window: int = 3) -> bool:
     values = [curve[s] for s in (steps or sorted(curve))]
     return sum(values[-window:]) < sum(values[:window])
@@ -56,9 +74,11 @@ def falls(curve: dict[int, float], steps: range | None = None, window: int = 3) 
     ],
 )
 def test_single_stage_methods(tmp_path: Path, method: str, model: dict[str, Any]) -> None:
-    run_dir, logged = run(method, tmp_path, model=model, train={**PHASE, "iters": 8, "lr": 1e-2})
+    sections = {"model": model, "train": {**PHASE, "iters": 8, "lr": 1e-2}, "log": {**LOG, "checkpoint_every": 4}}
+    run_dir, logged = run(method, tmp_path, **dict(sections))
     assert falls(logged["train/total"])
     assert type(load_model(run_dir / "fusion.safetensors")).__name__.lower() == method
+    resumes_exactly(run_dir, logged, 4, {"method": method, "data": DATA, **sections}, ("train/total",))
 
 
 @pytest.mark.slow
@@ -69,13 +89,15 @@ def test_seafusion_alternates_fusion_and_segmenter(tmp_path: Path) -> None:
         "fusion": {**PHASE, "iters": 8, "lr": 3e-3},
         "segmentation": {**PHASE, "iters_per_round": 3},
     }
-    run_dir, logged = run("seafusion", tmp_path, train=rounds)
+    run_dir, logged = run("seafusion", tmp_path, train=rounds, log={"checkpoint_every": 10, "keep": 5})
     assert falls(logged["train/total"], range(1, 9))  # round 0, fusion loss alone
     assert falls(logged["train/seg/total"], range(9, 12), window=1)  # round 0, segmenter
     assert set(logged["train/seg"]) == set(range(12, 20))  # the semantic term appears with λ = 1
     assert logged["train/round"][12] == 1.0
     segmentation.create("bisenet", 9).load_state_dict(load_weights(run_dir / "segmenter.safetensors"))
     load_model(run_dir / "fusion.safetensors")
+    cfg = {"method": "seafusion", "data": DATA, "train": rounds, "log": {**LOG, "checkpoint_every": 10, "keep": 5}}
+    resumes_exactly(run_dir, logged, 10, cfg, ("train/total", "train/seg/total", "train/seg"))
 
 
 @pytest.mark.slow
@@ -94,25 +116,8 @@ def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
     assert falls(logged["train/total"], range(6, 12))  # stage II
     assert "train/w_fusion" in logged and "train/kd" in logged
 
-    part = tmp_path / "b" / run_dir.name
-    shutil.copytree(run_dir, part, ignore=lambda folder, names: [n for n in names if n == "step_00000011"])
-    cfg = validate(
-        {
-            "method": "mafs",
-            "data": DATA,
-            "log": {**LOG, "checkpoint_every": 7},
-            "model": model,
-            "train": stages,
-        }
-    )
-    train(cfg, resume=part, device="cpu")
-    resumed = read_metrics(part / "metrics.csv")
-    for key in ("train/total", "train/w_fusion", "train/w_segmentation"):
-        assert [resumed[key][s] for s in range(8, 12)] == pytest.approx(
-            [logged[key][s] for s in range(8, 12)]
-        )
-    a, b = load_weights(run_dir / "fusion.safetensors"), load_weights(part / "fusion.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    cfg = {"method": "mafs", "data": DATA, "log": {**LOG, "checkpoint_every": 7}, "model": model, "train": stages}
+    resumes_exactly(run_dir, logged, 7, cfg, ("train/total", "train/w_fusion", "train/w_segmentation"))
 
 
 @pytest.mark.slow
@@ -141,7 +146,5 @@ def test_fusion_only_on_real_roadscene_pairs(shared_data: Path, tmp_path: Path) 
     )
     result = train(cfg, tmp_path, device="cpu")
     logged = read_metrics(result.run_dir / "metrics.csv")
-    assert (
-        set(logged["train/total"]) == {1, 2, 3} and "train/ex" not in logged
-    )  # no foreground without labels
+    assert set(logged["train/total"]) == {1, 2, 3} and "train/ex" not in logged  # no foreground without labels
     assert result.scores["EN"] > 0 and set(logged["val/SD"]) == {3}
