@@ -108,9 +108,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--scenes", type=int, default=64, help="synthetic scenes rendered (and cached)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every method"
-    )
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every method")
     parser.add_argument("--out", type=Path, default=Path("train_speed.json"), help="JSON file of the results")
     args = parser.parse_args()
 

@@ -55,18 +55,14 @@ def run(args: argparse.Namespace) -> int:
             raise TaskfuseError("--resume continues a run with its own config.yaml; drop the CONFIG argument")
         source = args.resume / "config.yaml"
         if not source.is_file():
-            raise TaskfuseError(
-                f"{args.resume}: not a run folder (no config.yaml); give the folder train created"
-            )
+            raise TaskfuseError(f"{args.resume}: not a run folder (no config.yaml); give the folder train created")
         cfg = load_config(source, args.overrides)
         name = None
     elif args.config:
         cfg = load_config(args.config, args.overrides)
         name = args.name or Path(args.config).stem
     else:
-        raise TaskfuseError(
-            "give a CONFIG (file or shipped name; see taskfuse train --list) or --resume RUN_DIR"
-        )
+        raise TaskfuseError("give a CONFIG (file or shipped name; see taskfuse train --list) or --resume RUN_DIR")
     result = train(cfg, args.out, args.resume, args.device, name)
     scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
     print(

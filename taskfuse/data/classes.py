@@ -62,8 +62,21 @@ MFNET = MSRS
 
 FMB = ClassSet(
     names=(
-        "unlabelled", "road", "sidewalk", "building", "lamp", "sign", "vegetation", "sky",
-        "person", "car", "truck", "bus", "motorcycle", "bicycle", "pole",
+        "unlabelled",
+        "road",
+        "sidewalk",
+        "building",
+        "lamp",
+        "sign",
+        "vegetation",
+        "sky",
+        "person",
+        "car",
+        "truck",
+        "bus",
+        "motorcycle",
+        "bicycle",
+        "pole",
     ),
     palette=(
         (0, 0, 0),

@@ -56,9 +56,7 @@ class DetectionMetrics:
     mean). ``max_dets`` is COCO's ``maxDets`` for the reported numbers.
     """
 
-    def __init__(
-        self, num_classes: int, class_names: Sequence[str] | None = None, max_dets: int = 100
-    ) -> None:
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, max_dets: int = 100) -> None:
         if num_classes < 1:
             raise TaskfuseError(f"num_classes must be at least 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:

@@ -115,9 +115,7 @@ class KeypointMetrics:
             raise TaskfuseError(f"num_keypoints must be at least 1, got {num_keypoints}")
         sig = np.full(num_keypoints, DEFAULT_SIGMA) if sigmas is None else np.asarray(sigmas, np.float64)
         if sig.shape != (num_keypoints,) or not (np.isfinite(sig) & (sig > 0)).all():
-            raise TaskfuseError(
-                f"sigmas must be {num_keypoints} positive numbers, one per keypoint; got {sigmas}"
-            )
+            raise TaskfuseError(f"sigmas must be {num_keypoints} positive numbers, one per keypoint; got {sigmas}")
         vw = np.asarray(visibility_weights, np.float64)
         if vw.shape != (3,) or (vw < 0).any() or not np.isfinite(vw).all() or vw[1:].sum() == 0:
             raise TaskfuseError(
@@ -146,9 +144,7 @@ class KeypointMetrics:
         ``areas[i]`` (M,) in square pixels or ``boxes[i]`` (M, 4) xyxy (area = box area without ``areas``).
         """
         if areas is None and boxes is None:
-            raise TaskfuseError(
-                "keypoint targets need object areas or boxes: pass areas=[...] or boxes=[...]"
-            )
+            raise TaskfuseError("keypoint targets need object areas or boxes: pass areas=[...] or boxes=[...]")
         n = len(preds)
         for what, seq in (("scores", scores), ("targets", targets), ("areas", areas), ("boxes", boxes)):
             if seq is not None and len(seq) != n:
@@ -164,26 +160,18 @@ class KeypointMetrics:
                     "keypoints and N scores"
                 )
             if gt.ndim != 3 or gt.shape[1:] != (k, 3):
-                raise TaskfuseError(
-                    f"targets[{i}] has shape {gt.shape}; expected (M, {k}, 3) keypoints x, y, v"
-                )
+                raise TaskfuseError(f"targets[{i}] has shape {gt.shape}; expected (M, {k}, 3) keypoints x, y, v")
             if not np.isin(gt[..., 2], (0, 1, 2)).all():
-                raise TaskfuseError(
-                    f"targets[{i}] visibility must be 0 (not labelled), 1 (occluded) or 2 (visible)"
-                )
+                raise TaskfuseError(f"targets[{i}] visibility must be 0 (not labelled), 1 (occluded) or 2 (visible)")
             box = _rows(boxes[i], f"boxes[{i}]", (0, 4)) if boxes is not None else None
             if box is not None and (box.shape != (len(gt), 4) or (box[:, 2:] < box[:, :2]).any()):
-                raise TaskfuseError(
-                    f"boxes[{i}] must be ({len(gt)}, 4) x1, y1, x2, y2 with x2 >= x1 and y2 >= y1"
-                )
+                raise TaskfuseError(f"boxes[{i}] must be ({len(gt)}, 4) x1, y1, x2, y2 with x2 >= x1 and y2 >= y1")
             if areas is not None:
                 area = _array(areas[i], f"areas[{i}]").reshape(-1)
             else:
                 area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
             if len(area) != len(gt) or (area < 0).any():
-                raise TaskfuseError(
-                    f"areas[{i}] must hold {len(gt)} non-negative object areas in square pixels"
-                )
+                raise TaskfuseError(f"areas[{i}] must hold {len(gt)} non-negative object areas in square pixels")
             self._add_image(pred, score, gt, area, box)
 
     def _add_image(
@@ -200,9 +188,7 @@ class KeypointMetrics:
         for name in KEYPOINT_AREA_RANGES:
             rng = AREA_RANGES[name]
             gt_ignore = unweighted | outside(area, rng)
-            self._matches[name].append(
-                match_image(sim, score, gt_ignore, outside(det_area, rng), self.max_dets)
-            )
+            self._matches[name].append(match_image(sim, score, gt_ignore, outside(det_area, rng), self.max_dets))
 
     def compute(self) -> dict[str, float]:
         """OKS AP numbers as Python floats (see the class docstring for the keys)."""

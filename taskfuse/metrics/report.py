@@ -75,15 +75,10 @@ def _as_table(values: Values, images: Sequence[str]) -> tuple[list[str], dict[st
             )
         table[method] = {}
         for metric, v in per_metric.items():
-            arr = (
-                v.detach().cpu().double().numpy()
-                if isinstance(v, torch.Tensor)
-                else np.asarray(v, np.float64)
-            )
+            arr = v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else np.asarray(v, np.float64)
             if arr.shape != (len(images),):
                 raise TaskfuseError(
-                    f"{method!r} {metric}: {arr.size} values for {len(images)} images; "
-                    "give one value per image"
+                    f"{method!r} {metric}: {arr.size} values for {len(images)} images; give one value per image"
                 )
             table[method][metric] = arr
     return metrics, table

@@ -41,15 +41,12 @@ def _labels(pred: Tensor, num_classes: int) -> Tensor:
         return pred.argmax(dim=1)
     if pred.dim() != 3 or pred.is_floating_point():
         raise TaskfuseError(
-            "predictions must be (B, H, W) integer labels or (B, C, H, W) logits; "
-            f"got {pred.dtype} {tuple(pred.shape)}"
+            f"predictions must be (B, H, W) integer labels or (B, C, H, W) logits; got {pred.dtype} {tuple(pred.shape)}"
         )
     return pred
 
 
-def confusion_matrix(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
-) -> Tensor:
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """(C, C) int64 counts ``cm[true, predicted]`` of one batch, on the inputs' device.
 
     ``pred`` is (B, H, W) labels or (B, C, H, W) logits, ``target`` (B, H, W) labels in 0..C-1 or
@@ -141,9 +138,7 @@ class SegmentationMetrics:
         }
 
 
-def iou_table(
-    results: Mapping[str, Mapping[str, Any]], percent: bool = True, digits: int = 2
-) -> tuple[str, dict]:
+def iou_table(results: Mapping[str, Mapping[str, Any]], percent: bool = True, digits: int = 2) -> tuple[str, dict]:
     """Markdown table of per-class IoU and mIoU, one row per method, in the layout of seed 000 Table 1.
 
     ``results`` maps a method name to its ``SegmentationMetrics.compute`` result; the columns are the classes
@@ -162,8 +157,7 @@ def iou_table(
             )
     scale = 100.0 if percent else 1.0
     rows = {
-        m: {**{c: res["iou"][c] * scale for c in columns}, "mIoU": res["miou"] * scale}
-        for m, res in results.items()
+        m: {**{c: res["iou"][c] * scale for c in columns}, "mIoU": res["miou"] * scale} for m, res in results.items()
     }
     header = ["Method", *columns, "mIoU"]
     ranks = {c: rank_marks({m: rows[m][c] for m in rows}) for c in header[1:]}

@@ -366,9 +366,7 @@ def validate(raw: Mapping[str, Any], source: str = "") -> RunConfig:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise TaskfuseError(
-                f"imports: cannot import {module!r} ({e}); check the name and PYTHONPATH"
-            ) from e
+            raise TaskfuseError(f"imports: cannot import {module!r} ({e}); check the name and PYTHONPATH") from e
     method = raw.get("method")
     if not isinstance(method, str):
         raise TaskfuseError(f"{source or 'config'}: give the fusion method as `method: NAME` (e.g. psfusion)")
@@ -425,9 +423,7 @@ def check_log(cfg: RunConfig) -> None:
         FusionMetrics(cfg.log.metrics)
     best = cfg.log.best
     if best and best != "mIoU" and best not in cfg.log.metrics:
-        raise TaskfuseError(
-            f"log.best {best!r} is neither mIoU nor one of log.metrics ({', '.join(cfg.log.metrics)})"
-        )
+        raise TaskfuseError(f"log.best {best!r} is neither mIoU nor one of log.metrics ({', '.join(cfg.log.metrics)})")
     if best and cfg.data.val is None:
         raise TaskfuseError("log.best needs a validation set: set data.val, or clear log.best")
 

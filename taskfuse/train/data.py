@@ -34,21 +34,15 @@ def build_dataset(spec: DatasetConfig, where: str) -> Dataset:
         from taskfuse.data.synthetic import SceneConfig, SyntheticScenes
 
         try:
-            scene = SceneConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in spec.options.items()}
-            )
+            scene = SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.options.items()})
         except TypeError as e:
-            raise TaskfuseError(
-                f"{where}.options: {e}; the keys are SceneConfig fields (docs/synthetic.md)"
-            ) from e
+            raise TaskfuseError(f"{where}.options: {e}; the keys are SceneConfig fields (docs/synthetic.md)") from e
         ds: Dataset = SyntheticScenes(spec.length, spec.seed, spec.height, spec.width, scene)
     else:
         from taskfuse.data.datasets import open_dataset
 
         if not spec.root:
-            raise TaskfuseError(
-                f"{where}.root: give the {spec.name} dataset folder, e.g. --set {where}.root=/data/X"
-            )
+            raise TaskfuseError(f"{where}.root: give the {spec.name} dataset folder, e.g. --set {where}.root=/data/X")
         ds = open_dataset(spec.name, spec.root, spec.split or None, **spec.options)
     if spec.limit > 0:
         ds = Subset(ds, range(min(spec.limit, len(ds))))  # type: ignore[arg-type]
@@ -116,9 +110,7 @@ class EpochBatches(Sampler):
 
     def order(self, epoch: int) -> list[int]:
         """This process's samples of ``epoch``, in visiting order."""
-        perm = torch.randperm(
-            self.n, generator=torch.Generator().manual_seed(self.seed * _MIX + epoch)
-        ).tolist()
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * _MIX + epoch)).tolist()
         usable = (self.n // self.world) * self.world
         return perm[self.rank : usable : self.world]
 
@@ -139,8 +131,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     shapes = {tuple(s["ir"].shape) for s in samples}
     if len(shapes) > 1:
         raise TaskfuseError(
-            f"a batch mixes image sizes {sorted(shapes)}; set train.crop "
-            "(or data.val_batch_size: 1 for validation)"
+            f"a batch mixes image sizes {sorted(shapes)}; set train.crop (or data.val_batch_size: 1 for validation)"
         )
     batch: dict[str, Any] = {
         "ir": torch.stack([s["ir"] for s in samples]),

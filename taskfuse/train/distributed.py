@@ -48,8 +48,7 @@ def setup(device: str) -> DistInfo:
     if dev.type == "cuda":
         if local >= torch.cuda.device_count():
             raise TaskfuseError(
-                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs; "
-                "lower torchrun --nproc_per_node"
+                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs; lower torchrun --nproc_per_node"
             )
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
@@ -86,9 +85,7 @@ class Wrapped:
         self._ddp = None
         if info.active:
             ids = [info.device.index] if info.device.type == "cuda" else None
-            self._ddp = DistributedDataParallel(
-                _Dispatch(module), device_ids=ids, find_unused_parameters=True
-            )
+            self._ddp = DistributedDataParallel(_Dispatch(module), device_ids=ids, find_unused_parameters=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._ddp is not None:

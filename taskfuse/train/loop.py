@@ -69,9 +69,7 @@ def train(
         if resume is not None:
             run_dir = Path(resume)
             if latest_checkpoint(run_dir) is None:
-                raise TaskfuseError(
-                    f"{run_dir}: no complete checkpoint to resume from; start a new run instead"
-                )
+                raise TaskfuseError(f"{run_dir}: no complete checkpoint to resume from; start a new run instead")
             if info.main and stored_config(run_dir) != cfg.to_dict():
                 save_config(cfg, run_dir / "config.yaml")
         else:
@@ -163,9 +161,7 @@ class Trainer:
         key = self.cfg.log.best
         if key and key in scores and (not self.best or better(key, scores[key], self.best[key])):
             self.best = {**scores, "step": float(step)}
-            save_weights(
-                self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model
-            )
+            save_weights(self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model)
 
     def fit(self, resume: bool) -> TrainResult:
         cfg, info = self.cfg, self.info
@@ -206,9 +202,7 @@ class Trainer:
                 bar.update(1)
         except KeyboardInterrupt:
             if info.main:
-                print(
-                    f"\ninterrupted; continue with: taskfuse train --resume {self.run_dir}", file=sys.stderr
-                )
+                print(f"\ninterrupted; continue with: taskfuse train --resume {self.run_dir}", file=sys.stderr)
             raise
         finally:
             bar.close()

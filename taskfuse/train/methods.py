@@ -29,9 +29,7 @@ class MethodSpec:
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise TaskfuseError(
-                f"the loss {self.loss} cannot be imported ({e}); is the method fully installed?"
-            ) from e
+            raise TaskfuseError(f"the loss {self.loss} cannot be imported ({e}); is the method fully installed?") from e
 
 
 METHODS: Registry = Registry("trainable method")

@@ -46,9 +46,7 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: PhaseConfig) -> torch.op
 class Optimised:
     """One optimiser with its schedule and gradient clipping: ``step(loss, t)`` does backward and update."""
 
-    def __init__(
-        self, params: Iterable[nn.Parameter], cfg: PhaseConfig, total: int, steps_per_epoch: int
-    ) -> None:
+    def __init__(self, params: Iterable[nn.Parameter], cfg: PhaseConfig, total: int, steps_per_epoch: int) -> None:
         self.params = [p for p in params if p.requires_grad]
         self.cfg, self.total, self.steps_per_epoch = cfg, total, steps_per_epoch
         self.optimizer = make_optimizer(self.params, cfg)

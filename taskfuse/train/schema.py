@@ -63,8 +63,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is typing.Literal:
         if value not in args:
             raise TaskfuseError(
-                f"{where}: {value!r} is not one of {', '.join(map(repr, args))}"
-                f"{closest(str(value), map(str, args))}"
+                f"{where}: {value!r} is not one of {', '.join(map(repr, args))}{closest(str(value), map(str, args))}"
             )
         return value
     if dataclasses.is_dataclass(tp):
@@ -75,9 +74,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise TaskfuseError(f"{where}: expected {len(args)} values, got {list(value)}")
-            return tuple(
-                coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-            )
+            return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         out = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out

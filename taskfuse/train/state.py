@@ -55,9 +55,7 @@ def load_checkpoint(folder: Path, networks: dict[str, nn.Module]) -> dict[str, A
     for name, module in networks.items():
         path = folder / f"{name}.safetensors"
         if not path.is_file():
-            raise TaskfuseError(
-                f"{path}: missing from the checkpoint; was the run made with another strategy?"
-            )
+            raise TaskfuseError(f"{path}: missing from the checkpoint; was the run made with another strategy?")
         module.load_state_dict(load_weights(path, next(iter(module.state_dict().values())).device))
     try:
         return torch.load(folder / STATE, map_location="cpu", weights_only=True)

@@ -31,9 +31,7 @@ def test_list_shows_shipped_configs_with_descriptions(capsys: pytest.CaptureFixt
     assert "synthetic" in by_name["psfusion_synthetic"].split(maxsplit=1)[1]
 
 
-def test_train_then_resume_further(
-    tiny_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_train_then_resume_further(tiny_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(tiny_yaml), "--out", str(tmp_path / "runs"), "--device", "cpu"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("tiny-") and "fusion.safetensors" in capsys.readouterr().out

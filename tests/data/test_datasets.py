@@ -63,7 +63,9 @@ def voc(path: Path, objects: list[tuple[str, tuple[float, float, float, float]]]
         for n, b in objects
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"<annotation><size><width>{W}</width><height>{H}</height><depth>3</depth></size>{objs}</annotation>")
+    path.write_text(
+        f"<annotation><size><width>{W}</width><height>{H}</height><depth>3</depth></size>{objs}</annotation>"
+    )
 
 
 def assert_sample(s: dict, a: dict) -> None:
@@ -250,15 +252,24 @@ def coco(tmp_path: Path) -> None:
         for n in ("0001", "0002"):
             write_image(tmp_path / split_dir / f"{n}.png", rgb() if split_dir.startswith("vi") else gray())
     data = {
-        "images": [{"id": 1, "file_name": "0001.png", "width": W, "height": H},
-                   {"id": 2, "file_name": "0002.png", "width": W, "height": H}],
+        "images": [
+            {"id": 1, "file_name": "0001.png", "width": W, "height": H},
+            {"id": 2, "file_name": "0002.png", "width": W, "height": H},
+        ],
         "annotations": [
-            {"id": 5, "image_id": 1, "category_id": 3, "bbox": [1, 1, 4, 3], "iscrowd": 0,
-             "keypoints": [2.5, 1.5, 2, 4.5, 2.5, 1, 0, 0, 0]},
+            {
+                "id": 5,
+                "image_id": 1,
+                "category_id": 3,
+                "bbox": [1, 1, 4, 3],
+                "iscrowd": 0,
+                "keypoints": [2.5, 1.5, 2, 4.5, 2.5, 1, 0, 0, 0],
+            },
             {"id": 6, "image_id": 1, "category_id": 3, "bbox": [0, 0, 8, 6], "iscrowd": 1},
         ],
-        "categories": [{"id": 3, "name": "aircraft", "keypoints": ["Head", "Left_front", "Right_front"],
-                        "skeleton": [[1, 2]]}],
+        "categories": [
+            {"id": 3, "name": "aircraft", "keypoints": ["Head", "Left_front", "Right_front"], "skeleton": [[1, 2]]}
+        ],
     }
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations/train.json").write_text(json.dumps(data))

@@ -85,9 +85,7 @@ def test_wrong_class_is_a_miss_and_a_false_positive():
 
 
 def test_box_iou_by_hand():
-    iou = box_iou(
-        np.array([[0.0, 0, 10, 10], [5, 5, 15, 15]]), np.array([[0.0, 0, 10, 10], [20, 20, 30, 30]])
-    )
+    iou = box_iou(np.array([[0.0, 0, 10, 10], [5, 5, 15, 15]]), np.array([[0.0, 0, 10, 10], [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[1.0, 0.0], [25 / 175, 0.0]])
 
 
@@ -118,9 +116,7 @@ def _random_case(rng, n_img, n_cls, quantize):
             if rng.random() < 0.8:
                 jitter = rng.normal(0, 0.07, 4) * np.r_[g[3] - g[1], g[4] - g[2], g[3] - g[1], g[4] - g[2]]
                 box = g[1:] + jitter
-                dets.append(
-                    [*np.minimum(box[:2], box[2:]), *np.maximum(box[:2], box[2:]), rng.random(), g[0]]
-                )
+                dets.append([*np.minimum(box[:2], box[2:]), *np.maximum(box[:2], box[2:]), rng.random(), g[0]])
         for _ in range(int(rng.integers(0, 4))):
             x, y = rng.uniform(0, 300, 2)
             w, h = rng.uniform(2, 120, 2)

@@ -20,7 +20,6 @@ from taskfuse.metrics.fusion import metric_name
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "golden" / "vifb12"
 
 
-
 def _cases() -> list:
     cases = []
     for table in sorted(GOLDEN.glob("*.csv")):

@@ -26,9 +26,7 @@ def _gt(k: int, v: int = 2) -> np.ndarray:
 def test_perfect_prediction_is_one():
     gt = _gt(9)
     m = KeypointMetrics(9)
-    m.update(
-        [torch.from_numpy(gt)], [torch.tensor([0.9])], [torch.from_numpy(gt)], areas=[torch.tensor([AREA])]
-    )
+    m.update([torch.from_numpy(gt)], [torch.tensor([0.9])], [torch.from_numpy(gt)], areas=[torch.tensor([AREA])])
     res = m.compute()
     for key in ("map", "ap50", "ap75", "map_medium"):
         assert res[key] == pytest.approx(1.0)
@@ -39,9 +37,7 @@ def test_known_displacement_gives_known_oks_and_ap():
     gt = _gt(1)
     pred = gt.copy()
     pred[0, 0, 0] += _displacement(0.72)
-    assert oks(pred, gt, np.array([AREA]), np.array([SIGMA]), np.array([0, 0.5, 1.0]))[0, 0] == pytest.approx(
-        0.72
-    )
+    assert oks(pred, gt, np.array([AREA]), np.array([SIGMA]), np.array([0, 0.5, 1.0]))[0, 0] == pytest.approx(0.72)
     m = KeypointMetrics(1, sigmas=[SIGMA])
     m.update([pred], [np.array([0.8])], [gt], areas=[np.array([AREA])])
     res = m.compute()
@@ -147,9 +143,7 @@ def _pycocotools(preds, scores, targets, areas, boxes, sigmas):
                          "area": float(a), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})  # fmt: skip
         for p, s in zip(preds[i], scores[i], strict=True):
             kp = np.concatenate([p, np.ones((len(p), 1))], axis=1)
-            dets.append(
-                {"image_id": i + 1, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": s}
-            )
+            dets.append({"image_id": i + 1, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": s})
     with contextlib.redirect_stdout(io.StringIO()):
         gt = coco_mod.COCO()
         gt.dataset = {"images": [{"id": i + 1} for i in range(len(preds))], "annotations": anns,

@@ -52,9 +52,7 @@ def test_yaml_number_strings_become_numbers(tmp_path: Path) -> None:
         ("log.metrics=[Qabff]", "did you mean 'qabf'"),
     ],
 )
-def test_misspelt_keys_and_bad_values_fail_with_a_suggestion(
-    tmp_path: Path, override: str, expected: str
-) -> None:
+def test_misspelt_keys_and_bad_values_fail_with_a_suggestion(tmp_path: Path, override: str, expected: str) -> None:
     path = write_config(tmp_path / "c.yaml", tiny_config())
     with pytest.raises(TaskfuseError, match=expected):
         load_config(path, [override])

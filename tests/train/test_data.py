@@ -93,6 +93,4 @@ def test_schedules() -> None:
     assert lr_at(poly, 55, 100, 5) == pytest.approx(1e-2 * 0.5**0.9)
     assert lr_at(poly, 100, 100, 5) == 0.0
     step = PhaseConfig(lr=1e-3, lr_schedule="step", lr_decay=0.75)
-    assert [lr_at(step, t, 40, 10) for t in (0, 9, 10, 25)] == pytest.approx(
-        [1e-3, 1e-3, 7.5e-4, 1e-3 * 0.75**2]
-    )
+    assert [lr_at(step, t, 40, 10) for t in (0, 9, 10, 25)] == pytest.approx([1e-3, 1e-3, 7.5e-4, 1e-3 * 0.75**2])

@@ -58,9 +58,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     for key in a:
         if key != "train/img_s":
             assert a[key].keys() == b[key].keys()
-            assert [b[key][s] for s in sorted(b[key])] == pytest.approx(
-                [a[key][s] for s in sorted(a[key])], rel=1e-5
-            )
+            assert [b[key][s] for s in sorted(b[key])] == pytest.approx([a[key][s] for s in sorted(a[key])], rel=1e-5)
     assert set(a["val/SD"]) == {3, 6, 8}
     for name in ("fusion.safetensors", "best.safetensors"):
         wa, wb = load_weights(whole / name), load_weights(part / name)

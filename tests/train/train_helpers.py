@@ -25,9 +25,7 @@ class TinyFusion(FusionModel):
 
     def __init__(self, width: int = 4, num_classes: int = 9) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(2, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)
-        )
+        self.body = nn.Sequential(nn.Conv2d(2, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
         self.out = nn.Conv2d(width, 1, 1)
         self.head = nn.Conv2d(width, num_classes, 1)
 
@@ -45,9 +43,7 @@ class TinyLoss:
     def __call__(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
         parts = {"int": (out.fused - torch.maximum(batch["ir"], luminance(batch["vi"]))).abs().mean()}
         if "label" in batch:
-            parts["seg"] = self.seg_weight * F.cross_entropy(
-                out.aux["semantic"], batch["label"], ignore_index=255
-            )
+            parts["seg"] = self.seg_weight * F.cross_entropy(out.aux["semantic"], batch["label"], ignore_index=255)
         return LossTerms(sum(parts.values()), {k: v.detach() for k, v in parts.items()})
 
 

@@ -196,8 +196,7 @@ class PairedDataset(Dataset, ABC):
     def check_split(self, available: tuple[str, ...] | list[str]) -> None:
         if self.split not in available:
             raise TaskfuseError(
-                f"{self.root}: {self.layout} has no split {self.split!r}; available: "
-                f"{', '.join(available) or 'none'}"
+                f"{self.root}: {self.layout} has no split {self.split!r}; available: {', '.join(available) or 'none'}"
             )
 
     def __len__(self) -> int:

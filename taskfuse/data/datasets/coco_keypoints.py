@@ -116,8 +116,10 @@ class CocoKeypointsDataset(PairedDataset):
                 continue
             name = images.get(a.get("image_id"))
             if name is None:
-                raise TaskfuseError(f"{path}: annotation {a.get('id')} refers to image_id {a.get('image_id')}, "
-                                    "which is not in images; fix the file")
+                raise TaskfuseError(
+                    f"{path}: annotation {a.get('id')} refers to image_id {a.get('image_id')}, "
+                    "which is not in images; fix the file"
+                )
             if a.get("category_id") not in class_of:
                 unknown[name].append(f"category_id {a.get('category_id')}")
                 continue
@@ -125,11 +127,15 @@ class CocoKeypointsDataset(PairedDataset):
                 x, y, w, h = (float(v) for v in a["bbox"])
                 kp = np.asarray(a.get("keypoints", [0.0] * 3 * k), dtype=np.float32).reshape(-1, 3)
             except (KeyError, TypeError, ValueError) as e:
-                raise TaskfuseError(f"{path}: annotation {a.get('id')} needs bbox [x, y, w, h] and keypoints "
-                                    f"[x, y, v] * {k} ({e}); fix the file") from e
+                raise TaskfuseError(
+                    f"{path}: annotation {a.get('id')} needs bbox [x, y, w, h] and keypoints "
+                    f"[x, y, v] * {k} ({e}); fix the file"
+                ) from e
             if len(kp) != k:
-                raise TaskfuseError(f"{path}: annotation {a.get('id')} has {len(kp)} keypoints, its category "
-                                    f"names {k}; every annotation needs all {k} (v = 0 where not labelled)")
+                raise TaskfuseError(
+                    f"{path}: annotation {a.get('id')} has {len(kp)} keypoints, its category "
+                    f"names {k}; every annotation needs all {k} (v = 0 where not labelled)"
+                )
             rows[name].append(([float(class_of[a["category_id"]]), x, y, x + w, y + h], kp))
         return {
             name: (

@@ -78,9 +78,7 @@ class SceneConfig:
         for key in COUNT_KEYS:
             lo, hi = getattr(self, key)
             if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
-                raise TaskfuseError(
-                    f"SceneConfig.{key} = {(lo, hi)}: give an inclusive range 0 <= low <= high"
-                )
+                raise TaskfuseError(f"SceneConfig.{key} = {(lo, hi)}: give an inclusive range 0 <= low <= high")
         near, far = self.distance_range
         if not 2.0 <= near < far:
             raise TaskfuseError(
@@ -88,9 +86,7 @@ class SceneConfig:
             )
         lo, hi = self.night_ambient
         if not 0.0 <= lo <= hi <= 1.0:
-            raise TaskfuseError(
-                f"SceneConfig.night_ambient = {self.night_ambient}: give 0 <= low <= high <= 1"
-            )
+            raise TaskfuseError(f"SceneConfig.night_ambient = {self.night_ambient}: give 0 <= low <= high <= 1")
         if not 0.05 <= self.ir_resolution <= 1.0:
             raise TaskfuseError(f"SceneConfig.ir_resolution = {self.ir_resolution}: use a value in [0.05, 1]")
         for f in fields(self):

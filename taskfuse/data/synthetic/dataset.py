@@ -36,9 +36,7 @@ def scene_name(seed: int, night: bool) -> str:
 def _check_size(height: int, width: int) -> None:
     for key, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 16:
-            raise TaskfuseError(
-                f"{key} = {value!r}: the image {key} must be an integer of at least 16 pixels"
-            )
+            raise TaskfuseError(f"{key} = {value!r}: the image {key} must be an integer of at least 16 pixels")
 
 
 def _check_seed(seed: int, key: str = "seed") -> None:
@@ -94,11 +92,7 @@ class SyntheticScenes(Dataset):
     ) -> None:
         _check_seed(seed)
         _check_size(height, width)
-        if (
-            isinstance(length, bool)
-            or not isinstance(length, (int, np.integer))
-            or not 0 <= length <= SEED_STRIDE
-        ):
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= SEED_STRIDE:
             raise TaskfuseError(f"length = {length!r}: give an integer between 0 and {SEED_STRIDE}")
         self.length, self.seed = int(length), int(seed)
         self.height, self.width, self.config = int(height), int(width), config
@@ -208,9 +202,7 @@ def _check_split(folder: Path, expected: set[str], info: dict) -> None:
     """Refuse a split folder written with other settings or holding images of other scenes."""
     ann_path = folder / "annotations.json"
     if ann_path.exists() and _read_annotations(ann_path)["info"] != info:
-        raise TaskfuseError(
-            f"{ann_path}: written with other settings; write to another root or delete this one"
-        )
+        raise TaskfuseError(f"{ann_path}: written with other settings; write to another root or delete this one")
     for d in MSRS_DIRS:
         stray = sorted(p.name for p in (folder / d).glob("*.png") if p.name not in expected)
         if stray:

@@ -111,10 +111,7 @@ def _hull(pts: np.ndarray) -> np.ndarray:
         for q in seq:
             while (
                 len(out) >= 2
-                and (
-                    (out[-1][0] - out[-2][0]) * (q[1] - out[-2][1])
-                    - (out[-1][1] - out[-2][1]) * (q[0] - out[-2][0])
-                )
+                and ((out[-1][0] - out[-2][0]) * (q[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (q[0] - out[-2][0]))
                 <= 0
             ):
                 out.pop()
@@ -262,10 +259,7 @@ def person(
                 )
             )
         torso = [(-0.1 * h, hip), (0.1 * h, hip), (0.13 * h, shoulder), (-0.13 * h, shoulder)]
-        arms = [
-            (sgn * 0.15 * h, shoulder - 0.02 * h, sgn * (0.17 + 0.03 * swing) * h, 0.47 * h)
-            for sgn in (-1.0, 1.0)
-        ]
+        arms = [(sgn * 0.15 * h, shoulder - 0.02 * h, sgn * (0.17 + 0.03 * swing) * h, 0.47 * h) for sgn in (-1.0, 1.0)]
     s.parts.append(
         Part(
             bb.pts([(-0.05 * h, 0.0), (0.05 * h, 0.0), (0.05 * h, 0.04 * h), (-0.05 * h, 0.04 * h)]),
@@ -384,16 +378,12 @@ def cone(cam: Camera, rng: np.random.Generator, clim: Climate, x: float, z: floa
 
     s.parts.append(Part(bb.pts([(-base_w, 0.04), (base_w, 0.04), (top_w, h), (-top_w, h)]), orange))
     b0, b1 = 0.5 * h, 0.68 * h
-    s.parts.append(
-        Part(bb.pts([(-half_w(b0), b0), (half_w(b0), b0), (half_w(b1), b1), (-half_w(b1), b1)]), white)
-    )
+    s.parts.append(Part(bb.pts([(-half_w(b0), b0), (half_w(b0), b0), (half_w(b1), b1), (-half_w(b1), b1)]), white))
     s.shadows.append(bb.ground_hull(x - base_w, x + base_w, z - 0.1, z + 0.1, 0.6 * h, clim.sun_shadow))
     return s
 
 
-def street_lamp(
-    cam: Camera, rng: np.random.Generator, clim: Climate, x: float, z: float, reach: float
-) -> Sprite:
+def street_lamp(cam: Camera, rng: np.random.Generator, clim: Climate, x: float, z: float, reach: float) -> Sprite:
     """A lamp post at (x, z) whose arm reaches ``reach`` metres (signed, towards the road); the head is a
     light source at night (hot sodium or LED housing in the infrared)."""
     height = rng.uniform(7.0, 9.5)
@@ -464,17 +454,11 @@ def building(
     wall = Material(colour, wall_t, grain=0.05)
     shade = Material(tuple(c * 0.7 for c in colour), wall_t, grain=0.05)
     dark = Material((0.07, 0.08, 0.1), clim.apparent(wall_t, 0.8), grain=0.02)
-    glow = Material(
-        (0.3, 0.25, 0.15), wall_t + 2.0, emit=(0.5, 0.4, 0.22) if clim.night else (0, 0, 0), grain=0.02
-    )
+    glow = Material((0.3, 0.25, 0.15), wall_t + 2.0, emit=(0.5, 0.4, 0.22) if clim.night else (0, 0, 0), grain=0.02)
     s = Sprite(0, x, z0)
     far_x = x + side * depth
-    corners = cam.project(
-        np.array([x, x, x, x]), np.array([z0, z1, z1, z0]), np.array([0, 0, height, height])
-    )
-    end = cam.project(
-        np.array([x, far_x, far_x, x]), np.array([z0, z0, z0, z0]), np.array([0, 0, height, height])
-    )
+    corners = cam.project(np.array([x, x, x, x]), np.array([z0, z1, z1, z0]), np.array([0, 0, height, height]))
+    end = cam.project(np.array([x, far_x, far_x, x]), np.array([z0, z0, z0, z0]), np.array([0, 0, height, height]))
     s.parts.append(Part(corners, wall))
     s.parts.append(Part(end, shade))
     fz = (z1 - z0) / bays
@@ -515,9 +499,7 @@ def guardrail(cam: Camera, clim: Climate, xs: np.ndarray, zs: np.ndarray) -> lis
     for i in range(len(zs) - 1):
         x0, x1, z0, z1 = xs[i], xs[i + 1], zs[i], zs[i + 1]
         s = Sprite(GUARDRAIL, x0, 0.5 * (z0 + z1))
-        beam = cam.project(
-            np.array([x0, x1, x1, x0]), np.array([z0, z1, z1, z0]), np.array([0.45, 0.45, 0.75, 0.75])
-        )
+        beam = cam.project(np.array([x0, x1, x1, x0]), np.array([z0, z1, z1, z0]), np.array([0.45, 0.45, 0.75, 0.75]))
         foot = cam.project(np.array([x0, x0]), np.array([z0, z0]), np.array([0.0, 0.72]))
         s.parts.append(Part(foot, post, stroke=max(cam.focal * 0.1 / z0, 1.0), closed=False))
         s.parts.append(Part(beam, steel))

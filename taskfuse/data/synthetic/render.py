@@ -108,9 +108,7 @@ def _dashes(x: np.ndarray, half_px: np.ndarray, period: float, length: float, ph
     return (cum(x + half_px) - cum(x - half_px)) / (2 * half_px)
 
 
-def _lattice(
-    rng: np.random.Generator, a: np.ndarray, b: np.ndarray, cell: float, extent: tuple
-) -> np.ndarray:
+def _lattice(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, cell: float, extent: tuple) -> np.ndarray:
     """Smooth value noise (std ~0.5) at world coordinates (a, b): bilinear interpolation of a random
     lattice with spacing ``cell`` over ``extent`` = (a0, a1, b0, b1)."""
     a0, a1, b0, b1 = extent
@@ -118,9 +116,7 @@ def _lattice(
     grid = rng.standard_normal((nb, na), dtype=np.float32) * np.float32(0.5)
     map_a = (a - np.float32(a0)) / np.float32(cell)
     map_b = np.broadcast_to((b - np.float32(b0)) / np.float32(cell), map_a.shape)
-    return cv2.remap(
-        grid, map_a, np.ascontiguousarray(map_b), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.remap(grid, map_a, np.ascontiguousarray(map_b), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _ground(scene: Scene, cfg: SceneConfig, rng: np.random.Generator):
@@ -150,9 +146,7 @@ def _ground(scene: Scene, cfg: SceneConfig, rng: np.random.Generator):
     extent = (-80.0, 80.0, 0.0, 420.0)
     patches = _lattice(rng, u, gz, 1.5, extent) * np.asarray([0.15, 0.25, 0.25, 0.25], dtype=f32)[zone]
     alb *= (1 + patches)[..., None]
-    temp = np.asarray(temps, dtype=f32)[zone] + _lattice(rng, u, gz, 2.5, extent) * np.where(
-        asphalt, f32(1), f32(2)
-    )
+    temp = np.asarray(temps, dtype=f32)[zone] + _lattice(rng, u, gz, 2.5, extent) * np.where(asphalt, f32(1), f32(2))
     grain = np.asarray([0.12, 0.08, 0.2, 0.25], dtype=f32)[zone] * np.clip(f32(0.01) / half_x, 0.15, 1.0)
     label = np.zeros(u.shape, dtype=np.uint8)
     paint = np.zeros(u.shape, dtype=f32)
@@ -324,9 +318,7 @@ def _annotate(instances: list[_Instance], inst: np.ndarray, h: int, w: int) -> t
             else:
                 row.append((0.0, 0.0, 0.0))
         kps.append(row)
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 5), np.asarray(kps, dtype=np.float32).reshape(
-        -1, 4, 3
-    )
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 5), np.asarray(kps, dtype=np.float32).reshape(-1, 4, 3)
 
 
 def _shadow_map(sprites: list[Sprite], h: int, w: int) -> np.ndarray:
@@ -343,9 +335,7 @@ def _sky_gradient(scene: Scene, power: float) -> np.ndarray:
     """(H, 1) weight from 0 at the horizon to 1 at 60 % of the image height above it."""
     cam = scene.cam
     rows = np.arange(cam.height, dtype=np.float32)[:, None] + np.float32(0.5)
-    return np.clip((np.float32(cam.horizon) - rows) / np.float32(0.6 * cam.height), 0.0, 1.0) ** np.float32(
-        power
-    )
+    return np.clip((np.float32(cam.horizon) - rows) / np.float32(0.6 * cam.height), 0.0, 1.0) ** np.float32(power)
 
 
 def _sky(scene: Scene, rng: np.random.Generator) -> np.ndarray:
@@ -353,13 +343,8 @@ def _sky(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     cam, clim = scene.cam, scene.clim
     r0 = cam.first_ground_row
     t = _sky_gradient(scene, 0.6)[:r0, :, None]
-    sky = (
-        np.asarray(clim.sky_horizon, dtype=np.float32) * (1 - t)
-        + np.asarray(clim.sky_zenith, dtype=np.float32) * t
-    )
-    clouds = cv2.resize(
-        rng.random((6, 8), dtype=np.float32), (cam.width, cam.height), interpolation=cv2.INTER_CUBIC
-    )
+    sky = np.asarray(clim.sky_horizon, dtype=np.float32) * (1 - t) + np.asarray(clim.sky_zenith, dtype=np.float32) * t
+    clouds = cv2.resize(rng.random((6, 8), dtype=np.float32), (cam.width, cam.height), interpolation=cv2.INTER_CUBIC)
     cover = np.clip(clouds[:r0] * 1.6 - 0.7, 0.0, 1.0)[..., None] * np.float32(0.0 if clim.night else 0.7)
     grey = np.asarray(clim.sky_zenith if clim.overcast else (0.85, 0.86, 0.88), dtype=np.float32)
     return sky * (1 - cover) + grey * cover

@@ -121,8 +121,7 @@ def _road(rng: np.random.Generator, cfg: SceneConfig) -> tuple[Road, Marks, Grou
         guardrail,
     )
     kerb = tuple(
-        KERB_PAINT[int(rng.integers(len(KERB_PAINT)))] if rng.random() < cfg.p_curb else None
-        for _ in range(2)
+        KERB_PAINT[int(rng.integers(len(KERB_PAINT)))] if rng.random() < cfg.p_curb else None for _ in range(2)
     )
     bump_z, bump_depth, has_bump = rng.uniform(8.0, 35.0), rng.uniform(0.5, 0.9), rng.random() < cfg.p_bump
     stop_z, has_stop = rng.uniform(6.0, 30.0), rng.random() < cfg.p_car_stop
@@ -317,8 +316,6 @@ class _Populator:
                         x = road.world_x(sign * u, z0)
                         self.add(
                             BUILDINGS,
-                            objects.building(
-                                cam, rng, clim, x, z0, z + length, int(sign), rng.uniform(8.0, 15.0)
-                            ),
+                            objects.building(cam, rng, clim, x, z0, z + length, int(sign), rng.uniform(8.0, 15.0)),
                         )
                     z += length + gap

@@ -59,9 +59,7 @@ class Context:
         """An optimiser for ``params`` with the settings of ``phase``; its schedule spans ``total`` steps
         (default: the phase's length)."""
         stream = self.streams[phase]
-        return Optimised(
-            params, stream.phase, self.length(phase) if total is None else total, stream.per_epoch
-        )
+        return Optimised(params, stream.phase, self.length(phase) if total is None else total, stream.per_epoch)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 autocast on CUDA when ``train.amp``; a no-op on CPU."""
@@ -137,9 +135,7 @@ def make_loss(cfg: RunConfig, **extra: Any) -> Any:
 
 def as_float(out: FusionOutput) -> FusionOutput:
     """Outputs in float32, so losses are computed at full precision after a bf16 forward pass."""
-    return FusionOutput(
-        out.fused.float(), {k: v.float() if v.is_floating_point() else v for k, v in out.aux.items()}
-    )
+    return FusionOutput(out.fused.float(), {k: v.float() if v.is_floating_point() else v for k, v in out.aux.items()})
 
 
 def logged(terms: LossTerms, prefix: str = "") -> dict[str, Tensor]:

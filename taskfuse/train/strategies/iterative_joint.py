@@ -160,9 +160,7 @@ class IterativeJoint(Strategy):
     def locate(self, step: int) -> tuple[int, str, int]:
         """(round, "fusion" or "segmentation", step within that phase) of global step ``step``."""
         r, inner = divmod(step, self.round_len)
-        return (
-            (r, "fusion", inner) if inner < self.fusion_len else (r, "segmentation", inner - self.fusion_len)
-        )
+        return (r, "fusion", inner) if inner < self.fusion_len else (r, "segmentation", inner - self.fusion_len)
 
     def phase_at(self, step: int) -> str:
         return self.locate(step)[1]

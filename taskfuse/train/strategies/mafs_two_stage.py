@@ -110,13 +110,9 @@ class MAFSTwoStage(Strategy):
         o: MAFSOptions = self.options
         self.net = make_fusion(cfg, ctx.device)
         if not hasattr(self.net, "forward_pretext"):
-            raise TaskfuseError(
-                f"mafs_two_stage needs a network with forward_pretext; {cfg.method!r} has none"
-            )
+            raise TaskfuseError(f"mafs_two_stage needs a network with forward_pretext; {cfg.method!r} has none")
         num_classes = int(cfg.model.get("num_classes", 9))
-        self.teacher = segmentation.create(o.teacher_segmenter, num_classes, 3, **o.teacher_args).to(
-            ctx.device
-        )
+        self.teacher = segmentation.create(o.teacher_segmenter, num_classes, 3, **o.teacher_args).to(ctx.device)
         if o.teacher:
             missing = segmentation.load_pretrained(self.teacher, o.teacher)
             if missing:
