@@ -69,10 +69,18 @@ def _match_size(ir: Tensor, vi: Tensor, resize: str | None) -> tuple[Tensor, Ten
     return ir.clamp(0, 1), vi.clamp(0, 1)
 
 
+def model_device(model: FusionModel) -> torch.device:
+    """Where a model's weights live; parameter-free classical rules report CPU."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 @torch.inference_mode()
-def fuse_tensors(model: FusionModel, ir: Tensor, vi: Tensor) -> Tensor:
-    """Fuse one pair of (1, H, W) IR and (1|3, H, W) VIS tensors; returns the display image (1|3, H, W)."""
-    dev = next((p.device for p in model.parameters()), None) or getattr(model, "device", torch.device("cpu"))
+def fuse_tensors(model: FusionModel, ir: Tensor, vi: Tensor, device: torch.device | None = None) -> Tensor:
+    """Fuse one pair of (1, H, W) IR and (1|3, H, W) VIS tensors on ``device`` (default: the model's).
+
+    Returns the display image (1|3, H, W) on the CPU.
+    """
+    dev = device or model_device(model)
     return model.fuse_color(ir[None].to(dev), vi[None].to(dev))[0].cpu()
 
 
@@ -99,11 +107,13 @@ def fuse_pairs(
     resize: str | None = None,
     ir_range: str = "auto",
     progress: bool = True,
+    device: torch.device | None = None,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>``; existing outputs are skipped unless ``overwrite``.
 
     Sizes are checked from the file headers before anything is written, so a mismatch fails fast. Each output
     is written atomically: an interrupted or failed run leaves only complete files, and a rerun resumes.
+    ``device`` runs parameter-free rules on a GPU too (default: where the model's weights are).
     """
     pairs = list(pairs)
     check_sizes(pairs, resize)
@@ -119,6 +129,6 @@ def fuse_pairs(
             skipped += 1
             continue
         ir, vi = _match_size(read_ir(pair.ir, ir_range), read_vi(pair.vi), resize)
-        write_image(target, fuse_tensors(model, ir, vi))
+        write_image(target, fuse_tensors(model, ir, vi, device))
         written += 1
     return FuseSummary(written, skipped, time.perf_counter() - start)

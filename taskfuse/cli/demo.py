@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from taskfuse.data.io import atomic_path, write_image
 from taskfuse.data.synthetic import render_scene
-from taskfuse.inference import DEFAULT_METHOD, fuse_tensors, load
+from taskfuse.inference import DEFAULT_METHOD, fuse_tensors, load, resolve_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,12 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     h, w = (int(v) for v in args.size.lower().split("x"))
     model = load(args.method, args.weights, args.device)
+    device = resolve_device(args.device)
     name = args.method or (str(args.weights.name) if args.weights else DEFAULT_METHOD)
     fig = Figure(figsize=(9, 3.2 * args.scenes * h / w), layout="tight")
     axes = fig.subplots(args.scenes, 3, squeeze=False)
     for i in range(args.scenes):
         scene = render_scene(args.seed + i, h, w, night=bool(i % 2))
-        fused = fuse_tensors(model, scene["ir"], scene["vi"])
+        fused = fuse_tensors(model, scene["ir"], scene["vi"], device)
         write_image(args.out / "fused" / f"{scene['name']}.png", fused)
         when = "night" if scene["night"] else "day"
         panels = ((scene["ir"], f"IR ({when})"), (scene["vi"], f"VIS ({when})"), (fused, f"fused: {name}"))

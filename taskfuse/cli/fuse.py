@@ -8,7 +8,7 @@ from pathlib import Path
 from taskfuse import models
 from taskfuse.data.io import IR_RANGES
 from taskfuse.data.pairs import find_pairs
-from taskfuse.inference import DEFAULT_METHOD, fuse_pairs, load
+from taskfuse.inference import DEFAULT_METHOD, fuse_pairs, load, resolve_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.ir, args.vi, skip_unpaired=args.skip_unpaired)
     model = load(args.method, args.weights, args.device)
     summary = fuse_pairs(
-        model, pairs, args.out, f".{args.ext}", args.overwrite, args.resize, args.ir_range, progress=True
+        model,
+        pairs,
+        args.out,
+        f".{args.ext}",
+        args.overwrite,
+        args.resize,
+        args.ir_range,
+        device=resolve_device(args.device),
     )
     print(summary.line(args.out))
     return 0
