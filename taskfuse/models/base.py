@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskfuse.data.color import recombine
+from taskfuse.models.blocks.resample import pad_to_multiple
 
 
 @dataclass
@@ -47,13 +47,9 @@ class FusionModel(nn.Module):
         elif self.input_mode == "rgb" and vi.shape[1] == 1:
             vi = vi.expand(-1, 3, -1, -1)
         h, w = ir.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            ir = F.pad(ir, (0, pw, 0, ph), mode=mode)
-            vi = F.pad(vi, (0, pw, 0, ph), mode=mode)
+        ir, vi = pad_to_multiple(ir, self.stride), pad_to_multiple(vi, self.stride)
         out = self.fuse(ir, vi)
-        if ph or pw:
+        if ir.shape[-2:] != (h, w):
             out = FusionOutput(
                 crop_to(out.fused, h, w), {k: crop_to(v, h, w, ir.shape[-2:]) for k, v in out.aux.items()}
             )

@@ -35,7 +35,6 @@ attention (eq. 7) at the stage width, decoder widths (32, 32, 64, 64, 128) for s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
@@ -45,11 +44,8 @@ from taskfuse.models.blocks.attention import ChannelAttention
 from taskfuse.models.blocks.conv import ConvBNAct
 from taskfuse.models.blocks.cross_attention import CrossAttention
 from taskfuse.models.blocks.film import FiLM
+from taskfuse.models.blocks.resample import resize
 from taskfuse.models.blocks.resnet import ResNet
-
-
-def _resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class CrossModalCalibration(nn.Module):
@@ -94,8 +90,8 @@ class CrossModalFusionBlock(nn.Module):
         self.film_r = FiLM(channels, channels)
 
     def forward(self, fv: Tensor, fr: Tensor, sv: Tensor, sr: Tensor) -> tuple[Tensor, Tensor]:
-        mv = self.attn_v(_resize(sv, fv.shape[-2:]), fv)
-        mr = self.attn_r(_resize(sr, fr.shape[-2:]), fr)
+        mv = self.attn_v(resize(sv, fv.shape[-2:]), fv)
+        mr = self.attn_r(resize(sr, fr.shape[-2:]), fr)
         return self.film_v(mv, mr), self.film_r(mr, mv)
 
 
@@ -111,7 +107,7 @@ class IntraModalInteraction(nn.Module):
         self.film = FiLM(channels, num_classes)
 
     def forward(self, f: Tensor, prior: Tensor) -> Tensor:
-        s = _resize(prior, f.shape[-2:])
+        s = resize(prior, f.shape[-2:])
         m = self.semantic(s, f)
         g = self.merge(torch.cat((m, self.visual(f, m)), 1))
         return self.film(g, s)
@@ -129,7 +125,7 @@ class SemanticCompensation(nn.Module):
         self.project = nn.Conv2d(cat, channels, 1)
 
     def forward(self, d: Tensor, inputs: list[Tensor]) -> Tensor:
-        x = torch.cat([conv(_resize(t, d.shape[-2:])) for conv, t in zip(self.convs, inputs, strict=True)], 1)
+        x = torch.cat([conv(resize(t, d.shape[-2:])) for conv, t in zip(self.convs, inputs, strict=True)], 1)
         return d + self.project(x * self.attention(x))
 
 
@@ -198,7 +194,7 @@ class DSIFuse(FusionModel):
         fv, fr = self.encode(ir, vi)
         logits_v, logits_r = self.prior_vi(fv[4]), self.prior_ir(fr[4])
         size_g = fv[2].shape[-2:]
-        g = sum(_resize(proj(torch.cat((a, b), 1)), size_g) for proj, a, b in zip(self.global_in, fv, fr, strict=True))
+        g = sum(resize(proj(torch.cat((a, b), 1)), size_g) for proj, a, b in zip(self.global_in, fv, fr, strict=True))
         logits_g = self.global_head(g)
         sv, sr, sg = logits_v.softmax(1), logits_r.softmax(1), logits_g.softmax(1)
 
@@ -213,9 +209,9 @@ class DSIFuse(FusionModel):
         skips = [skip(torch.cat((a, b), 1)) for skip, a, b in zip(self.skips, fv, fr, strict=True)]
         d = self.scb[1](skips[4], [m[0], m[1], sg])
         for n in (3, 2, 1, 0):
-            d = self.ups[n](torch.cat((_resize(d, skips[n].shape[-2:]), skips[n]), 1))
+            d = self.ups[n](torch.cat((resize(d, skips[n].shape[-2:]), skips[n]), 1))
             if n == 3:
                 d = self.scb[0](d, [m[0], m[1], sg])
-        d = _resize(d, ir.shape[-2:])
+        d = resize(d, ir.shape[-2:])
         fused = (torch.tanh(self.head(torch.cat((d, ir, vi), 1))) + 1) / 2
         return FusionOutput(fused, {"prior_vi": logits_v, "prior_ir": logits_r, "prior_global": logits_g})

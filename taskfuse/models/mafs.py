@@ -56,12 +56,9 @@ from taskfuse.models.blocks.conv import ConvBNAct
 from taskfuse.models.blocks.dense import DenseBlock
 from taskfuse.models.blocks.injection import SemanticInjection
 from taskfuse.models.blocks.invertible import DenseCouplingStack, HalfInstanceSubnet
+from taskfuse.models.blocks.resample import resize
 from taskfuse.models.blocks.resnet import ResNet
 from taskfuse.models.blocks.transposed_attention import LayerNorm2d, TransposedTransformerBlock
-
-
-def _up(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class FReLU(nn.Module):
@@ -214,7 +211,7 @@ class PixelDecoder(nn.Module):
         top = self.lateral[-1](feats[-1])
         outs: list[Tensor] = []
         for i in reversed(range(len(feats) - 1)):
-            top = self.lateral[i](feats[i]) + _up(top, feats[i].shape[-2:])
+            top = self.lateral[i](feats[i]) + resize(top, feats[i].shape[-2:])
             outs.insert(0, self.output[i](top))
         return outs
 
@@ -243,10 +240,10 @@ class MultiStageTransformer(nn.Module):
         for i, (block, norm, skip) in enumerate(zip(self.blocks, self.norms, refined, strict=True)):
             if i:
                 x = self.embed[i - 1](x)
-            x = block(x + _up(skip, x.shape[-2:]))
+            x = block(x + resize(skip, x.shape[-2:]))
             outs.append(norm(x))
         size = outs[-1].shape[-2:]
-        return self.project(sum(_up(o, size) for o in outs))
+        return self.project(sum(resize(o, size) for o in outs))
 
 
 class SegmentationDecoder(nn.Module):
@@ -269,12 +266,12 @@ class SegmentationDecoder(nn.Module):
         pyramid = self.pixel_decoder(deep)
         refined = [self.aspp(p) for p in pyramid]
         fs = self.mst(deep[2], refined[::-1])
-        feat = self.arm(torch.cat((_up(fs, shallow.shape[-2:]), shallow), 1))
+        feat = self.arm(torch.cat((resize(fs, shallow.shape[-2:]), shallow), 1))
         return {
-            "seg": _up(self.head(feat), size),
-            "seg_aux": _up(self.aux_head(fs), size),
-            "binary": _up(self.binary_head(feat), size),
-            "boundary": _up(self.boundary_head(feat), size),
+            "seg": resize(self.head(feat), size),
+            "seg_aux": resize(self.aux_head(fs), size),
+            "binary": resize(self.binary_head(feat), size),
+            "boundary": resize(self.boundary_head(feat), size),
         }
 
 
@@ -381,7 +378,7 @@ class MAFS(FusionModel):
         mask_vi = self.random_mask(ir.shape[0], h, w, mask_ratio, ir.device)
         mask_ir = self.random_mask(ir.shape[0], h, w, mask_ratio, ir.device)
         feat, _, deep = self.encode(ir * (1 - mask_ir), vi * (1 - mask_vi))
-        context = self.rec_context(torch.cat([_up(d, deep[0].shape[-2:]) for d in deep], 1))
+        context = self.rec_context(torch.cat([resize(d, deep[0].shape[-2:]) for d in deep], 1))
         rec = (torch.tanh(self.rec_decoder(self.rec_inject(feat, context))) + 1) / 2
         aux = {"recon_vi": rec[:, :1], "recon_ir": rec[:, 1:], "mask_vi": mask_vi, "mask_ir": mask_ir}
         return FusionOutput(rec[:, :1], aux)

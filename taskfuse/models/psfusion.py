@@ -46,18 +46,15 @@ from taskfuse.models.blocks.conv import ConvBNAct
 from taskfuse.models.blocks.cross_attention import CrossAttention
 from taskfuse.models.blocks.dense import DenseBlock
 from taskfuse.models.blocks.injection import SemanticInjection
+from taskfuse.models.blocks.resample import resize
 from taskfuse.models.blocks.resnet import ResNet
 
 STEM_WIDTH = 64
 """Channels entering ResNet layer1 (fixed by the torchvision layout the ImageNet weights use)."""
 
 
-def _resize(x: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _upscale(x: Tensor, factor: int = 2) -> Tensor:
-    return _resize(x, (x.shape[-2] * factor, x.shape[-1] * factor))
+    return resize(x, (x.shape[-2] * factor, x.shape[-1] * factor))
 
 
 class FReLU(nn.Module):
@@ -246,7 +243,7 @@ class PSFusion(FusionModel):
         fused += [m(a, b) for m, a, b in zip(self.psfm, f_ir[3:], f_vi[3:], strict=True)]
 
         size = fused[2].shape[-2:]
-        levels = [_resize(conv(f), size) for conv, f in zip(self.to_semantic, fused[2:], strict=True)]
+        levels = [resize(conv(f), size) for conv, f in zip(self.to_semantic, fused[2:], strict=True)]
         f_se = self.s2pm(torch.cat(levels, 1))
         boundary = self.boundary_head(f_se)
         fg = torch.softmax(boundary, dim=1)[:, 1:2]

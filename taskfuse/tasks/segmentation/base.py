@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.models.blocks.resample import pad_to_multiple
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,11 +75,9 @@ class Segmenter(nn.Module):
         if self.normalize:
             x = (x - self.pixel_mean) / self.pixel_std
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        x = pad_to_multiple(x, self.stride)
         out = self.segment(x)
-        if ph or pw:
+        if x.shape[-2:] != (h, w):
             out = SegmentationOutput(out.logits[..., :h, :w], [a[..., :h, :w] for a in out.aux])
         return out
 

@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from taskfuse.models.blocks import ConvBNAct, ResNet
 from taskfuse.models.blocks.aspp import ASPP
+from taskfuse.models.blocks.resample import resize
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
-from taskfuse.tasks.segmentation.layers import resize
 
 _RESNET_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -50,13 +49,6 @@ class ConvModule(nn.Module):
         if self.norm_name is not None:
             x = getattr(self, self.norm_name)(x)
         return self.act(x)
-
-
-def resize(x: Tensor, size: tuple[int, int] | list[int], align_corners: bool = False) -> Tensor:
-    """Bilinear resize of (B, C, h, w) to ``size``; a no-op when the size already matches."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def init_encoder_weights(module: nn.Module) -> None:

@@ -47,9 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskfuse.models.blocks.resample import resize
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
-from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights, resize
+from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights
 
 
 @dataclass(frozen=True)
