@@ -7,8 +7,9 @@ the mask ``label`` (H, W), ``boxes`` (N, 5) [class, x1, y1, x2, y2] and ``keypoi
 other keys pass through.
 
 Coordinates are continuous pixels: pixel (row r, column c) covers [c, c + 1) x [r, r + 1), its centre is
-(c + 0.5, r + 0.5). Boxes are clipped to the image and dropped when empty; keypoints that leave the image
-(or are unlabelled, v = 0) become [0, 0, 0], the COCO encoding of "not labelled".
+(c + 0.5, r + 0.5). Boxes are clipped to the image and dropped when empty, together with their row of keypoints
+when the sample has one per box (so ``boxes[i]`` and ``keypoints[i]`` stay one object); keypoints that leave the
+image (or are unlabelled, v = 0) become [0, 0, 0], the COCO encoding of "not labelled".
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ def hide_keypoints(keypoints: Tensor, h: int, w: int) -> Tensor:
 def _finish(sample: Sample) -> Sample:
     h, w = _size(sample)
     if "boxes" in sample:
-        sample["boxes"] = clip_boxes(sample["boxes"], h, w)
+        boxes = sample["boxes"]
+        if "keypoints" in sample and len(sample["keypoints"]) == len(boxes):
+            x1, x2 = boxes[:, 1].clamp(0, w), boxes[:, 3].clamp(0, w)
+            y1, y2 = boxes[:, 2].clamp(0, h), boxes[:, 4].clamp(0, h)
+            sample["keypoints"] = sample["keypoints"][(x2 > x1) & (y2 > y1)]
+        sample["boxes"] = clip_boxes(boxes, h, w)
     if "keypoints" in sample:
         sample["keypoints"] = hide_keypoints(sample["keypoints"], h, w)
     return sample

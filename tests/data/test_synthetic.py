@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from taskfuse.data.classes import M3FD, MSRS
+from taskfuse.data.datasets import open_dataset
 from taskfuse.data.io import read_image, read_ir, read_vi
 from taskfuse.data.synthetic import (
     KEYPOINT_NAMES,
@@ -23,6 +25,7 @@ from taskfuse.data.synthetic import (
     render_scene,
     write_scenes,
 )
+from taskfuse.data.synthetic.dataset import M3FD_NAMES
 from taskfuse.errors import TaskfuseError
 
 H, W = 128, 160
@@ -312,3 +315,72 @@ def test_render_time() -> None:
         render_scene(seed, 256, 320)
         cpu.append(time.process_time() - start)
     assert np.median(cpu) < 0.2
+
+
+def rendered(n: int, seed: int, height: int, width: int) -> list[dict]:
+    scenes = SyntheticScenes(n, seed=seed, height=height, width=width, config=CLOSE)
+    return [scenes[i] for i in range(n)]
+
+
+def test_msrs_layout_reads_back_with_the_msrs_reader(tmp_path) -> None:
+    root = write_scenes(tmp_path / "msrs", 2, 1, 48, 64, seed=0, config=CLOSE, layout="msrs")
+    items = rendered(3, 0, 48, 64)
+    for split, expected in (("train", items[:2]), ("test", items[2:])):
+        ds = open_dataset("msrs", root, split)
+        assert [s["name"] for s in ds] == [item["name"] for item in expected]
+        for sample, item in zip(ds, expected, strict=True):
+            assert torch.equal(sample["label"], item["label"])
+            assert torch.equal(sample["ir"], torch.round(item["ir"] * 255) / 255)
+
+
+def test_m3fd_layout_reads_back_with_the_m3fd_reader(tmp_path) -> None:
+    root = write_scenes(tmp_path / "m3fd", 3, 2, 48, 64, seed=0, config=CLOSE, layout="m3fd")
+    items = rendered(5, 0, 48, 64)
+    assert any((item["boxes"][:, 0] == 7).any() for item in items), "the scenes hold cones, which M3FD lacks"
+    assert read_image(root / "Ir" / f"{items[0]['name']}.png").shape == (48, 64, 3)
+    for split, expected in (("train", items[:3]), ("test", items[3:]), ("all", sorted(items, key=lambda i: i["name"]))):
+        ds = open_dataset("m3fd", root, split)
+        assert [s["name"] for s in ds] == [item["name"] for item in expected]
+        for sample, item in zip(ds, expected, strict=True):
+            kept = item["boxes"][item["boxes"][:, 0] != 7]
+            names = [M3FD_NAMES[int(c)] for c in kept[:, 0]]
+            assert [ds.classes.names[int(c)] for c in sample["boxes"][:, 0]] == names
+            assert torch.equal(sample["boxes"][:, 1:], kept[:, 1:])
+            assert torch.equal(sample["ir"], torch.round(item["ir"] * 255) / 255)
+            assert torch.equal(sample["vi"], torch.round(item["vi"] * 255) / 255)
+    assert {"Car", "People", "Motorcycle"} <= set(M3FD_NAMES.values()) <= set(M3FD.names)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert len(files) == 5 * 3 + 4
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    write_scenes(root, 3, 2, 48, 64, seed=0, config=CLOSE, layout="m3fd")
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+    xml = root / "Annotation" / f"{items[4]['name']}.xml"
+    xml.unlink()
+    write_scenes(root, 3, 2, 48, 64, seed=0, config=CLOSE, layout="m3fd")
+    assert xml.read_bytes() == before[xml][1]
+    with pytest.raises(TaskfuseError, match="other settings"):
+        write_scenes(root, 3, 2, 48, 64, seed=1, config=CLOSE, layout="m3fd")
+    with pytest.raises(TaskfuseError, match="other split sizes"):
+        write_scenes(root, 2, 2, 48, 64, seed=0, config=CLOSE, layout="m3fd")
+
+
+def test_coco_keypoints_layout_reads_back_with_the_coco_keypoints_reader(tmp_path) -> None:
+    root = write_scenes(tmp_path / "kp", 2, 2, 48, 64, seed=1, config=CLOSE, layout="coco_keypoints")
+    items = rendered(4, 1, 48, 64)
+    for split, expected in (("train", items[:2]), ("test", items[2:])):
+        ds = open_dataset("coco_keypoints", root, split)
+        assert ds.classes.names == tuple(MSRS.names[c] for c in OBJECT_CLASSES)
+        assert ds.keypoint_names == list(KEYPOINT_NAMES) and ds.flip_pairs == [(2, 3)]
+        assert [s["name"] for s in ds] == [item["name"] for item in expected]
+        for sample, item in zip(ds, expected, strict=True):
+            classes = torch.tensor([float(OBJECT_CLASSES.index(int(c))) for c in item["boxes"][:, 0]])
+            assert torch.equal(sample["boxes"][:, 0], classes)
+            assert torch.equal(sample["boxes"][:, 1:], item["boxes"][:, 1:])
+            assert torch.equal(sample["keypoints"], item["keypoints"])
+            assert torch.equal(sample["vi"], torch.round(item["vi"] * 255) / 255)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert len(files) == 4 * 2 + 2
+    before = {p: p.read_bytes() for p in files}
+    (root / "vi" / "test" / f"{items[3]['name']}.png").unlink()
+    write_scenes(root, 2, 2, 48, 64, seed=1, config=CLOSE, layout="coco_keypoints")
+    assert {p: p.read_bytes() for p in files} == before

@@ -1,11 +1,12 @@
-"""Synthetic scenes as tensors, as a torch ``Dataset``, and written to disk in the MSRS layout."""
+"""Synthetic scenes as tensors, as a torch ``Dataset``, and written to disk in the MSRS, M3FD or COCO-keypoints
+layout."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import asdict
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from taskfuse.data.classes import MSRS
-from taskfuse.data.io import write_image
+from taskfuse.data.io import atomic_path, write_image
 from taskfuse.data.synthetic.config import SceneConfig
 from taskfuse.data.synthetic.render import render
 from taskfuse.data.synthetic.scene import is_night, sample_scene
@@ -26,7 +27,8 @@ OBJECT_CLASSES = (1, 2, 3, 7)
 """MSRS classes that are object instances with boxes and keypoints: car, person, bike, color_cone."""
 SEED_STRIDE = 1_000_000
 """Item ``i`` of a collection with base seed ``s`` is scene ``s * SEED_STRIDE + i``."""
-MSRS_DIRS = ("ir", "vi", "Segmentation_labels")
+M3FD_NAMES = {1: "Car", 2: "People", 3: "Motorcycle"}
+"""M3FD class name of each object class in the ``m3fd`` layout; cones (7) have no M3FD class and are left out."""
 
 
 def scene_name(seed: int, night: bool) -> str:
@@ -143,15 +145,71 @@ def _coco_entries(image_id: int, name: str, item: dict) -> tuple[dict, list[dict
     return image, anns
 
 
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically unless the file already holds it."""
+    if path.exists() and path.read_text() == text:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _voc_xml(name: str, item: dict) -> str:
+    """Pascal VOC annotation of one scene with M3FD's class names; classes M3FD lacks are left out."""
+    h, w = item["label"].shape
+    root = ET.Element("annotation")
+    ET.SubElement(root, "filename").text = f"{name}.png"
+    size = ET.SubElement(root, "size")
+    for key, value in (("width", w), ("height", h), ("depth", 3)):
+        ET.SubElement(size, key).text = str(int(value))
+    for cls, *coords in item["boxes"].tolist():
+        if int(cls) not in M3FD_NAMES:
+            continue
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = M3FD_NAMES[int(cls)]
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        for key, value in zip(("xmin", "ymin", "xmax", "ymax"), coords, strict=True):
+            ET.SubElement(box, key).text = f"{value:g}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a layout puts the files of one split (paths relative to the root, ``{split}`` filled in).
+
+    ``folders``: (role, folder) per file of a scene, roles ``ir``, ``vi``, ``label`` (PNG) and ``xml`` (VOC);
+    ``record``: the COCO annotations of the split, also the record that lets a later run resume; ``names``: an
+    optional list of the split's scene names; ``ir_channels``: 3 where the layout stores infrared as RGB.
+    """
+
+    folders: tuple[tuple[str, str], ...]
+    record: str
+    names: str | None = None
+    ir_channels: int = 1
+
+    def folder(self, root: Path, split: str, role: str) -> Path:
+        return root / dict(self.folders)[role].format(split=split)
+
+    def files(self, root: Path, split: str, name: str) -> dict[str, Path]:
+        return {role: self.folder(root, split, role) / f"{name}{_suffix(role)}" for role, _ in self.folders}
+
+
+def _suffix(role: str) -> str:
+    return ".xml" if role == "xml" else ".png"
+
+
+LAYOUTS = {
+    "msrs": _Layout(
+        (("ir", "{split}/ir"), ("vi", "{split}/vi"), ("label", "{split}/Segmentation_labels")),
+        "{split}/annotations.json",
+    ),
+    "m3fd": _Layout(
+        (("ir", "Ir"), ("vi", "Vis"), ("xml", "Annotation")), "meta/{split}.json", "meta/{split}.txt", ir_channels=3
+    ),
+    "coco_keypoints": _Layout((("ir", "ir/{split}"), ("vi", "vi/{split}")), "annotations/{split}.json"),
+}
+"""The published layouts ``write_scenes`` writes, each readable by the ``open_dataset`` reader of that name."""
 
 
 def write_scenes(
@@ -164,20 +222,40 @@ def write_scenes(
     config: SceneConfig = SceneConfig(),  # noqa: B008 (frozen, immutable default)
     layout: str = "msrs",
 ) -> Path:
-    """Write scenes in the published MSRS layout and return ``root``::
+    """Write scenes in a published dataset layout and return ``root``.
+
+    ``layout="msrs"`` (MSRS, read by ``open_dataset("msrs", root, split)``)::
 
         root/{train,test}/ir/NAME.png                   8-bit gray infrared
         root/{train,test}/vi/NAME.png                   RGB visible
         root/{train,test}/Segmentation_labels/NAME.png  8-bit class indices
         root/{train,test}/annotations.json              COCO boxes and keypoints (category id = MSRS class)
 
+    ``layout="m3fd"`` (M3FD detection, ``open_dataset("m3fd", root, split)`` with split ``train``, ``test``
+    or ``all``)::
+
+        root/Ir/NAME.png              infrared stored as 3 equal channels, as M3FD does
+        root/Vis/NAME.png
+        root/Annotation/NAME.xml      VOC boxes named as M3FD's classes: car -> Car, person -> People,
+                                      bike -> Motorcycle (M3FD's only two-wheeler class); cones, which M3FD has
+                                      no class for, are left out (the reader refuses unknown names)
+        root/meta/{train,test}.txt    the scene names of each split
+        root/meta/{train,test}.json   COCO boxes and keypoints of every object (the record of what was written)
+
+    ``layout="coco_keypoints"`` (``open_dataset("coco_keypoints", root, split)``)::
+
+        root/ir/{train,test}/NAME.png
+        root/vi/{train,test}/NAME.png
+        root/annotations/{train,test}.json   COCO keypoints; categories car, person, bike, color_cone with
+                                             their MSRS ids 1, 2, 3, 7, which the reader numbers 0..3
+
     Train holds items ``0 .. n_train - 1`` of ``SyntheticScenes(n_train + n_test, seed)``, test the next
-    ``n_test``, so the splits never share a scene. Images are written atomically and existing files are
+    ``n_test``, so the splits never share a scene. Files are written atomically and existing files are
     kept, so an interrupted run resumes and a repeated run changes nothing. A root written with another
     seed, size or config, or whose splits hold other scenes, is refused rather than mixed.
     """
-    if layout != "msrs":
-        raise TaskfuseError(f"layout = {layout!r}: only 'msrs' is supported")
+    if layout not in LAYOUTS:
+        raise TaskfuseError(f"layout = {layout!r}: choose one of {', '.join(LAYOUTS)}")
     for key, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise TaskfuseError(f"{key} = {value!r}: give a non-negative number of scenes")
@@ -190,24 +268,29 @@ def write_scenes(
         "width": int(width),
         "config": json.loads(json.dumps(asdict(config))),
     }
+    spec = LAYOUTS[layout]
     splits = {"train": range(n_train), "test": range(n_train, n_train + n_test)}
+    _check_root(root, spec, scenes, splits, info)
     for split, indices in splits.items():
-        _check_split(root / split, {f"{scenes.name(i)}.png" for i in indices}, info)
-    for split, indices in splits.items():
-        _write_split(root / split, scenes, indices, info)
+        _write_split(root, split, spec, scenes, indices, info)
     return root
 
 
-def _check_split(folder: Path, expected: set[str], info: dict) -> None:
-    """Refuse a split folder written with other settings or holding images of other scenes."""
-    ann_path = folder / "annotations.json"
-    if ann_path.exists() and _read_annotations(ann_path)["info"] != info:
-        raise TaskfuseError(f"{ann_path}: written with other settings; write to another root or delete this one")
-    for d in MSRS_DIRS:
-        stray = sorted(p.name for p in (folder / d).glob("*.png") if p.name not in expected)
+def _check_root(root: Path, spec: _Layout, scenes: SyntheticScenes, splits: dict[str, range], info: dict) -> None:
+    """Refuse a root written with other settings or holding files of other scenes."""
+    expected: dict[Path, tuple[str, set[str]]] = {}
+    for split, indices in splits.items():
+        record = root / spec.record.format(split=split)
+        if record.exists() and _read_annotations(record)["info"] != info:
+            raise TaskfuseError(f"{record}: written with other settings; write to another root or delete this one")
+        for role, _ in spec.folders:
+            names = expected.setdefault(spec.folder(root, split, role), (_suffix(role), set()))[1]
+            names.update(f"{scenes.name(i)}{_suffix(role)}" for i in indices)
+    for folder, (suffix, names) in expected.items():
+        stray = sorted(p.name for p in folder.glob(f"*{suffix}") if p.name not in names)
         if stray:
             raise TaskfuseError(
-                f"{folder / d}: holds {len(stray)} image(s) of other scenes (e.g. {stray[0]}), written with "
+                f"{folder}: holds {len(stray)} file(s) of other scenes (e.g. {stray[0]}), written with "
                 "other split sizes; write to another root or delete this one"
             )
 
@@ -222,9 +305,20 @@ def _read_annotations(path: Path) -> dict:
     return data
 
 
-def _write_split(folder: Path, scenes: SyntheticScenes, indices: range, info: dict) -> None:
-    """Render and write the scenes of one split that are missing, then its ``annotations.json``."""
-    ann_path = folder / "annotations.json"
+def _write_scene_file(path: Path, role: str, item: dict, spec: _Layout) -> None:
+    if role == "xml":
+        _write_text(path, _voc_xml(path.stem, item))
+    elif role == "label":
+        write_image(path, item["label"].numpy().astype(np.uint8))
+    elif role == "ir":
+        write_image(path, item["ir"].expand(spec.ir_channels, -1, -1))
+    else:
+        write_image(path, item[role])
+
+
+def _write_split(root: Path, split: str, spec: _Layout, scenes: SyntheticScenes, indices: range, info: dict) -> None:
+    """Render and write the scenes of one split that are missing, then its COCO record and name list."""
+    ann_path = root / spec.record.format(split=split)
     known: dict[str, tuple[dict, list[dict]]] = {}
     if ann_path.exists():
         old = _read_annotations(ann_path)
@@ -235,14 +329,13 @@ def _write_split(folder: Path, scenes: SyntheticScenes, indices: range, info: di
     images, anns = [], []
     for i in indices:
         name = scenes.name(i)
-        paths = [folder / d / f"{name}.png" for d in MSRS_DIRS]
+        files = spec.files(root, split, name)
         entry = known.get(f"{name}.png")
-        if entry is None or not all(p.exists() for p in paths):
+        if entry is None or not all(p.exists() for p in files.values()):
             item = scenes[i]
-            values = (item["ir"], item["vi"], item["label"].numpy().astype(np.uint8))
-            for path, value in zip(paths, values, strict=True):
+            for role, path in files.items():
                 if not path.exists():
-                    write_image(path, value)
+                    _write_scene_file(path, role, item, spec)
             entry = _coco_entries(i + 1, name, item)
         images.append(entry[0])
         anns.extend(entry[1])
@@ -262,6 +355,6 @@ def _write_split(folder: Path, scenes: SyntheticScenes, indices: range, info: di
         "annotations": [{"id": k + 1, **a} for k, a in enumerate(anns)],
         "categories": categories,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    if not ann_path.exists() or json.loads(ann_path.read_text()) != data:
-        _write_json(ann_path, data)
+    _write_text(ann_path, json.dumps(data, indent=1))
+    if spec.names is not None:
+        _write_text(root / spec.names.format(split=split), "".join(f"{scenes.name(i)}\n" for i in indices))

@@ -1,0 +1,77 @@
+"""SimpleBaseline (Xiao, Wu and Wei, "Simple Baselines for Human Pose Estimation and Tracking", ECCV 2018).
+
+A ResNet backbone, then three 4x4 transposed convolutions of stride 2 (256 channels, BN, ReLU; padding 1, so each
+exactly doubles the size) and a 1x1 convolution to one heatmap per keypoint: heatmaps at 1/4 of the input
+(§2 of the paper). Initialisation follows the authors' code: transposed and head convolutions drawn from
+N(0, 0.001²), head bias 0, BN weight 1 and bias 0; the backbone keeps He initialisation (no ImageNet weights here).
+
+Inputs of any size whose sides are multiples of 4 are accepted: the input is padded to a multiple of 32 (the
+backbone's stride) and the heatmaps are cropped back to (H / 4, W / 4), so heatmap pixel (i, j) covers input
+pixels [4i, 4i + 4) x [4j, 4j + 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from taskfuse.errors import TaskfuseError
+from taskfuse.models.blocks import ResNet
+from taskfuse.models.blocks.resample import pad_to_multiple
+from taskfuse.tasks.keypoints import KEYPOINT_NETS
+
+
+class SimpleBaseline(nn.Module):
+    """ResNet-``depth`` + three deconvolutions + 1x1 head; ``forward`` maps (B, in_chans, H, W) to heatmaps
+    (B, num_keypoints, H / 4, W / 4)."""
+
+    stride = 4
+
+    def __init__(self, num_keypoints: int, in_chans: int = 3, depth: int = 18, deconv_channels: int = 256) -> None:
+        super().__init__()
+        if num_keypoints < 1:
+            raise TaskfuseError(f"num_keypoints must be at least 1, got {num_keypoints}")
+        if in_chans < 1:
+            raise TaskfuseError(f"in_chans must be at least 1, got {in_chans}")
+        self.num_keypoints = num_keypoints
+        self.in_chans = in_chans
+        self.backbone = ResNet(depth, in_chans)
+        layers: list[nn.Module] = []
+        cin = self.backbone.channels[-1]
+        for _ in range(3):
+            layers += [
+                nn.ConvTranspose2d(cin, deconv_channels, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(deconv_channels),
+                nn.ReLU(inplace=True),
+            ]
+            cin = deconv_channels
+        self.deconv = nn.Sequential(*layers)
+        self.head = nn.Conv2d(deconv_channels, num_keypoints, 1)
+        for m in self.deconv.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, std=0.001)
+        nn.init.normal_(self.head.weight, std=0.001)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise TaskfuseError(
+                f"SimpleBaseline expects (B, {self.in_chans}, H, W) crops, got {tuple(x.shape)}; build it with "
+                f"in_chans={x.shape[1] if x.dim() == 4 else '...'}"
+            )
+        h, w = x.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise TaskfuseError(f"SimpleBaseline input {h}x{w}: height and width must be multiples of {self.stride}")
+        feats = self.backbone(pad_to_multiple(x, 32))[-1]
+        return self.head(self.deconv(feats))[..., : h // self.stride, : w // self.stride]
+
+
+@KEYPOINT_NETS.register("simplebaseline-r18")
+def simplebaseline_r18(num_keypoints: int, in_chans: int = 3, **kw: Any) -> SimpleBaseline:
+    return SimpleBaseline(num_keypoints, in_chans, depth=18, **kw)
+
+
+@KEYPOINT_NETS.register("simplebaseline-r50")
+def simplebaseline_r50(num_keypoints: int, in_chans: int = 3, **kw: Any) -> SimpleBaseline:
+    return SimpleBaseline(num_keypoints, in_chans, depth=50, **kw)
