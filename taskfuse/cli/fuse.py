@@ -8,7 +8,18 @@ from pathlib import Path
 from taskfuse import models
 from taskfuse.data.io import IR_RANGES
 from taskfuse.data.pairs import find_pairs
-from taskfuse.inference import DEFAULT_METHOD, fuse_pairs, load, resolve_device
+from taskfuse.inference import DEFAULT_METHOD, Tile, fuse_pairs, load, resolve_device
+
+
+def tile_arg(text: str) -> Tile:
+    """``--tile``: a core tile size in pixels, ``auto`` or ``off``."""
+    if text == "off":
+        return None
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a tile size in pixels, auto or off, got {text!r}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +38,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", choices=("vi", "ir"), help="resize this side to the other when sizes differ")
     p.add_argument("--ir-range", choices=IR_RANGES, default="auto", help="how 16-bit thermal maps to [0,1]")
     p.add_argument("--ext", choices=("png", "jpg", "bmp", "tif"), default="png", help="output format")
+    p.add_argument(
+        "--tile",
+        type=tile_arg,
+        default="auto",
+        metavar="N|auto|off",
+        help="fuse large images in N-pixel tiles; auto tiles above 2048x2048 pixels off CUDA, or when CUDA runs "
+        "out of memory (default: auto)",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=32,
+        metavar="PX",
+        help="context fused around each tile; must cover the network's receptive field (default: 32; classical "
+        "multi-scale rules raise it to their own)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--skip-unpaired", action="store_true", help="ignore images that have no partner")
     p.add_argument("--list", action="store_true", help="list the available methods and exit")
@@ -52,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         args.resize,
         args.ir_range,
         device=resolve_device(args.device),
+        tile=args.tile,
+        overlap=args.tile_overlap,
     )
     print(summary.line(args.out))
     return 0

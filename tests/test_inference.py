@@ -1,0 +1,215 @@
+"""Tiled fusion: tiles reproduce the untiled output, without seams, for networks and classical rules."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from taskfuse import inference, models
+from taskfuse.data.color import rgb_to_ycbcr
+from taskfuse.errors import TaskfuseError
+from taskfuse.inference import fuse_tensors, fuse_tiled, tile_context
+from taskfuse.models.base import FusionModel, FusionOutput
+
+H, W, TILE, OVERLAP = 200, 300, 64, 16
+
+
+class Pooled(FusionModel):
+    """A local network that downsamples twice (stride 4): exact tiling needs windows on the stride-4 grid."""
+
+    stride = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, 4, 3, padding=1) for c in (2, 4, 4))
+
+    def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
+        x = torch.tanh(self.convs[0](torch.cat((ir, vi), 1)))
+        x = torch.tanh(self.convs[1](F.avg_pool2d(x, 2)))
+        x = self.convs[2](F.avg_pool2d(x, 2))
+        return FusionOutput(torch.sigmoid(F.interpolate(x, scale_factor=4.0, mode="nearest").mean(1, keepdim=True)))
+
+
+class GlobalMean(FusionModel):
+    """Adds the image mean: no overlap makes tiles agree with the whole image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
+        return FusionOutput((ir + vi) / 2 + self.pool(ir))
+
+
+class OomAbove(FusionModel):
+    """Mean fusion that raises CUDA's out-of-memory error for inputs above ``limit`` pixels, like a full GPU."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
+        if ir.shape[-2] * ir.shape[-1] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return FusionOutput((ir + vi) / 2)
+
+
+def count_calls(model: FusionModel) -> list[tuple[int, ...]]:
+    """Input sizes of every ``model`` call (failed ones included), recorded by a forward pre-hook."""
+    sizes: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: sizes.append(tuple(args[0].shape[-2:])))
+    return sizes
+
+
+def pair(h: int, w: int, vi_channels: int = 3) -> tuple[Tensor, Tensor]:
+    return torch.rand(1, h, w), torch.rand(vi_channels, h, w)
+
+
+@pytest.fixture(scope="module")
+def seafusion_run() -> dict[str, Tensor]:
+    """Random-init SeAFusion on a 200 x 300 colour pair: untiled, tiled (64, overlap 16) and tiled without overlap."""
+    torch.manual_seed(0)
+    model = models.create("seafusion").eval()
+    ir, vi = pair(H, W)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiled = fuse_tensors(model, ir, vi, tile=TILE, overlap=OVERLAP)
+    return {
+        "untiled": fuse_tensors(model, ir, vi),
+        "tiled": tiled,
+        "no_overlap": fuse_tensors(model, ir, vi, tile=TILE, overlap=0),
+        "vi": vi,
+    }
+
+
+def test_seafusion_receptive_field_fits_the_overlap() -> None:
+    """A pixel changed in both inputs changes the output only within 9 pixels: 1 + 2 x 2 (GRDBs) + 4 convs."""
+    model = models.create("seafusion").eval()
+    ir, vi = torch.rand(1, 1, 49, 49), torch.rand(1, 1, 49, 49)
+    moved_ir, moved_vi = ir.clone(), vi.clone()
+    moved_ir[..., 24, 24] += 0.5
+    moved_vi[..., 24, 24] -= 0.5
+    with torch.inference_mode():
+        diff = (model(ir, vi).fused - model(moved_ir, moved_vi).fused).abs()[0, 0]
+    ys, xs = torch.nonzero(diff > 1e-6, as_tuple=True)
+    assert 7 <= max((ys - 24).abs().max(), (xs - 24).abs().max()) <= 9 < OVERLAP
+
+
+def test_tiled_colour_output_equals_untiled(seafusion_run: dict[str, Tensor]) -> None:
+    tiled, untiled = seafusion_run["tiled"], seafusion_run["untiled"]
+    assert tiled.shape == untiled.shape == (3, H, W)
+    assert (tiled - untiled).abs().max() < 1e-5
+    unclamped = ((tiled > 0) & (tiled < 1)).all(0)
+    assert unclamped.float().mean() > 0.5
+    chroma_out, chroma_vi = rgb_to_ycbcr(tiled)[1:], rgb_to_ycbcr(seafusion_run["vi"])[1:]
+    assert (chroma_out - chroma_vi)[:, unclamped].abs().max() < 1e-5
+
+
+def border_distance(h: int, w: int, tile: int) -> Tensor:
+    """(H, W) distance of every pixel to the nearest inner tile border (the image border is none)."""
+
+    def along(n: int) -> Tensor:
+        v = torch.arange(n)
+        borders = torch.arange(tile, n, tile)
+        return (v.view(-1, 1) - borders.view(1, -1) + 0.5).abs().amin(1)
+
+    return torch.minimum(along(h).view(-1, 1), along(w).view(1, -1))
+
+
+def test_no_seams_along_tile_borders(seafusion_run: dict[str, Tensor]) -> None:
+    """The difference to untiled within 2 pixels of tile borders is no larger than in the tile centres;
+    without overlap the same check sees the seams."""
+    dist = border_distance(H, W, TILE)
+    seam, centre = dist < 2, dist > 16
+    assert seam.any() and centre.any()
+
+    def seamless(out: Tensor) -> bool:
+        diff = (out - seafusion_run["untiled"]).abs().amax(0)
+        return diff[seam].max() <= max(diff[centre].max(), 1e-6)
+
+    assert seamless(seafusion_run["tiled"])
+    assert not seamless(seafusion_run["no_overlap"])
+
+
+def test_odd_sizes_gray_input_and_stride_grid() -> None:
+    ir, vi = pair(101, 157, vi_channels=1)
+    model = models.create("seafusion", widths=(8, 8, 8)).eval()
+    out = fuse_tensors(model, ir, vi, tile=30, overlap=10)
+    assert out.shape == (1, 101, 157)
+    assert (out - fuse_tensors(model, ir, vi)).abs().max() < 1e-5
+
+    pooled = Pooled().eval()
+    assert tile_context(pooled, 21) == (24, 4)
+    untiled = fuse_tensors(pooled, ir, vi)
+    assert (fuse_tensors(pooled, ir, vi, tile=30, overlap=21) - untiled).abs().max() < 1e-5
+    off_grid = fuse_tiled(pooled, ir, vi, tile=30, halo=21, align=1)
+    assert (off_grid - untiled).abs().max() > 1e-4
+
+
+def test_tile_covering_the_image_is_the_untiled_path() -> None:
+    model = models.create("seafusion", widths=(4, 4, 4)).eval()
+    sizes = count_calls(model)
+    ir, vi = pair(40, 60)
+    untiled = fuse_tensors(model, ir, vi)
+    assert torch.equal(fuse_tensors(model, ir, vi, tile=64), untiled)
+    assert sizes == [(40, 60), (40, 60)]
+    wide_ir, wide_vi = pair(40, 100)
+    fuse_tensors(model, wide_ir, wide_vi, tile=64, overlap=8)
+    assert sizes[2:] == [(40, 72), (40, 44)]
+
+
+@pytest.mark.parametrize(("name", "context"), [("laplacian", (64, 16)), ("gff", (96, 1))])
+def test_classical_multiscale_rules_tile_exactly_with_their_own_context(name: str, context: tuple[int, int]) -> None:
+    model = models.create(name)
+    assert tile_context(model, 0) == context
+    assert tile_context(model, 100)[0] >= 100
+    ir, vi = pair(H, W)
+    untiled = fuse_tensors(model, ir, vi)
+    assert (fuse_tensors(model, ir, vi, tile=TILE, overlap=0) - untiled).abs().max() < 1e-5
+    short = fuse_tiled(model, ir, vi, TILE, halo=context[0] // 4, align=context[1])
+    assert (short - untiled).abs().max() > 1e-4
+
+
+def test_global_pooling_warns_when_tiled() -> None:
+    ir, vi = pair(64, 64)
+    ir[..., 32:] += 1
+    model = GlobalMean()
+    with pytest.warns(UserWarning, match="pools over the whole image"):
+        tiled = fuse_tensors(model, ir / 2, vi, tile=32, overlap=0)
+    assert (tiled - fuse_tensors(model, ir / 2, vi)).abs().max() > 0.1
+
+
+def test_auto_tiles_above_the_pixel_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "AUTO_PIXELS", 100 * 100)
+    monkeypatch.setattr(inference, "AUTO_TILE", 64)
+    model = models.create("mean")
+    sizes = count_calls(model)
+    small, large = pair(100, 100), pair(120, 130)
+    assert torch.equal(fuse_tensors(model, *small, tile="auto"), fuse_tensors(model, *small))
+    assert sizes == [(100, 100), (100, 100)]
+    assert torch.equal(fuse_tensors(model, *large, tile="auto", overlap=8), fuse_tensors(model, *large))
+    assert sizes[2:] == [(72, 72), (72, 74), (72, 10), (64, 72), (64, 74), (64, 10), (120, 130)]
+
+
+def test_auto_retries_in_tiles_after_out_of_memory() -> None:
+    ir, vi = pair(300, 300)
+    model = OomAbove(limit=200 * 200)
+    sizes = count_calls(model)
+    out = fuse_tensors(model, ir, vi, tile="auto")
+    assert torch.allclose(out, fuse_tensors(models.create("mean"), ir, vi), atol=1e-6)
+    assert sizes[:2] == [(300, 300), (182, 182)]
+    with pytest.raises(TaskfuseError, match=r"out of memory .* 75-pixel tiles; .*--device cpu"):
+        fuse_tensors(OomAbove(limit=50 * 50), ir, vi, tile="auto")
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "flag"), [(0, 32, "--tile"), ("big", 32, "--tile"), (64, -1, "--tile-overlap")]
+)
+def test_bad_tile_settings_name_the_option(tile: object, overlap: int, flag: str) -> None:
+    ir, vi = pair(8, 8)
+    with pytest.raises(TaskfuseError, match=flag):
+        fuse_tensors(models.create("mean"), ir, vi, tile=tile, overlap=overlap)
