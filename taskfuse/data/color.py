@@ -63,11 +63,12 @@ def recombine(fused_y: Tensor, vi: Tensor) -> Tensor:
     """Put a fused luminance (..., 1, H, W) back with the chroma of ``vi``.
 
     ``vi`` with 3 channels gives an RGB result clamped to [0, 1]; a 1-channel (gray) ``vi`` gives the fused
-    luminance itself, clamped.
+    luminance itself, clamped. The YCbCr -> RGB map is linear and gives every RGB channel a weight of one on Y,
+    so replacing Y while keeping Cb/Cr adds ``fused_y - Y(vi)`` to each channel of ``vi``: one pass, no
+    round trip through YCbCr.
     """
     if fused_y.shape[-3] != 1:
         raise ValueError(f"fused luminance must have one channel, got {tuple(fused_y.shape)}")
     if vi.shape[-3] == 1:
         return fused_y.clamp(0, 1)
-    ycc = rgb_to_ycbcr(vi)
-    return ycbcr_to_rgb(torch.cat((fused_y, ycc[..., 1:, :, :]), dim=-3)).clamp(0, 1)
+    return (vi + (fused_y - luminance(vi))).clamp(0, 1)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from taskfuse.data.color import recombine, rgb_to_ycbcr
-from taskfuse.models.blocks.sobel import sobel_abs
+from taskfuse.models.blocks.sobel import sobel_abs, sobel_xy
 
 
 def intensity_max_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
@@ -24,6 +24,37 @@ def intensity_max_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
 def texture_max_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """``mean | |∇I_f| - max(|∇I_ir|, |∇I_vi|) |`` (seed 000 eq. 5, seed 001 eq. 18)."""
     return (sobel_abs(fused) - torch.maximum(sobel_abs(ir), sobel_abs(vi))).abs().mean()
+
+
+def gradient_selection_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """``mean |∇_x I_f - ∇_x I_s| + mean |∇_y I_f - ∇_y I_s|`` with ``s`` the source of larger ``|∇|`` per pixel.
+
+    The signed-gradient form of the texture loss (seed 000 eq. 5 compares magnitudes only, which an edge of
+    the wrong polarity or a ringing artefact also satisfies): the fused gradient must equal, component and sign,
+    the gradient of whichever source has the stronger edge there, the choice rule of gradient-domain fusion.
+    """
+    fx, fy = sobel_xy(fused)
+    ix, iy = sobel_xy(ir)
+    vx, vy = sobel_xy(vi)
+    pick_ir = ix.abs() + iy.abs() >= vx.abs() + vy.abs()
+    return (fx - torch.where(pick_ir, ix, vx)).abs().mean() + (fy - torch.where(pick_ir, iy, vy)).abs().mean()
+
+
+def ssim_loss(fused: Tensor, ir: Tensor, vi: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """``1 - (SSIM(I_f, I_ir) + SSIM(I_f, I_vi)) / 2`` with the SSIM of Wang et al. 2004 (eq. 13: Gaussian
+    window 11 x 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2 for images in [0, 1]), averaged over valid windows."""
+    k = _gaussian_window(window, sigma, fused.dtype, fused.device)
+    c1, c2 = 0.01**2, 0.03**2
+
+    def ssim(a: Tensor, b: Tensor) -> Tensor:
+        mu_a, mu_b = F.conv2d(a, k), F.conv2d(b, k)
+        var_a = F.conv2d(a * a, k) - mu_a**2
+        var_b = F.conv2d(b * b, k) - mu_b**2
+        cov = F.conv2d(a * b, k) - mu_a * mu_b
+        num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+        return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).mean()
+
+    return 1 - (ssim(fused, ir) + ssim(fused, vi)) / 2
 
 
 def gamma_correct(rgb: Tensor, gamma: float) -> Tensor:

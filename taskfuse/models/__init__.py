@@ -24,6 +24,6 @@ def names() -> list[str]:
     return MODELS.names()
 
 
-from taskfuse.models import classical, dsifuse, fgfusion, mafs, psfusion, seafusion  # noqa: E402,F401  (registration)
+from taskfuse.models import classical, dsifuse, fgfusion, lite, mafs, psfusion, seafusion  # noqa: E402,F401  (registration)
 
 __all__ = ["MODELS", "FusionModel", "FusionOutput", "create", "names"]

@@ -51,3 +51,4 @@ register_method("psfusion", "taskfuse.losses.psfusion:PSFusionLoss", "single_sta
 register_method("mafs", "taskfuse.losses.mafs:MAFSLoss", "mafs_two_stage")
 register_method("fgfusion", "taskfuse.losses.fgfusion:FGFusionLoss", "single_stage")
 register_method("dsifuse", "taskfuse.losses.dsifuse:DSIFuseLoss", "single_stage")
+register_method("lite", "taskfuse.losses.lite:LiteLoss", "fusion_only")

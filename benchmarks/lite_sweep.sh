@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Train loss/width variants of the default network side by side on the RoadScene training split, then score
+# every variant and the classical rules on the 45 held-out pairs (the evidence behind configs/lite.yaml).
+#
+#   bash benchmarks/lite_sweep.sh OUT SPLIT_DIR [ITERS]      # SPLIT_DIR from benchmarks/roadscene_split.py
+set -uo pipefail
+out=$1 split=$2 iters=${3:-3000}
+mkdir -p "$out"
+declare -A variants=(
+  [w32]="model.width=32"
+  [w48]="model.width=48"
+  [w32_gain1.3]="model.width=32 loss.grad_gain=1.3"
+  [w32_gain1.6]="model.width=32 loss.grad_gain=1.6"
+  [w48_gain1.3]="model.width=48 loss.grad_gain=1.3"
+  [w32_gain1.3_nossim]="model.width=32 loss.grad_gain=1.3 loss.ssim_weight=0"
+)
+for name in "${!variants[@]}"; do
+  # shellcheck disable=SC2086
+  taskfuse train lite --out "$out/runs" --name "$name" --set train.iters="$iters" data.train.root="$split" \
+    data.val.root="$split" data.workers=2 data.cache=true log.progress=false log.val_every=0 \
+    ${variants[$name]} > "$out/$name.log" 2>&1 &
+done
+wait
+fused=()
+for m in mean max laplacian gff; do
+  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$m" --method "$m" > /dev/null
+  fused+=("$m=$out/fused/$m")
+done
+for run in "$out"/runs/*/; do
+  name=$(basename "$run"); name=${name%%-20*}
+  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$name" --weights "$run/fusion.safetensors" \
+    > /dev/null
+  fused+=("$name=$out/fused/$name")
+done
+taskfuse evaluate fusion --ir "$split/val/ir" --vi "$split/val/vi" --fused "${fused[@]}" --out "$out/eval" \
+  --metrics EN SD SF AG MI SCD VIF Qabf SSIM

@@ -1,0 +1,75 @@
+"""Loss of the built-in default network (``models/lite.py``), trained on unlabelled pairs.
+
+``L = w_int L_int + w_grad L_grad + w_ssim L_ssim + w_wcorr L_wcorr`` on the fused luminance:
+
+* ``L_int``: seed 000 eq. 4, ``mean|I_f - max(I_ir, I_vi)|`` (``target: max``), or the distance to the mean
+  of the sources (``target: mean``), which keeps VIS brightness where the IR image is bright and flat;
+* ``L_grad``: the signed gradient of the stronger source (``fusion_terms.gradient_selection_loss``;
+  ``grad: vector``) or seed 000 eq. 5's magnitude form (``grad: magnitude``), the source gradients scaled by
+  ``grad_gain`` (> 1 asks for detail enhancement, not only preservation);
+* ``L_ssim``: ``1 - mean SSIM`` with both sources (``fusion_terms.ssim_loss``), the structural term of
+  FGFusion's loss (seed 003 eq. 7) with Wang et al.'s SSIM instead of a global correlation;
+* ``L_wcorr``: seed 000 eqs. 7-8, the edge-weighted correlation with both sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from taskfuse.data.color import luminance
+from taskfuse.errors import TaskfuseError
+from taskfuse.losses.base import LossTerms
+from taskfuse.losses.fusion_terms import (
+    edge_weighted_correlation_loss,
+    gradient_selection_loss,
+    intensity_max_loss,
+    ssim_loss,
+    texture_max_loss,
+)
+from taskfuse.models.base import FusionOutput
+
+
+class LiteLoss:
+    """The weighted sum above; ``parts`` holds each weighted term that has a non-zero weight."""
+
+    def __init__(
+        self,
+        int_weight: float = 1.0,
+        target: str = "max",
+        grad_weight: float = 10.0,
+        grad: str = "vector",
+        grad_gain: float = 1.0,
+        ssim_weight: float = 0.0,
+        wcorr_weight: float = 0.0,
+    ) -> None:
+        if target not in ("max", "mean"):
+            raise TaskfuseError(f"loss.target {target!r}: use max or mean")
+        if grad not in ("vector", "magnitude"):
+            raise TaskfuseError(f"loss.grad {grad!r}: use vector or magnitude")
+        self.int_weight, self.target, self.grad_weight, self.grad = int_weight, target, grad_weight, grad
+        self.grad_gain = grad_gain
+        self.ssim_weight, self.wcorr_weight = ssim_weight, wcorr_weight
+
+    def __call__(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
+        fused, ir = out.fused, batch["ir"]
+        vi = luminance(batch["vi"])
+        intensity = intensity_max_loss if self.target == "max" else lambda f, a, b: (f - (a + b) / 2).abs().mean()
+        select = gradient_selection_loss if self.grad == "vector" else texture_max_loss
+        gain = self.grad_gain
+
+        def gradient(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
+            return select(f, gain * a, gain * b)
+
+        terms = {
+            "int": (self.int_weight, intensity),
+            "grad": (self.grad_weight, gradient),
+            "ssim": (self.ssim_weight, ssim_loss),
+            "wcorr": (self.wcorr_weight, edge_weighted_correlation_loss),
+        }
+        parts = {k: w * fn(fused, ir, vi) for k, (w, fn) in terms.items() if w}
+        total = torch.stack(list(parts.values())).sum()
+        return LossTerms(total, {k: v.detach() for k, v in parts.items()})
