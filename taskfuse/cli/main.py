@@ -9,7 +9,7 @@ import sys
 from taskfuse import __version__
 from taskfuse.errors import TaskfuseError
 
-COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train")
+COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

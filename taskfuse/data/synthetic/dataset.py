@@ -287,7 +287,7 @@ def _check_root(root: Path, spec: _Layout, scenes: SyntheticScenes, splits: dict
             names = expected.setdefault(spec.folder(root, split, role), (_suffix(role), set()))[1]
             names.update(f"{scenes.name(i)}{_suffix(role)}" for i in indices)
     for folder, (suffix, names) in expected.items():
-        stray = sorted(p.name for p in folder.glob(f"*{suffix}") if p.name not in names)
+        stray = sorted(p.name for p in folder.glob(f"*{suffix}") if p.name not in names and not p.name.startswith("."))
         if stray:
             raise TaskfuseError(
                 f"{folder}: holds {len(stray)} file(s) of other scenes (e.g. {stray[0]}), written with "

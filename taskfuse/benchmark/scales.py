@@ -1,0 +1,160 @@
+"""Sizes of ``taskfuse benchmark synthetic``: how many scenes, how long every training, which downstream networks.
+
+``small`` is a CPU integration run (a few minutes for every row, tiny networks, few steps: it checks that the
+pipeline is complete, not which method wins). ``full`` is a run for one GPU in pieces of under ten minutes
+(docs/benchmark.md): the papers' networks (MAFS with ResNet-50 encoders instead of 152, its teacher a
+SegFormer-B0), scenes half the size of MSRS, every fusion network trained for the same 400 steps, downstream
+networks for 20 epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskfuse.errors import TaskfuseError
+from taskfuse.train.schema import closest
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One preset. The learned methods' recipes are the shipped ``<method>_synthetic`` configs; a preset
+    sets only the data, the lengths, the batch and crop, and the network sizes of ``models``."""
+
+    name: str
+    height: int
+    """Scene height in pixels."""
+    width: int
+    """Scene width in pixels."""
+    n_train: int
+    """Training scenes (the fusion networks and the downstream networks train on the same ones)."""
+    n_test: int
+    """Test scenes: fusion metrics and downstream scores."""
+    fusion_steps: int
+    """Optimisation steps of every fusion network, identical for both variants of a method: SeAFusion's
+    fusion phases together, MAFS's pretext plus stage II."""
+    batch_size: int
+    """Fusion-training batch size (every phase)."""
+    crop: int
+    """Fusion-training random crop (every phase)."""
+    rounds: int
+    """SeAFusion rounds; its fusion phases share ``fusion_steps`` evenly and λ is the round index."""
+    segmenter_steps: int
+    """SeAFusion's in-loop segmenter steps per round."""
+    pretext_steps: int
+    """MAFS stage-I steps, part of ``fusion_steps``."""
+    teacher_steps: int
+    """MAFS teacher-segmenter steps (task-guided only; the teacher is not the fusion network)."""
+    teacher: str
+    """MAFS teacher segmenter."""
+    warmup: int
+    """Warm-up steps of the phases whose recipe has one (PSFusion; SeAFusion's and MAFS's segmenters)."""
+    classical: tuple[str, ...]
+    """Classical fusion rules tabulated as rows."""
+    segmenter: str
+    """Downstream segmenter."""
+    seg_epochs: int
+    """Downstream segmenter epochs."""
+    seg_lr: float
+    """Downstream segmenter learning rate (AdamW)."""
+    detection: bool
+    """Also train and score the downstream detector."""
+    detector: str
+    """Downstream detector."""
+    det_epochs: int
+    """Downstream detector epochs."""
+    det_lr: float
+    """Downstream detector learning rate (AdamW)."""
+    downstream_batch: int
+    """Batch size of the downstream networks."""
+    downstream_crop: int | None
+    """Random crop of the downstream training images; None = whole images."""
+    workers: int
+    """Data-loader processes of every training."""
+    checkpoint_every: int
+    """Steps between resumable checkpoints of the fusion trainings (the last step always writes one)."""
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Network settings per method over its config's ``model:`` (small networks for a CPU)."""
+
+
+SMALL = Scale(
+    name="small",
+    height=96,
+    width=128,
+    n_train=24,
+    n_test=8,
+    fusion_steps=40,
+    batch_size=4,
+    crop=32,
+    rounds=4,
+    segmenter_steps=10,
+    pretext_steps=10,
+    teacher_steps=10,
+    teacher="segformer-b0",
+    warmup=4,
+    classical=("max", "laplacian"),
+    segmenter="segformer-b0",
+    seg_epochs=3,
+    seg_lr=1e-3,
+    detection=False,
+    detector="yolox-nano",
+    det_epochs=3,
+    det_lr=1e-3,
+    downstream_batch=4,
+    downstream_crop=None,
+    workers=0,
+    checkpoint_every=1000,
+    models={
+        "seafusion": {"widths": [8, 16, 16]},
+        "psfusion": {"backbone_depth": 18, "width": 16, "rec_width": 8},
+        "mafs": {"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8},
+        "fgfusion": {
+            "shallow_channels": 8,
+            "deep_channels": 16,
+            "coupling_blocks": 1,
+            "dense_layers": 2,
+            "dense_growth": 4,
+            "heads": 2,
+        },
+        "dsifuse": {"depth": 18, "decoder_channels": [8, 8, 16, 16, 32]},
+    },
+)
+
+FULL = Scale(
+    name="full",
+    height=240,
+    width=320,
+    n_train=160,
+    n_test=60,
+    fusion_steps=400,
+    batch_size=8,
+    crop=192,
+    rounds=4,
+    segmenter_steps=200,
+    pretext_steps=100,
+    teacher_steps=300,
+    teacher="segformer-b0",
+    warmup=50,
+    classical=("mean", "max", "laplacian", "gff"),
+    segmenter="segformer-b0",
+    seg_epochs=20,
+    seg_lr=6e-4,
+    detection=True,
+    detector="yolox-s",
+    det_epochs=20,
+    det_lr=1e-3,
+    downstream_batch=8,
+    downstream_crop=None,
+    workers=0,
+    checkpoint_every=200,
+    models={"mafs": {"depth": 50}},
+)
+
+SCALES: dict[str, Scale] = {s.name: s for s in (SMALL, FULL)}
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALES:
+        raise TaskfuseError(f"--scale {name!r}: not a preset{closest(name, list(SCALES))} Known: {', '.join(SCALES)}")
+    return SCALES[name]
