@@ -29,9 +29,12 @@ from taskfuse.models.base import FusionModel
 from taskfuse.models.blocks.attention import ChannelAttention
 from taskfuse.models.classical import GuidedFilterFusion, LaplacianPyramidFusion
 
-DEFAULT_METHOD = "laplacian"
-"""The built-in default until a learned default model ships: Laplacian-pyramid fusion, which keeps IR intensity
-through its averaged base layer (GFF picks the noisier, more textured source and loses night-time IR targets)."""
+DEFAULT_METHOD = "lite"
+"""The built-in default: the ``lite`` network (``models/lite.py``) with the weights shipped in the package,
+trained on RoadScene pairs (model card: ``taskfuse/weights/README.md``)."""
+
+BUILTIN_WEIGHTS: dict[str, Path] = {"lite": Path(__file__).parent / "weights" / "lite.safetensors"}
+"""Learned methods whose trained weights ship inside the package, used when no ``weights`` are given."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -49,19 +52,23 @@ def load(
 ) -> FusionModel:
     """A fusion model ready for inference (eval mode, on ``device``).
 
-    With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree);
-    without, ``method`` (default: ``DEFAULT_METHOD``) is built with ``cfg``.
+    With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree).
+    Without, a method with weights in ``BUILTIN_WEIGHTS`` (the default, ``lite``) loads those; a classical rule
+    is built with ``cfg``; any other learned method needs ``weights``.
     """
     from taskfuse.train.checkpoint import load_model, read_meta
 
     dev = resolve_device(device)
+    name = (method or DEFAULT_METHOD).lower()
+    if weights is None and name in BUILTIN_WEIGHTS and not cfg:
+        weights = BUILTIN_WEIGHTS[name]
     if weights is not None:
         stored = read_meta(weights).get("method")
         if method is not None and stored and method.lower() != stored.lower():
             raise TaskfuseError(f"{weights} holds weights of {stored!r}, not {method!r}; drop --method or fix it")
         return load_model(weights, dev, **cfg)
-    model = models.create(method or DEFAULT_METHOD, **cfg)
-    if any(True for _ in model.parameters()) and method not in (None, DEFAULT_METHOD):
+    model = models.create(name, **cfg)
+    if any(True for _ in model.parameters()):
         raise TaskfuseError(
             f"method {method!r} is a learned network and needs trained weights: pass --weights FILE.safetensors"
         )

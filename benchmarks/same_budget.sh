@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train the five methods and the default network on the same RoadScene training pairs with the same budget
+# (STEPS steps of batch 8, 256 x 256 crops, fusion loss only; MAFS without its pretext stage), then score them, the shipped default weights and
+# the classical rules on the 45 held-out pairs.
+#
+#   bash benchmarks/same_budget.sh OUT SPLIT_DIR [STEPS]      # SPLIT_DIR from benchmarks/roadscene_split.py
+set -uo pipefail
+out=$1 split=$2 steps=${3:-600}
+mkdir -p "$out"
+common=(train.batch_size=8 train.crop=256 data.train.root="$split" data.train.split=train data.val.root="$split"
+        data.val.split=val data.val.limit=4
+        data.workers=2 data.cache=true log.progress=false log.val_every=0)
+for method in seafusion psfusion mafs fgfusion dsifuse lite; do
+  config=${method}_roadscene; [ "$method" = lite ] && config=lite
+  extra=(train.iters="$steps")
+  [ "$method" = seafusion ] && extra+=(train.epochs=null)
+  [ "$method" = mafs ] && extra+=(train.epochs=null train.pretext.iters=0 train.pretext.epochs=null)
+  taskfuse train "$config" --out "$out/runs" --name "$method" --set "${common[@]}" "${extra[@]}" \
+    > "$out/$method.log" 2>&1 &
+done
+wait
+fused=()
+for m in mean max laplacian gff; do
+  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$m" --method "$m" > /dev/null
+  fused+=("$m=$out/fused/$m")
+done
+taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/lite-shipped" \
+  --weights taskfuse/weights/lite.safetensors > /dev/null
+fused+=("lite-shipped=$out/fused/lite-shipped")
+for run in "$out"/runs/*/; do
+  name=$(basename "$run"); name=${name%%-20*}
+  [ -f "$run/fusion.safetensors" ] || { echo "no weights for $name (see $out/$name.log)"; continue; }
+  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$name" --weights "$run/fusion.safetensors" \
+    > /dev/null
+  fused+=("$name=$out/fused/$name")
+done
+taskfuse evaluate fusion --ir "$split/val/ir" --vi "$split/val/vi" --fused "${fused[@]}" --out "$out/eval" \
+  --metrics EN SD SF AG MI SCD VIF Qabf SSIM
