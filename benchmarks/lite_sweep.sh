@@ -21,16 +21,4 @@ for name in "${!variants[@]}"; do
     ${variants[$name]} > "$out/$name.log" 2>&1 &
 done
 wait
-fused=()
-for m in mean max laplacian gff; do
-  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$m" --method "$m" > /dev/null
-  fused+=("$m=$out/fused/$m")
-done
-for run in "$out"/runs/*/; do
-  name=$(basename "$run"); name=${name%%-20*}
-  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$name" --weights "$run/fusion.safetensors" \
-    > /dev/null
-  fused+=("$name=$out/fused/$name")
-done
-taskfuse evaluate fusion --ir "$split/val/ir" --vi "$split/val/vi" --fused "${fused[@]}" --out "$out/eval" \
-  --metrics EN SD SF AG MI SCD VIF Qabf SSIM
+bash "$(dirname "$0")/score_val.sh" "$out" "$split" "$out"/runs/*/

@@ -19,20 +19,4 @@ for method in seafusion psfusion mafs fgfusion dsifuse lite; do
     > "$out/$method.log" 2>&1 &
 done
 wait
-fused=()
-for m in mean max laplacian gff; do
-  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$m" --method "$m" > /dev/null
-  fused+=("$m=$out/fused/$m")
-done
-taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/lite-shipped" \
-  --weights taskfuse/weights/lite.safetensors > /dev/null
-fused+=("lite-shipped=$out/fused/lite-shipped")
-for run in "$out"/runs/*/; do
-  name=$(basename "$run"); name=${name%%-20*}
-  [ -f "$run/fusion.safetensors" ] || { echo "no weights for $name (see $out/$name.log)"; continue; }
-  taskfuse fuse --ir "$split/val/ir" --vi "$split/val/vi" --out "$out/fused/$name" --weights "$run/fusion.safetensors" \
-    > /dev/null
-  fused+=("$name=$out/fused/$name")
-done
-taskfuse evaluate fusion --ir "$split/val/ir" --vi "$split/val/vi" --fused "${fused[@]}" --out "$out/eval" \
-  --metrics EN SD SF AG MI SCD VIF Qabf SSIM
+bash "$(dirname "$0")/score_val.sh" "$out" "$split" lite-shipped=taskfuse/weights/lite.safetensors "$out"/runs/*/

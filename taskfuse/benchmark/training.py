@@ -99,15 +99,22 @@ def task_guided_overrides(scale: Scale, method: str) -> list[str]:
         ]
     if method == "mafs":
         return [
-            f"train.pretext.iters={scale.pretext_steps}",
-            "train.pretext.epochs=0",
-            f"train.iters={scale.fusion_steps - scale.pretext_steps}",
-            "train.epochs=0",
+            *mafs_lengths(scale),
             f"train.teacher_segmenter={scale.teacher}",
             f"train.teacher_training.iters={scale.teacher_steps}",
             f"train.teacher_training.warmup_iters={scale.warmup}",
         ]
     return [f"train.iters={scale.fusion_steps}", "train.epochs=0", *warmup(method, scale)]
+
+
+def mafs_lengths(scale: Scale) -> list[str]:
+    """MAFS's stage-I and stage-II lengths, the same in both variants: together ``fusion_steps``."""
+    return [
+        f"train.pretext.iters={scale.pretext_steps}",
+        "train.pretext.epochs=0",
+        f"train.iters={scale.fusion_steps - scale.pretext_steps}",
+        "train.epochs=0",
+    ]
 
 
 def warmup(method: str, scale: Scale) -> list[str]:
@@ -133,13 +140,7 @@ def fusion_only_overrides(scale: Scale, method: str) -> list[str]:
             "train.lr_schedule=constant",
         ]
     if method == "mafs":
-        return [
-            *out,
-            f"train.pretext.iters={scale.pretext_steps}",
-            "train.pretext.epochs=0",
-            f"train.iters={scale.fusion_steps - scale.pretext_steps}",
-            "train.epochs=0",
-        ]
+        return [*out, *mafs_lengths(scale)]
     return [*out, f"train.iters={scale.fusion_steps}", "train.epochs=0", *warmup(method, scale)]
 
 
