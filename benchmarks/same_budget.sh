@@ -15,6 +15,7 @@ for method in seafusion psfusion mafs fgfusion dsifuse lite; do
   extra=(train.iters="$steps")
   [ "$method" = seafusion ] && extra+=(train.epochs=null)
   [ "$method" = mafs ] && extra+=(train.epochs=null train.pretext.iters=0 train.pretext.epochs=null)
+  [ "$method" = lite ] && extra+=(train.ema=0)
   taskfuse train "$config" --out "$out/runs" --name "$method" --set "${common[@]}" "${extra[@]}" \
     > "$out/$method.log" 2>&1 &
 done
