@@ -22,7 +22,7 @@ from taskfuse.data.classes import ClassSet
 from taskfuse.downstream.base import DownstreamTask
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.detection import DetectionMetrics
-from taskfuse.metrics.table import json_number, mark, markdown_table, rank_marks
+from taskfuse.metrics.table import json_number, percent_table
 from taskfuse.tasks import detection as detectors
 
 SCORES = {"mAP50": "mAP50", "mAP": "mAP50:95"}
@@ -110,18 +110,11 @@ class DetectionTask(DownstreamTask):
         row, then mAP50 and mAP50:95."""
         classes = [c for c in self.classes.names if any(r.get("AP50", {}).get(c) is not None for r in results.values())]
         columns = classes + list(SCORES.values())
-
-        def percent(r: Mapping[str, Any]) -> dict[str, float]:
-            values = {c: r.get("AP50", {}).get(c) for c in classes} | {t: r.get(k) for k, t in SCORES.items()}
-            return {k: math.nan if v is None else 100.0 * v for k, v in values.items()}
-
-        cells = {m: percent(r) for m, r in results.items()}
-        marks = {c: rank_marks({m: cells[m][c] for m in cells}) for c in columns}
-        rows = [
-            [m] + [mark("-" if math.isnan(cells[m][c]) else f"{cells[m][c]:.1f}", m, *marks[c]) for c in columns]
-            for m in cells
-        ]
-        return markdown_table(["Method", *columns], rows)
+        values = {
+            m: {c: r.get("AP50", {}).get(c) for c in classes} | {t: r.get(k) for k, t in SCORES.items()}
+            for m, r in results.items()
+        }
+        return percent_table(values, columns, 1)
 
     def draw(self, image: Tensor, pred: Tensor, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Boxes in their class's palette colour over ``image``: predictions scoring at least ``draw_thresh``

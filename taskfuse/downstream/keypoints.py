@@ -25,7 +25,7 @@ from taskfuse.data.datasets.coco_keypoints import flip_pairs
 from taskfuse.downstream.base import DownstreamTask
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.keypoints import KeypointMetrics
-from taskfuse.metrics.table import json_number, mark, markdown_table, rank_marks
+from taskfuse.metrics.table import json_number, percent_table
 from taskfuse.tasks import keypoints as keypoint_nets
 from taskfuse.tasks.keypoints.topdown import crop_instances, encode_heatmaps, heatmap_loss, predict_instances
 
@@ -156,18 +156,11 @@ class KeypointTask(DownstreamTask):
         seen = [n for r in results.values() for n in r.get("classes", {})]
         classes = list(dict.fromkeys(seen)) if len(set(seen)) > 1 else []
         columns = [f"{c} AP" for c in classes] + list(SCORES)
-
-        def percent(r: Mapping[str, Any]) -> dict[str, float]:
-            values = {f"{c} AP": r.get("classes", {}).get(c) for c in classes} | {k: r.get(k) for k in SCORES}
-            return {k: math.nan if v is None else 100.0 * v for k, v in values.items()}
-
-        cells = {m: percent(r) for m, r in results.items()}
-        marks = {c: rank_marks({m: cells[m][c] for m in cells}) for c in columns}
-        rows = [
-            [m] + [mark("-" if math.isnan(cells[m][c]) else f"{cells[m][c]:.2f}", m, *marks[c]) for c in columns]
-            for m in cells
-        ]
-        return markdown_table(["Method", *columns], rows)
+        values = {
+            m: {f"{c} AP": r.get("classes", {}).get(c) for c in classes} | {k: r.get(k) for k in SCORES}
+            for m, r in results.items()
+        }
+        return percent_table(values, columns, 2)
 
     def draw(self, image: Tensor, pred: dict[str, Tensor], sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Keypoints as dots in one colour per keypoint over ``image``, ground-truth boxes as thin white frames:
