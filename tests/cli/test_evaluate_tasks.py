@@ -110,3 +110,17 @@ def test_detection_command_runs_the_protocol(tmp_path: Path, capsys) -> None:
     assert saved["task"] == "detection" and saved["headline"] == "mAP50" and list(saved["results"]) == ["ir", "vi"]
     record = json.loads((out / "ir" / "result.json").read_text())
     assert record["test"]["count"] == 2 and (out / "grid.png").is_file()
+
+
+def test_keypoints_command_runs_the_protocol(tmp_path: Path, capsys) -> None:
+    data = write_scenes(tmp_path / "kp", 4, 2, height=48, width=64, layout="coco_keypoints")
+    out = tmp_path / "out"
+    args = ["evaluate", "keypoints", "--dataset", "coco_keypoints", "--root", str(data), "--test-split", "test",
+            "--inputs", "ir", "mean", "--epochs", "1", "--batch-size", "2", "--grid", "1", "--device", "cpu",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "| AP50 | AP75 | AR | AP |" in capsys.readouterr().out
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["task"] == "keypoints" and saved["headline"] == "AP" and list(saved["results"]) == ["ir", "mean"]
+    assert all(0.0 <= r["AP"] <= 1.0 for r in saved["results"].values())
+    assert (out / "grid.png").is_file()
