@@ -49,10 +49,7 @@ def json_number(x: float) -> float | None:
 def percent_table(values: Mapping[str, Mapping[str, float | None]], columns: Sequence[str], digits: int) -> str:
     """Markdown table of fractions shown as percentages: ``values[method][column]`` (None or NaN: ``-``), one
     row per method, best and second best of every column marked (higher is better)."""
-    cells = {
-        m: {c: math.nan if r.get(c) is None else 100.0 * float(r[c]) for c in columns}
-        for m, r in values.items()
-    }
+    cells = {m: {c: math.nan if r.get(c) is None else 100.0 * float(r[c]) for c in columns} for m, r in values.items()}
     marks = {c: rank_marks({m: cells[m][c] for m in cells}) for c in columns}
     rows = [
         [m] + [mark("-" if math.isnan(cells[m][c]) else f"{cells[m][c]:.{digits}f}", m, *marks[c]) for c in columns]
