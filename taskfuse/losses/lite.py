@@ -57,19 +57,19 @@ class LiteLoss:
     def __call__(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
         fused, ir = out.fused, batch["ir"]
         vi = luminance(batch["vi"])
-        intensity = intensity_max_loss if self.target == "max" else lambda f, a, b: (f - (a + b) / 2).abs().mean()
         select = gradient_selection_loss if self.grad == "vector" else texture_max_loss
-        gain = self.grad_gain
-
-        def gradient(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-            return select(f, gain * a, gain * b)
-
-        terms = {
-            "int": (self.int_weight, intensity),
-            "grad": (self.grad_weight, gradient),
-            "ssim": (self.ssim_weight, ssim_loss),
-            "wcorr": (self.wcorr_weight, edge_weighted_correlation_loss),
-        }
-        parts = {k: w * fn(fused, ir, vi) for k, (w, fn) in terms.items() if w}
+        parts: dict[str, Tensor] = {}
+        if self.int_weight:
+            if self.target == "max":
+                intensity = intensity_max_loss(fused, ir, vi)
+            else:
+                intensity = (fused - (ir + vi) / 2).abs().mean()
+            parts["int"] = self.int_weight * intensity
+        if self.grad_weight:
+            parts["grad"] = self.grad_weight * select(fused, self.grad_gain * ir, self.grad_gain * vi)
+        if self.ssim_weight:
+            parts["ssim"] = self.ssim_weight * ssim_loss(fused, ir, vi)
+        if self.wcorr_weight:
+            parts["wcorr"] = self.wcorr_weight * edge_weighted_correlation_loss(fused, ir, vi)
         total = torch.stack(list(parts.values())).sum()
         return LossTerms(total, {k: v.detach() for k, v in parts.items()})
