@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Train loss/width variants of the default network side by side on the RoadScene training split, then score
 # every variant and the classical rules on the 45 held-out pairs (the evidence behind configs/lite.yaml).
+# Without variants, the sweep that chose the shipped loss; a variant is NAME="key=value ..." (config keys).
 #
-#   bash benchmarks/lite_sweep.sh OUT SPLIT_DIR [ITERS]      # SPLIT_DIR from benchmarks/roadscene_split.py
+#   bash benchmarks/lite_sweep.sh OUT SPLIT_DIR [ITERS] [NAME="key=value ..." ...]
+#   # SPLIT_DIR from benchmarks/roadscene_split.py
 set -uo pipefail
 out=$1 split=$2 iters=${3:-3000}
+shift $(($# < 3 ? $# : 3))
+declare -A variants=()
+if [ $# -eq 0 ]; then
+  variants=(
+    [w32]="model.width=32"
+    [w48]="model.width=48"
+    [w32_gain1.3]="model.width=32 loss.grad_gain=1.3"
+    [w32_gain1.6]="model.width=32 loss.grad_gain=1.6"
+    [w48_gain1.3]="model.width=48 loss.grad_gain=1.3"
+    [w32_gain1.3_nossim]="model.width=32 loss.grad_gain=1.3 loss.ssim_weight=0"
+  )
+fi
+for spec in "$@"; do variants[${spec%%=*}]=${spec#*=}; done
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$out"
-declare -A variants=(
-  [w32]="model.width=32"
-  [w48]="model.width=48"
-  [w32_gain1.3]="model.width=32 loss.grad_gain=1.3"
-  [w32_gain1.6]="model.width=32 loss.grad_gain=1.6"
-  [w48_gain1.3]="model.width=48 loss.grad_gain=1.3"
-  [w32_gain1.3_nossim]="model.width=32 loss.grad_gain=1.3 loss.ssim_weight=0"
-)
 for name in "${!variants[@]}"; do
   # shellcheck disable=SC2086
   taskfuse train lite --out "$out/runs" --name "$name" --set train.iters="$iters" data.train.root="$split" \

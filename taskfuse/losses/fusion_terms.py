@@ -8,11 +8,14 @@ SeAFusion), seed 001 (PSFusion, Tang et al. 2023, eqs. 16-21).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from taskfuse.data.color import recombine, rgb_to_ycbcr
+from taskfuse.metrics.functional import vifp_levels
 from taskfuse.models.blocks.sobel import sobel_abs, sobel_xy
 
 
@@ -55,6 +58,44 @@ def ssim_loss(fused: Tensor, ir: Tensor, vi: Tensor, window: int = 11, sigma: fl
         return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).mean()
 
     return 1 - (ssim(fused, ir) + ssim(fused, vi)) / 2
+
+
+def difference_correlation_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """``1 - SCD / 2`` with ``SCD = corr(I_f - I_vi, I_ir) + corr(I_f - I_ir, I_vi)`` per image (Aslantas and
+    Bendes 2015, the SCD metric): what the fused image adds to one source must be the other source, so both
+    sources' contrast is kept in full rather than averaged away. Averaged over the batch; 0 when F = IR + VI
+    up to an offset.
+    """
+    return 1 - (pearson(fused - vi, ir) + pearson(fused - ir, vi)).mean() / 2
+
+
+def vif_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """``1 - (VIF(I_ir, I_f) + VIF(I_vi, I_f)) / 2`` with Sheikh and Bovik's 4-scale pixel-domain VIF
+    (``metrics.functional.vifp_levels``, on gray levels 0..255, sigma_n^2 = 2), in float64.
+
+    VIF counts the information of each source that survives in the fused image, scale by scale; a local gain
+    above 1 counts as more than preserved, so the term favours keeping each source's local contrast where it
+    carries the signal over averaging the two. Crops must be at least 41x41.
+    """
+    levels = [255 * x[:, 0].double() for x in (ir, vi, fused)]
+    return (1 - vifp_levels(*levels).mean(1)).mean().to(fused.dtype)
+
+
+def entropy_loss(fused: Tensor, bins: int = 64) -> Tensor:
+    """``1 - EN / log2(bins)`` with EN the entropy of each image's gray histogram (the EN metric, Roberts et
+    al. 2008), made differentiable by splitting every pixel linearly between its two nearest bins.
+
+    A low entropy means few gray levels carry the image (a washed-out or crushed range); the term spreads the
+    fused histogram. Averaged over the batch.
+    """
+    x = fused.clamp(0, 1).flatten(1) * (bins - 1)
+    lower = x.detach().floor().clamp(max=bins - 2)
+    upper_share = x - lower
+    hist = torch.zeros(x.shape[0], bins, dtype=x.dtype, device=x.device)
+    hist = hist.scatter_add(1, lower.long(), 1 - upper_share).scatter_add(1, lower.long() + 1, upper_share)
+    p = hist / x.shape[1]
+    entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1)
+    return 1 - entropy.mean() / math.log2(bins)
 
 
 def gamma_correct(rgb: Tensor, gamma: float) -> Tensor:

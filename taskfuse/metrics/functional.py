@@ -396,23 +396,33 @@ def vif(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """
     f, a, b = _levels(fused, ir, vi, sources=True)
     _check_min_size(f, VIF_MIN_SIZE, "VIF")
-    x = torch.stack((a, b, f), 1)
-    num = torch.zeros(f.shape[0], 2, dtype=torch.float64, device=f.device)
+    return vifp_levels(a, b, f, saturate=True).sum(1)
+
+
+def vifp_levels(ir: Tensor, vi: Tensor, fused: Tensor, saturate: bool = False) -> Tensor:
+    """(B, 2): vifp(IR, F) and vifp(VI, F) of (B, H, W) gray levels 0..255, differentiable in every input.
+
+    The computation of ``vif``; ``saturate`` applies the script's uint8 product saturation at the first scale
+    (the metric), without it this is Sheikh and Bovik's pixel-domain VIF (what ``losses.fusion_terms.vif_loss``
+    trains on). Images must be at least 41x41.
+    """
+    x = torch.stack((ir, vi, fused), 1)
+    num = torch.zeros(x.shape[0], 2, dtype=x.dtype, device=x.device)
     den = torch.zeros_like(num)
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
-        g = _fspecial_gaussian_1d(n, n / 5, f.device)
+        g = _fspecial_gaussian_1d(n, n / 5, x.device).to(x.dtype)
         if scale > 1:
             x = _filter_valid(x, g, step=2)
         refs, dist = x[:, :2], x[:, 2:]
         products = torch.cat((refs * refs, dist * dist, refs * dist), 1)
-        if scale == 1:
+        if saturate and scale == 1:
             products = products.clamp(max=255)
         mu = _filter_valid(x, g)
         stats = _filter_valid(products, g)
         scale_num, scale_den = _chunked_sums(_vif_terms, mu, stats)
         num, den = num + scale_num, den + scale_den
-    return (num / den).sum(1)
+    return num / den
 
 
 def _conv2_octave(xp: Tensor, kernel: tuple[tuple[float, ...], ...]) -> Tensor:
