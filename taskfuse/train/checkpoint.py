@@ -67,3 +67,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **ov
             "was it saved from another method or config?"
         )
     return model.to(device).eval()
+
+
+def init_weights(model: nn.Module, path: str | os.PathLike, method: str) -> None:
+    """Load the weights in ``path`` into ``model`` in place (``train.init``: fine-tune earlier weights).
+
+    The file must hold weights of ``method`` whose every tensor fits ``model`` (same network config).
+    """
+    stored = read_meta(path).get("method")
+    if stored != method:
+        raise TaskfuseError(
+            f"{path} holds weights of {stored!r}, this run trains {method!r}; set train.init to {method} weights"
+        )
+    try:
+        model.load_state_dict(load_weights(path))
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise TaskfuseError(
+            f"{path}: weights do not fit this run's {method!r} network ({first}); set model: to the config the "
+            "weights were trained with"
+        ) from e

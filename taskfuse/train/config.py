@@ -119,6 +119,9 @@ class TrainConfig(PhaseConfig):
     validation and the exported weights use the average."""
     seed: int = 0
     """Seeds initialisation, data order and augmentation."""
+    init: str = ""
+    """Start the fusion network from these weights (a .safetensors file of the same method and network config,
+    or ``builtin`` for the weights shipped with the package) instead of a random initialisation: fine-tuning."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N (``--device`` overrides; torchrun picks cuda:LOCAL_RANK)."""
 

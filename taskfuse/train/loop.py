@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.train import distributed
-from taskfuse.train.checkpoint import save_weights
+from taskfuse.train.checkpoint import init_weights, save_weights
 from taskfuse.train.config import DatasetConfig, RunConfig, save_config
 from taskfuse.train.data import Stream, build_dataset, val_loader
 from taskfuse.train.ema import EMA
@@ -83,6 +83,19 @@ def train(
         distributed.teardown(info)
 
 
+def init_path(init: str, method: str) -> Path:
+    """The weights file ``train.init`` names: a path, or ``builtin`` for the method's shipped weights."""
+    from taskfuse.inference import BUILTIN_WEIGHTS
+
+    if init != "builtin":
+        return Path(init)
+    if method not in BUILTIN_WEIGHTS:
+        raise TaskfuseError(
+            f"train.init=builtin: no weights ship with {method!r} (only {sorted(BUILTIN_WEIGHTS)}); pass a file"
+        )
+    return BUILTIN_WEIGHTS[method]
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, info: distributed.DistInfo) -> None:
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
@@ -99,6 +112,8 @@ class Trainer:
             self.streams[phase] = Stream(ds, settings, cfg.data, seed, info.rank, info.world, info.device)
         self.strategy: Strategy = strategy_cls(cfg, Context(cfg, info, self.streams))
         self.total = self.strategy.total_steps()
+        if cfg.train.init:
+            init_weights(self.strategy.fusion_net(), init_path(cfg.train.init, cfg.method), cfg.method)
         self.ema = EMA(self.strategy.fusion_net(), cfg.train.ema) if cfg.train.ema > 0 else None
         self.val = None
         if cfg.data.val is not None and info.main:

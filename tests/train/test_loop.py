@@ -11,10 +11,11 @@ import torch
 from train_helpers import tiny_config
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.inference import BUILTIN_WEIGHTS
 from taskfuse.train.checkpoint import load_model, load_weights
 from taskfuse.train.config import validate
 from taskfuse.train.log import read_metrics
-from taskfuse.train.loop import train
+from taskfuse.train.loop import init_path, train
 from taskfuse.train.state import CHECKPOINTS
 
 VAL = {"name": "synthetic", "length": 2, "height": 32, "width": 32, "seed": 9}
@@ -90,3 +91,22 @@ def test_mixed_interleaves_unlabelled_batches(tmp_path: Path) -> None:
     assert set(logged["train/seg"]) == {1, 4} and set(logged["train/unlabelled/int"]) == {2, 3, 5, 6}
     with pytest.raises(TaskfuseError, match="data.unlabelled"):
         validate(tiny_config(train={"strategy": "mixed"}))
+
+
+def test_init_starts_from_given_weights_and_checks_them(tmp_path: Path) -> None:
+    first = train(validate(tiny_config(steps=4, train={"lr": 1e-2})), tmp_path / "a")
+    start = first.run_dir / "fusion.safetensors"
+    frozen = validate(tiny_config(steps=2, train={"lr": 0.0, "init": str(start)}))
+    again = train(frozen, tmp_path / "b").run_dir / "fusion.safetensors"
+    wa, wb = load_weights(start), load_weights(again)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    fresh = train(validate(tiny_config(steps=2, train={"lr": 0.0})), tmp_path / "c").run_dir / "fusion.safetensors"
+    assert not all(torch.equal(wa[k], v) for k, v in load_weights(fresh).items())
+    wider = validate(tiny_config(steps=2, model={"width": 6}, train={"init": str(start)}))
+    with pytest.raises(TaskfuseError, match="do not fit"):
+        train(wider, tmp_path / "d")
+    with pytest.raises(TaskfuseError, match="lite"):
+        train(validate(tiny_config(steps=2, train={"init": str(BUILTIN_WEIGHTS["lite"])})), tmp_path / "e")
+    with pytest.raises(TaskfuseError, match="no weights ship"):
+        train(validate(tiny_config(steps=2, train={"init": "builtin"})), tmp_path / "f")
+    assert init_path("builtin", "lite") == BUILTIN_WEIGHTS["lite"]
