@@ -91,8 +91,9 @@ def entropy_loss(fused: Tensor, bins: int = 64) -> Tensor:
     x = fused.clamp(0, 1).flatten(1) * (bins - 1)
     lower = x.detach().floor().clamp(max=bins - 2)
     upper_share = x - lower
+    index = lower.long()
     hist = torch.zeros(x.shape[0], bins, dtype=x.dtype, device=x.device)
-    hist = hist.scatter_add(1, lower.long(), 1 - upper_share).scatter_add(1, lower.long() + 1, upper_share)
+    hist = hist.scatter_add(1, index, 1 - upper_share).scatter_add(1, index + 1, upper_share)
     p = hist / x.shape[1]
     entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1)
     return 1 - entropy.mean() / math.log2(bins)

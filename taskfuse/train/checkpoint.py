@@ -60,12 +60,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **ov
     if not meta.get("method"):
         raise TaskfuseError(f"{path}: the file names no method; re-save it with taskfuse.train.checkpoint.save_weights")
     model = models.create(meta["method"], **{**meta["config"], **overrides})
-    missing, unexpected = model.load_state_dict(load_weights(path), strict=False)
-    if missing or unexpected:
-        raise TaskfuseError(
-            f"{path}: weights do not fit {meta['method']!r} (missing {missing[:5]}, unexpected {unexpected[:5]}); "
-            "was it saved from another method or config?"
-        )
+    _load_checked(model, path, f"{meta['method']!r}", "was it saved from another method or config?")
     return model.to(device).eval()
 
 
@@ -79,11 +74,15 @@ def init_weights(model: nn.Module, path: str | os.PathLike, method: str) -> None
         raise TaskfuseError(
             f"{path} holds weights of {stored!r}, this run trains {method!r}; set train.init to {method} weights"
         )
-    try:
-        model.load_state_dict(load_weights(path))
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise TaskfuseError(
-            f"{path}: weights do not fit this run's {method!r} network ({first}); set model: to the config the "
-            "weights were trained with"
-        ) from e
+    _load_checked(model, path, f"this run's {method!r} network", "set model: to the config they were trained with")
+
+
+def _load_checked(model: nn.Module, path: str | os.PathLike, target: str, fix: str) -> None:
+    """Load ``path`` into ``model`` after checking that every tensor is there with the same shape."""
+    state, own = load_weights(path), model.state_dict()
+    misfit = sorted(
+        k for k in state.keys() | own.keys() if k not in state or k not in own or state[k].shape != own[k].shape
+    )
+    if misfit:
+        raise TaskfuseError(f"{path}: weights do not fit {target} (missing or misshapen: {misfit[:5]}); {fix}")
+    model.load_state_dict(state)

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.inference import BUILTIN_WEIGHTS
 from taskfuse.train import distributed
 from taskfuse.train.checkpoint import init_weights, save_weights
 from taskfuse.train.config import DatasetConfig, RunConfig, save_config
@@ -85,8 +86,6 @@ def train(
 
 def init_path(init: str, method: str) -> Path:
     """The weights file ``train.init`` names: a path, or ``builtin`` for the method's shipped weights."""
-    from taskfuse.inference import BUILTIN_WEIGHTS
-
     if init != "builtin":
         return Path(init)
     if method not in BUILTIN_WEIGHTS:

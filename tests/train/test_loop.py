@@ -105,6 +105,8 @@ def test_init_starts_from_given_weights_and_checks_them(tmp_path: Path) -> None:
     wider = validate(tiny_config(steps=2, model={"width": 6}, train={"init": str(start)}))
     with pytest.raises(TaskfuseError, match="do not fit"):
         train(wider, tmp_path / "d")
+    with pytest.raises(TaskfuseError, match="do not fit"):
+        load_model(start, width=6)
     with pytest.raises(TaskfuseError, match="lite"):
         train(validate(tiny_config(steps=2, train={"init": str(BUILTIN_WEIGHTS["lite"])})), tmp_path / "e")
     with pytest.raises(TaskfuseError, match="no weights ship"):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from taskfuse.benchmark.scales import SMALL
 from taskfuse.tasks import segmentation
 from taskfuse.train.checkpoint import load_model, load_weights
 from taskfuse.train.config import validate
@@ -26,14 +27,7 @@ DATA = {
 }
 LOG = {"every": 1, "checkpoint_every": 1000, "progress": False, "tensorboard": False}
 PHASE = {"batch_size": 2, "crop": "full", "warmup_iters": 0}
-FGFUSION_TINY = {
-    "shallow_channels": 8,
-    "deep_channels": 16,
-    "coupling_blocks": 1,
-    "dense_layers": 2,
-    "dense_growth": 4,
-    "heads": 2,
-}
+TINY = SMALL.models  # the narrowed networks of the CPU benchmark scale
 
 
 def run(method: str, out: Path, **sections: Any) -> tuple[Path, dict[str, dict[int, float]]]:
@@ -68,9 +62,9 @@ def falls(curve: dict[int, float], steps: range | None = None, window: int = 3) 
 @pytest.mark.parametrize(
     ("method", "model"),
     [
-        ("psfusion", {"backbone_depth": 18, "width": 16, "rec_width": 8}),
-        ("fgfusion", FGFUSION_TINY),
-        ("dsifuse", {"depth": 18, "decoder_channels": [8, 8, 16, 16, 32]}),
+        ("psfusion", dict(TINY["psfusion"])),
+        ("fgfusion", dict(TINY["fgfusion"])),
+        ("dsifuse", dict(TINY["dsifuse"])),
     ],
 )
 def test_single_stage_methods(tmp_path: Path, method: str, model: dict[str, Any]) -> None:
@@ -110,7 +104,7 @@ def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
         "teacher_segmenter": "segformer-b0",
         "teacher_training": {**PHASE, "iters": 2},
     }
-    model = {"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8}
+    model = dict(TINY["mafs"])
     run_dir, logged = run("mafs", tmp_path / "a", model=model, train=stages, log={"checkpoint_every": 7})
     assert set(logged["train/rec_vi"]) == {1, 2, 3} and set(logged["train/teacher/total"]) == {4, 5}
     assert falls(logged["train/total"], range(6, 12))  # stage II
@@ -125,7 +119,7 @@ def test_fusion_only_on_real_roadscene_pairs(shared_data: Path, tmp_path: Path) 
     """The shipped RoadScene config on real pairs of varying size: crops to train, full images to validate."""
     from taskfuse.train.config import load_config
 
-    model = FGFUSION_TINY
+    model = dict(TINY["fgfusion"])
     cfg = load_config(
         "fgfusion_roadscene",
         [
