@@ -24,27 +24,12 @@ from tqdm import tqdm
 from taskfuse import models
 from taskfuse.data.io import read_ir, read_vi, write_image
 from taskfuse.data.pairs import Pair, check_sizes
+from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
-from taskfuse.models.blocks.attention import ChannelAttention
 from taskfuse.models.classical import GuidedFilterFusion, LaplacianPyramidFusion
-
-DEFAULT_METHOD = "lite"
-"""The built-in default: the ``lite`` network (``models/lite.py``) with the weights shipped in the package,
-trained on RoadScene pairs (model card: ``taskfuse/weights/README.md``)."""
-
-BUILTIN_WEIGHTS: dict[str, Path] = {"lite": Path(__file__).parent / "weights" / "lite.safetensors"}
-"""Learned methods whose trained weights ship inside the package, used when no ``weights`` are given."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA on a machine without it is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TaskfuseError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return dev
+from taskfuse.models.weights import load_model, read_meta
+from taskfuse.nn.attention import ChannelAttention
 
 
 def load(
@@ -53,15 +38,13 @@ def load(
     """A fusion model ready for inference (eval mode, on ``device``).
 
     With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree).
-    Without, a method with weights in ``BUILTIN_WEIGHTS`` (the default, ``lite``) loads those; a classical rule
-    is built with ``cfg``; any other learned method needs ``weights``.
+    Without, a method whose spec ships weights (the default, ``lite``) loads those; a classical rule is built
+    with ``cfg``; any other learned method needs ``weights``.
     """
-    from taskfuse.train.checkpoint import load_model, read_meta
-
     dev = resolve_device(device)
-    name = (method or DEFAULT_METHOD).lower()
-    if weights is None and name in BUILTIN_WEIGHTS and not cfg:
-        weights = BUILTIN_WEIGHTS[name]
+    name = (method or models.DEFAULT_METHOD).lower()
+    if weights is None and models.get(name).weights is not None and not cfg:
+        weights = models.get(name).weights
     if weights is not None:
         stored = read_meta(weights).get("method")
         if method is not None and stored and method.lower() != stored.lower():

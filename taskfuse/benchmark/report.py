@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from taskfuse.benchmark.synthetic import OBJECTS
-from taskfuse.benchmark.training import METHODS
+from taskfuse.benchmark.training import benchmark_methods
 from taskfuse.data.classes import IGNORE_INDEX, MSRS
 from taskfuse.data.io import atomic_path, read_image
-from taskfuse.downstream import SegmentationTask
-from taskfuse.downstream.detection import DetectionTask
 from taskfuse.errors import TaskfuseError
+from taskfuse.evaluation import SegmentationTask
+from taskfuse.evaluation.detection import DetectionTask
 from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER
 from taskfuse.metrics.segmentation import SegmentationMetrics, iou_from_confusion
 from taskfuse.metrics.table import mark, markdown_table, rank_marks
@@ -168,7 +168,7 @@ def verdict(records: Sequence[Mapping[str, Any]], task: str) -> dict[str, Any]:
     score = {r["row"]: headline(r, task) for r in records if headline(r, task) is not None}
     guidance = {
         m: score[f"{m}-task-guided"] - score[f"{m}-fusion-only"]
-        for m in METHODS
+        for m in benchmark_methods()
         if f"{m}-task-guided" in score and f"{m}-fusion-only" in score
     }
     kinds = {r["row"]: r["kind"] for r in records}

@@ -10,10 +10,11 @@ networks for 20 epochs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.models.spec import MethodSpec
 from taskfuse.train.schema import closest
 
 
@@ -74,8 +75,13 @@ class Scale:
     """Data-loader processes of every training."""
     checkpoint_every: int
     """Steps between resumable checkpoints of the fusion trainings (the last step always writes one)."""
-    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Network settings per method over its config's ``model:`` (small networks for a CPU)."""
+    networks: Literal["small", "benchmark"] = "benchmark"
+    """Which network every method's spec gives this preset: ``small`` (narrowed for a CPU) or ``benchmark`` (the
+    paper's, with the spec's ``benchmark`` overrides where it does not fit one GPU session)."""
+
+    def network(self, spec: MethodSpec) -> Mapping[str, Any]:
+        """Keyword arguments over the method config's ``model:``."""
+        return spec.small if self.networks == "small" else spec.benchmark
 
 
 SMALL = Scale(
@@ -105,20 +111,7 @@ SMALL = Scale(
     downstream_crop=None,
     workers=0,
     checkpoint_every=1000,
-    models={
-        "seafusion": {"widths": [8, 16, 16]},
-        "psfusion": {"backbone_depth": 18, "width": 16, "rec_width": 8},
-        "mafs": {"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8},
-        "fgfusion": {
-            "shallow_channels": 8,
-            "deep_channels": 16,
-            "coupling_blocks": 1,
-            "dense_layers": 2,
-            "dense_growth": 4,
-            "heads": 2,
-        },
-        "dsifuse": {"depth": 18, "decoder_channels": [8, 8, 16, 16, 32]},
-    },
+    networks="small",
 )
 
 FULL = Scale(
@@ -148,7 +141,7 @@ FULL = Scale(
     downstream_crop=None,
     workers=0,
     checkpoint_every=200,
-    models={"mafs": {"depth": 50}},
+    networks="benchmark",
 )
 
 SCALES: dict[str, Scale] = {s.name: s for s in (SMALL, FULL)}

@@ -10,7 +10,7 @@ benchmark tests that claim end to end on the project's synthetic road scenes (ni
 3. every trained network and every classical rule fuses both splits into ``OUT/fused/<row>/{train,test}/``;
 4. the fusion metrics (EN SD SF AG MI SCD VIF Qabf SSIM) of every row are averaged over the test scenes;
 5. the same downstream segmenter (and, optionally, detector) is trained from the same seed on every row's
-   images by the protocol of ``taskfuse.downstream`` and scored on the test scenes (``OUT/downstream/``);
+   images by the protocol of ``taskfuse.evaluation`` and scored on the test scenes (``OUT/downstream/``);
 6. every finished row is written to ``OUT/rows/<row>.json``, and the table (``taskfuse.benchmark.report``) is
    rebuilt from every row file present.
 
@@ -34,14 +34,14 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from taskfuse.benchmark.scales import Scale
-from taskfuse.benchmark.training import METHODS, VARIANTS, train_variant
+from taskfuse.benchmark.training import VARIANTS, benchmark_methods, train_variant
 from taskfuse.data.classes import MSRS, ClassSet
 from taskfuse.data.io import atomic_path, read_ir, read_vi
 from taskfuse.data.pairs import find_pairs
 from taskfuse.data.synthetic import OBJECT_CLASSES, SyntheticScenes, write_scenes
-from taskfuse.downstream import DownstreamTask, ProtocolConfig, SegmentationTask, evaluate, parse_input
-from taskfuse.downstream.detection import DetectionTask
 from taskfuse.errors import TaskfuseError
+from taskfuse.evaluation import DownstreamTask, ProtocolConfig, SegmentationTask, evaluate, parse_input
+from taskfuse.evaluation.detection import DetectionTask
 from taskfuse.inference import fuse_pairs, load, resolve_device
 from taskfuse.metrics.fusion import DEFAULT_METRICS, FusionMetrics
 from taskfuse.metrics.table import json_number
@@ -66,7 +66,7 @@ def all_rows(scale: Scale) -> list[Row]:
     """Every row of a scale, in table order."""
     rows = [Row("ir", "modality", "ir"), Row("vi", "modality", "vi")]
     rows += [Row(rule, "classical", rule) for rule in scale.classical]
-    rows += [Row(f"{m}-{v}", v, m) for m in METHODS for v in VARIANTS]
+    rows += [Row(f"{m}-{v}", v, m) for m in benchmark_methods() for v in VARIANTS]
     return rows
 
 
@@ -76,7 +76,7 @@ def select_rows(rows: Sequence[Row], names: Sequence[str] = (), variants: Sequen
     for v in variants:
         if v not in VARIANTS:
             raise TaskfuseError(f"--variants {v!r}: choose from {', '.join(VARIANTS)}")
-    known = [r.name for r in rows] + list(METHODS)
+    known = [r.name for r in rows] + benchmark_methods()
     for n in names:
         if n not in known:
             raise TaskfuseError(f"--rows {n!r}: not a row of this scale{closest(n, known)} Rows: {', '.join(known)}")

@@ -7,16 +7,13 @@ them with ``labels: false``. Reading files rather than rendering scenes matters:
 and FGFusion's and DSIFuse's losses turn boxes into foreground masks, which would give the fusion-only variant
 task supervision through the back door.
 
-Both variants take the same number of fusion-network steps (``Scale.fusion_steps``), batch size and crop:
-
-* SeAFusion: task-guided runs ``rounds`` rounds, each ``fusion_steps / rounds`` fusion steps with
-  ``λ = round index`` (the authors' ``train.py``) and then ``segmenter_steps`` BiSeNet steps; fusion-only runs
-  ``fusion_steps`` steps of the fusion loss. The fusion phase's step decay per epoch is replaced by a
-  constant rate in both, since the task-guided optimiser restarts every round and the fusion-only one would
-  otherwise decay over all rounds: both see the same learning rate at every step.
-* MAFS: ``pretext_steps`` of stage I, then ``fusion_steps - pretext_steps`` of stage II in both; task-guided
-  additionally trains its teacher segmenter (``teacher_steps``) in between.
-* PSFusion, FGFusion, DSIFuse: ``fusion_steps`` steps of their loss, with or without its semantic terms.
+Both variants take the same number of fusion-network steps (``Scale.fusion_steps``), batch size and crop, and
+the fusion-only run copies the optimiser, schedule and warm-up that the task-guided run gives its fusion network.
+How each strategy spends the budget is its ``budget`` method (``taskfuse.train.strategies``): SeAFusion's
+``iterative_joint`` splits the fusion steps into rounds with segmenter steps between them, at a constant rate
+(its optimiser restarts every round); MAFS's ``mafs_two_stage`` runs stage I for ``pretext_steps`` and trains its
+teacher segmenter besides; ``single_stage`` (PSFusion, FGFusion, DSIFuse) runs ``fusion_steps`` steps of the
+objective with or without its semantic terms.
 """
 
 from __future__ import annotations
@@ -28,15 +25,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskfuse import models
 from taskfuse.benchmark.scales import Scale
 from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
-from taskfuse.train.config import RunConfig, TrainConfig, load_config, read_tree, resolve_source
+from taskfuse.train.config import RunConfig, TrainConfig, plain
+from taskfuse.train.resolve import load_config, read_tree, resolve_source, shipped_configs
 from taskfuse.train.state import CHECKPOINTS, latest_checkpoint
+from taskfuse.train.strategies import STRATEGIES
+from taskfuse.train.strategies.base import Budget
 from taskfuse.train.strategies.fusion_only import FusionOnlyOptions
 
-METHODS = ("seafusion", "psfusion", "mafs", "fgfusion", "dsifuse")
-"""The learned methods of the seeds, in the order of their papers."""
+
+def benchmark_methods() -> list[str]:
+    """The learned methods with a task in the loop and a synthetic-scenes recipe (``<config>_synthetic``), in
+    registry order: the seeds' methods, compared fusion-only against task-guided."""
+    return [
+        n
+        for n in models.names(learned=True)
+        if STRATEGIES.get(models.get(n).strategy).task_guided
+        and f"{models.get(n).config}_synthetic" in shipped_configs()
+    ]
+
+
 VARIANTS = ("fusion-only", "task-guided")
 
 
@@ -77,85 +88,73 @@ def common_overrides(scale: Scale, method: str, scenes: Path, seed: int, labels:
     ]
     if not labels:
         out.append("data.train.options.labels=false")
-    out += [f"model.{k}={value(v)}" for k, v in scale.models.get(method, {}).items()]
+    out += [f"model.{k}={value(v)}" for k, v in scale.network(models.get(method)).items()]
     return out
 
 
+def budget(scale: Scale) -> Budget:
+    return Budget(
+        fusion_steps=scale.fusion_steps,
+        batch_size=scale.batch_size,
+        crop=scale.crop,
+        rounds=scale.rounds,
+        task_steps=scale.segmenter_steps,
+        pretext_steps=scale.pretext_steps,
+        teacher_steps=scale.teacher_steps,
+        teacher=scale.teacher,
+        warmup=scale.warmup,
+    )
+
+
 def task_guided_overrides(scale: Scale, method: str) -> list[str]:
-    """Lengths of the method's own strategy (see the module docstring)."""
-    phase = f"batch_size={scale.batch_size}", f"crop={scale.crop}"
-    if method == "seafusion":
-        return [
-            f"train.rounds={scale.rounds}",
-            f"train.seg_weight_per_round={value(list(range(scale.rounds)))}",
-            f"train.fusion.iters={scale.fusion_steps // scale.rounds}",
-            "train.fusion.epochs=0",
-            "train.fusion.lr_schedule=constant",
-            *(f"train.fusion.{p}" for p in phase),
-            f"train.segmentation.iters_per_round={scale.segmenter_steps}",
-            f"train.segmentation.max_iters={scale.rounds * scale.segmenter_steps}",
-            f"train.segmentation.warmup_iters={scale.warmup}",
-            *(f"train.segmentation.{p}" for p in phase),
-        ]
-    if method == "mafs":
-        return [
-            *mafs_lengths(scale),
-            f"train.teacher_segmenter={scale.teacher}",
-            f"train.teacher_training.iters={scale.teacher_steps}",
-            f"train.teacher_training.warmup_iters={scale.warmup}",
-        ]
-    return [f"train.iters={scale.fusion_steps}", "train.epochs=0", *warmup(method, scale)]
+    """The method's own strategy on the scale's budget; a recipe that warms up (PSFusion: 1000 of its ~170k
+    steps) warms up for ``scale.warmup`` steps."""
+    spec = models.get(method)
+    out = STRATEGIES.get(spec.strategy).budget(budget(scale), spec)
+    if (read_tree(resolve_source(synthetic_config(method))).get("train") or {}).get("warmup_iters"):
+        out.append(f"train.warmup_iters={scale.warmup}")
+    return out
 
 
-def mafs_lengths(scale: Scale) -> list[str]:
-    """MAFS's stage-I and stage-II lengths, the same in both variants: together ``fusion_steps``."""
+def fusion_only_overrides(scale: Scale, method: str, guided: RunConfig) -> list[str]:
+    """``fusion_only`` with the options of the method's own strategy removed, the same fusion steps, and the
+    optimiser, schedule and warm-up the task-guided run (``guided``) gives its fusion network."""
+    spec = models.get(method)
+    engine = {f.name for f in dataclasses.fields(TrainConfig)}
+    kept = {f.name for f in dataclasses.fields(FusionOnlyOptions)}
+    own = read_tree(resolve_source(synthetic_config(method))).get("train", {})
+    phase = STRATEGIES.get(guided.strategy).fusion_phase(guided)
+    keys = ("optimizer", "lr", "momentum", "betas", "weight_decay", "lr_schedule", "poly_power", "lr_decay")
+    keys += ("warmup_iters", "warmup_start_lr", "grad_clip")
     return [
-        f"train.pretext.iters={scale.pretext_steps}",
-        "train.pretext.epochs=0",
-        f"train.iters={scale.fusion_steps - scale.pretext_steps}",
-        "train.epochs=0",
+        "train.strategy=fusion_only",
+        *(f"train.{k}=null" for k in own if k not in engine | kept),
+        *(f"train.{k}={value(plain(getattr(phase, k)))}" for k in keys),
+        *STRATEGIES.get("fusion_only").budget(budget(scale), spec),
     ]
 
 
-def warmup(method: str, scale: Scale) -> list[str]:
-    """PSFusion's recipe warms up for 1000 of its ~170k steps; the benchmark's shorter runs warm up for
-    ``scale.warmup`` steps."""
-    return [f"train.warmup_iters={scale.warmup}"] if method == "psfusion" else []
-
-
-def fusion_only_overrides(scale: Scale, method: str) -> list[str]:
-    """``fusion_only`` with the options of the method's own strategy removed and the same fusion steps."""
-    source = f"{method}_synthetic"
-    engine = {f.name for f in dataclasses.fields(TrainConfig)}
-    kept = {f.name for f in dataclasses.fields(FusionOnlyOptions)}
-    own = read_tree(resolve_source(source)).get("train", {})
-    out = ["train.strategy=fusion_only", *(f"train.{k}=null" for k in own if k not in engine | kept)]
-    if method == "seafusion":
-        fusion = load_config(source).options.fusion
-        out += [
-            f"train.optimizer={fusion.optimizer}",
-            f"train.lr={fusion.lr}",
-            f"train.betas={value(list(fusion.betas))}",
-            f"train.weight_decay={fusion.weight_decay}",
-            "train.lr_schedule=constant",
-        ]
-    if method == "mafs":
-        return [*out, *mafs_lengths(scale)]
-    return [*out, f"train.iters={scale.fusion_steps}", "train.epochs=0", *warmup(method, scale)]
+def synthetic_config(method: str) -> str:
+    return f"{models.get(method).config}_synthetic"
 
 
 def training_config(
     scale: Scale, method: str, variant: str, scenes: Path, seed: int, progress: bool = True
 ) -> RunConfig:
     """The validated config of one variant of one method."""
-    if method not in METHODS:
-        raise TaskfuseError(f"{method!r} is not a learned method of the benchmark; choose from {', '.join(METHODS)}")
+    methods = benchmark_methods()
+    if method not in methods:
+        raise TaskfuseError(f"{method!r} is not a learned method of the benchmark; choose from {', '.join(methods)}")
     if variant not in VARIANTS:
         raise TaskfuseError(f"variant {variant!r}: choose {' or '.join(VARIANTS)}")
-    guided = variant == "task-guided"
-    overrides = common_overrides(scale, method, scenes, seed, guided, progress)
-    overrides += task_guided_overrides(scale, method) if guided else fusion_only_overrides(scale, method)
-    return load_config(f"{method}_synthetic", overrides)
+    guided = load_config(
+        synthetic_config(method),
+        [*common_overrides(scale, method, scenes, seed, True, progress), *task_guided_overrides(scale, method)],
+    )
+    if variant == "task-guided":
+        return guided
+    overrides = common_overrides(scale, method, scenes, seed, False, progress)
+    return load_config(synthetic_config(method), [*overrides, *fusion_only_overrides(scale, method, guided)])
 
 
 def train_variant(

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from taskfuse import models
 from taskfuse.data.io import atomic_path, write_image
 from taskfuse.data.synthetic import render_scene
-from taskfuse.inference import DEFAULT_METHOD, fuse_tensors, load, resolve_device
+from taskfuse.device import resolve_device
+from taskfuse.inference import fuse_tensors, load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenes", type=int, default=4, help="number of scenes, alternating day and night (default 4)")
     p.add_argument("--size", default="240x320", help="HxW of each scene (default 240x320)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
-    p.add_argument("--method", help=f"fusion method (default: {DEFAULT_METHOD})")
+    p.add_argument("--method", help=f"fusion method (default: {models.DEFAULT_METHOD})")
     p.add_argument("--weights", type=Path, help="trained weights (.safetensors) of a learned method")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     p.set_defaults(run=run)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     h, w = (int(v) for v in args.size.lower().split("x"))
     model = load(args.method, args.weights, args.device)
     device = resolve_device(args.device)
-    name = args.method or (str(args.weights.name) if args.weights else DEFAULT_METHOD)
+    name = args.method or (str(args.weights.name) if args.weights else models.DEFAULT_METHOD)
     fig = Figure(figsize=(9, 3.2 * args.scenes * h / w), layout="tight")
     axes = fig.subplots(args.scenes, 3, squeeze=False)
     for i in range(args.scenes):

@@ -1,7 +1,7 @@
 """``taskfuse evaluate``: score results; one sub-command per kind of result.
 
 ``fusion`` scores fused images against their sources; ``segmentation``, ``detection`` and ``keypoints`` run the
-downstream protocol (``taskfuse.downstream``): the same task network trained from the same seed on each input,
+downstream protocol (``taskfuse.evaluation``): the same task network trained from the same seed on each input,
 scored on the test split, tabulated. Each sub-command is added by an ``_add_<task>`` function listed in
 ``TASKS`` and sets its own ``run``.
 """
@@ -19,12 +19,12 @@ from tqdm import tqdm
 from taskfuse.data import datasets
 from taskfuse.data.io import read_ir, read_vi
 from taskfuse.data.pairs import Pair, find_pairs, list_images, listing
-from taskfuse.downstream.base import DownstreamTask
-from taskfuse.downstream.inputs import parse_inputs
-from taskfuse.downstream.loop import ProtocolConfig, evaluate
-from taskfuse.downstream.report import grid_indices, write_outputs
+from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import resolve_device
+from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.evaluation.inputs import parse_inputs
+from taskfuse.evaluation.loop import ProtocolConfig, evaluate
+from taskfuse.evaluation.report import grid_indices, write_outputs
 from taskfuse.metrics.functional import SF_SCALES
 from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionMetrics, metric_name
 from taskfuse.metrics.report import write_report
@@ -270,7 +270,7 @@ def _report(args: argparse.Namespace, rows: dict[str, Path]) -> int:
 
 
 def run_segmentation(args: argparse.Namespace) -> int:
-    from taskfuse.downstream.segmentation import SegmentationTask, direct_segmentation, sample_names
+    from taskfuse.evaluation.segmentation import SegmentationTask, direct_segmentation, sample_names
 
     direct = dict(args.direct)
     if len(direct) != len(args.direct):
@@ -297,7 +297,7 @@ def run_segmentation(args: argparse.Namespace) -> int:
 
 
 def run_detection(args: argparse.Namespace) -> int:
-    from taskfuse.downstream.detection import DetectionTask
+    from taskfuse.evaluation.detection import DetectionTask
 
     train, test = _open_splits(args)
     options = {} if args.detector is None else {"model": args.detector}
@@ -305,7 +305,7 @@ def run_detection(args: argparse.Namespace) -> int:
 
 
 def run_keypoints(args: argparse.Namespace) -> int:
-    from taskfuse.downstream.keypoints import KeypointTask
+    from taskfuse.evaluation.keypoints import KeypointTask
 
     train, test = _open_splits(args)
     names = getattr(train, "keypoint_names", None)

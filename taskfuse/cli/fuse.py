@@ -8,7 +8,8 @@ from pathlib import Path
 from taskfuse import models
 from taskfuse.data.io import IR_RANGES
 from taskfuse.data.pairs import find_pairs
-from taskfuse.inference import DEFAULT_METHOD, Tile, fuse_pairs, load, resolve_device
+from taskfuse.device import resolve_device
+from taskfuse.inference import Tile, fuse_pairs, load
 
 
 def tile_arg(text: str) -> Tile:
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ir", type=Path, help="infrared image or folder")
     p.add_argument("--vi", type=Path, help="visible image or folder (colour or gray)")
     p.add_argument("--out", type=Path, help="output folder")
-    p.add_argument("--method", help=f"fusion method (default: {DEFAULT_METHOD}; see --list)")
+    p.add_argument("--method", help=f"fusion method (default: {models.DEFAULT_METHOD}; see --list)")
     p.add_argument("--weights", type=Path, help="trained weights (.safetensors) of a learned method")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--resize", choices=("vi", "ir"), help="resize this side to the other when sizes differ")

@@ -6,8 +6,8 @@ import argparse
 import importlib
 import sys
 
-from taskfuse import __version__
 from taskfuse.errors import TaskfuseError
+from taskfuse.version import __version__
 
 COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train", "benchmark")
 

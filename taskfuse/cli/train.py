@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskfuse.train.config import load_config, shipped_configs
     from taskfuse.train.loop import train
+    from taskfuse.train.resolve import load_config, shipped_configs
 
     if args.list:
         configs = shipped_configs()

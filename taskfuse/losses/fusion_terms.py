@@ -1,7 +1,7 @@
 """Unsupervised fusion loss terms shared by the methods, as plain functions on (B, 1, H, W) luminance in [0, 1].
 
 Every term returns a scalar averaged over the batch; ``||.||_1 / HW`` in the papers is a per-pixel mean.
-Gradients ``∇`` are Sobel magnitudes ``|Gx| + |Gy|`` (``taskfuse.models.blocks.sobel_abs``), as in the
+Gradients ``∇`` are Sobel magnitudes ``|Gx| + |Gy|`` (``taskfuse.nn.sobel_abs``), as in the
 SeAFusion and PSFusion code. Sources: seed 000 (Bastidas-Guacho et al. 2025, eqs. 4-8, building on
 SeAFusion), seed 001 (PSFusion, Tang et al. 2023, eqs. 16-21).
 """
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from taskfuse.data.color import recombine, rgb_to_ycbcr
 from taskfuse.metrics.functional import vifp_levels
-from taskfuse.models.blocks.sobel import sobel_abs, sobel_xy
+from taskfuse.nn.sobel import sobel_abs, sobel_xy
 
 
 def intensity_max_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:

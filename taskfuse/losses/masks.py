@@ -3,6 +3,15 @@
 FGFusion (seed 003) needs only "foreground object masks as auxiliary supervision", so any labelled dataset can
 train it: semantic labels give the mask from a set of object classes, detection boxes from the box interiors.
 DSIFuse (seed 004) uses the same kind of binary mask ``M_label`` in its intensity loss.
+
+PSFusion (seed 001) and MAFS (seed 002) supervise binary (foreground) and boundary heads. The papers train with
+precomputed maps; here they come from the semantic label:
+
+* binary target: 1 where the label is any class other than 0 (``unlabelled`` background in MSRS/MFNet), 0 on
+  background, ``ignore_index`` kept;
+* boundary target: the morphological gradient of the label map, 1 where a k x k neighbourhood holds more than
+  one class (max-pool != min-pool; k = 3 marks a two-pixel band along every class border), computed over
+  labelled pixels only, ``ignore_index`` kept.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from taskfuse.data.classes import IGNORE_INDEX
@@ -60,3 +70,24 @@ def batch_foreground(batch: Mapping[str, Any], object_classes: Sequence[int] | N
         raise TaskfuseError(f"batch['boxes'] holds {len(boxes)} entries for {ir.shape[0]} images; give one per image")
     h, w = ir.shape[-2:]
     return torch.stack([foreground_from_boxes(b.to(ir.device), h, w) for b in boxes]).to(ir.dtype)
+
+
+BINARY_WEIGHTS = (1.4548, 19.8962)
+"""Background / foreground weights of the binary cross-entropy, from the authors' ``train.py``."""
+
+
+def binary_target(label: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """(B, H, W) int64: 1 on labelled foreground (class != 0), 0 on background, ``ignore_index`` kept."""
+    target = (label != 0).long()
+    return torch.where(label == ignore_index, torch.full_like(label, ignore_index), target)
+
+
+def boundary_target(label: Tensor, kernel: int = 3, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """(B, H, W) int64: 1 where the k x k neighbourhood of a labelled pixel holds two or more classes."""
+    ignored = label == ignore_index
+    lab = label.float().unsqueeze(1)
+    big = float(ignore_index) + 1.0
+    hi = F.max_pool2d(lab.masked_fill(ignored.unsqueeze(1), -1.0), kernel, 1, kernel // 2)
+    lo = -F.max_pool2d(-lab.masked_fill(ignored.unsqueeze(1), big), kernel, 1, kernel // 2)
+    target = (hi != lo).squeeze(1).long()
+    return torch.where(ignored, torch.full_like(label, ignore_index), target)

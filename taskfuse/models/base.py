@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from taskfuse.data.color import recombine
-from taskfuse.models.blocks.resample import pad_to_multiple
+from taskfuse.nn.resample import pad_to_multiple
 
 
 @dataclass

@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from taskfuse.models import MODELS
 from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.models.spec import MethodSpec, register
 
 
-@MODELS.register("mean")
 class MeanFusion(FusionModel):
     """Pixel average ``(IR + VIS) / 2``."""
 
@@ -22,7 +21,6 @@ class MeanFusion(FusionModel):
         return FusionOutput((ir + vi) / 2)
 
 
-@MODELS.register("max")
 class MaxFusion(FusionModel):
     """Pixel maximum ``max(IR, VIS)``, the target of the max-selection intensity losses."""
 
@@ -68,7 +66,6 @@ def reconstruct(pyr: list[Tensor]) -> Tensor:
     return x
 
 
-@MODELS.register("laplacian")
 class LaplacianPyramidFusion(FusionModel):
     """Laplacian-pyramid fusion (Burt & Adelson 1985; Toet 1989 for IR/VIS).
 
@@ -117,7 +114,6 @@ def guided_filter(p: Tensor, guide: Tensor, r: int, eps: float) -> Tensor:
     return box_filter(a, r) * guide + box_filter(b, r)
 
 
-@MODELS.register("gff")
 class GuidedFilterFusion(FusionModel):
     """Guided filtering based fusion, GFF (Li, Kang & Hu, IEEE TIP 2013), with the paper's parameters.
 
@@ -160,3 +156,12 @@ class GuidedFilterFusion(FusionModel):
             w / sd * d for w, d in zip(wd, details, strict=True)
         )
         return FusionOutput(fused.clamp(0, 1).to(ir.dtype))
+
+
+for _name, _network in (
+    ("mean", MeanFusion),
+    ("max", MaxFusion),
+    ("laplacian", LaplacianPyramidFusion),
+    ("gff", GuidedFilterFusion),
+):
+    register(MethodSpec(name=_name, network=_network, source="classical rule"))

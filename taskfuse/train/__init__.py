@@ -16,7 +16,7 @@ __all__ = ["load_config", "train"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_config":
-        from taskfuse.train.config import load_config
+        from taskfuse.train.resolve import load_config
 
         return load_config
     if name == "train":

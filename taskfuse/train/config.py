@@ -5,7 +5,7 @@ A config names a ``method`` and holds these sections::
     extends: psfusion            # shipped config name(s) or path(s) relative to this file; merged first
     description: one line shown by ``taskfuse train --list``
     imports: [my_project.methods]  # modules to import first (they register methods of your own)
-    method: psfusion             # the network (taskfuse.models) and its objective (taskfuse.train.methods)
+    method: psfusion             # a registered method (taskfuse.models): network and objective
     model: {...}                 # keyword arguments of taskfuse.models.create(method)
     loss: {...}                  # keyword arguments of the method's loss class
     train: {...}                 # TrainConfig: strategy, optimiser, schedule, length, batch size, crop, ...
@@ -26,37 +26,17 @@ against the dataclasses below and the strategy's options, ``model:`` against the
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import subprocess
 import time
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from taskfuse import __version__
 from taskfuse.data.io import atomic_path
-from taskfuse.errors import TaskfuseError
-from taskfuse.train.schema import build, closest, coerce, unknown_key
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-TOP_KEYS = (
-    "extends",
-    "description",
-    "imports",
-    "method",
-    "model",
-    "loss",
-    "data",
-    "train",
-    "log",
-    "provenance",
-)
+from taskfuse.version import __version__
 
 
 @dataclass
@@ -202,13 +182,19 @@ class LogConfig:
 
 
 @dataclass
+class StrategyOptions:
+    """Base of a strategy's own options: the keys it reads under ``train:`` besides the engine's (rounds,
+    segmenter, phase sections, ...). A strategy without options uses this class as it is."""
+
+
+@dataclass
 class RunConfig:
     """A resolved, validated config. ``strategy`` is the canonical strategy name, ``options`` its options
     (written under ``train:`` in YAML)."""
 
     method: str
     strategy: str
-    options: Any
+    options: StrategyOptions
     model: dict[str, Any]
     loss: dict[str, Any]
     data: DataConfig
@@ -224,266 +210,27 @@ class RunConfig:
             "description": self.description,
             "imports": list(self.imports),
             "method": self.method,
-            "model": _plain(self.model),
-            "loss": _plain(self.loss),
-            "train": _plain(
+            "model": plain(self.model),
+            "loss": plain(self.loss),
+            "train": plain(
                 {
                     **dataclasses.asdict(self.train),
                     "strategy": self.strategy,
                     **dataclasses.asdict(self.options),
                 }
             ),
-            "data": _plain(dataclasses.asdict(self.data)),
-            "log": _plain(dataclasses.asdict(self.log)),
+            "data": plain(dataclasses.asdict(self.data)),
+            "log": plain(dataclasses.asdict(self.log)),
         }
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
     """Tuples to lists, recursively, so ``yaml.safe_dump`` writes plain sequences."""
     if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: plain(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     return x
-
-
-def shipped_configs() -> dict[str, tuple[Path, str]]:
-    """Shipped configs by name with their one-line description."""
-    return {path.stem: (path, describe(path)) for path in sorted(CONFIG_DIR.glob("*.yaml"))}
-
-
-def describe(path: Path, width: int = 100) -> str:
-    """The file's own ``description:``, else its opening comment shortened to ``width`` characters."""
-    text = path.read_text()
-    data = yaml.safe_load(text) or {}
-    if isinstance(data, Mapping) and data.get("description"):
-        return str(data["description"])
-    words = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        words += line.lstrip("#").split()
-    summary = " ".join(words)
-    return summary if len(summary) <= width else summary[: summary.rfind(" ", 0, width)] + " …"
-
-
-def resolve_source(source: str | Path, base: Path | None = None) -> Path:
-    """A config path from a file path (relative to ``base`` when given) or a shipped config name."""
-    text = str(source)
-    candidates = [Path(text)] if base is None else [base / text]
-    if not text.endswith((".yaml", ".yml")):
-        candidates.append(CONFIG_DIR / f"{text}.yaml")
-    for path in candidates:
-        if path.is_file():
-            return path
-    names = list(shipped_configs())
-    raise TaskfuseError(
-        f"config {text!r}: no such file and no shipped config of that name{closest(text, names)} "
-        "(see taskfuse train --list)"
-    )
-
-
-def read_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The mapping in ``path`` merged over the configs it ``extends`` (recursively). A file named after a
-    fusion method (``psfusion.yaml``) configures that method unless it says ``method:``."""
-    path = path.resolve()
-    if path in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path))
-        raise TaskfuseError(f"{path}: configs extend each other in a cycle ({cycle}); remove one extends")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise TaskfuseError(f"{path}: not valid YAML ({e})") from e
-    if not isinstance(data, dict):
-        raise TaskfuseError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
-    from taskfuse import models
-
-    if "method" not in data and path.stem in models.MODELS:
-        data["method"] = path.stem
-    parents = data.pop("extends", None) or []
-    merged: dict[str, Any] = {}
-    for parent in [parents] if isinstance(parents, str) else parents:
-        merged = merge(merged, read_tree(resolve_source(parent, path.parent), (*chain, path)))
-    return merge(merged, data)
-
-
-def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``: mappings merge key by key, a null removes the key, anything else replaces it."""
-    out = dict(base)
-    for key, value in top.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_override(raw: dict[str, Any], text: str) -> None:
-    """Set one ``dotted.key=value`` in ``raw``; the value is parsed as YAML (``8``, ``1e-4``, ``[256, 256]``),
-    and ``null`` removes the key (its default applies)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise TaskfuseError(f"--set {text!r}: write KEY=VALUE with a dotted key, e.g. train.lr=1e-4")
-    parts = key.strip().split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise TaskfuseError(f"--set {text!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
-        node = child
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise TaskfuseError(f"--set {text!r}: the value is not valid YAML ({e})") from e
-    if parsed is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = parsed
-
-
-def load_config(source: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read, merge, override and validate a config (a path or a shipped name)."""
-    path = resolve_source(source)
-    raw = read_tree(path)
-    for text in overrides:
-        apply_override(raw, text)
-    return validate(raw, str(path))
-
-
-def validate(raw: Mapping[str, Any], source: str = "") -> RunConfig:
-    """Check every section of a merged config and fill the defaults."""
-    from taskfuse import models
-    from taskfuse.data.datasets import DATASETS
-    from taskfuse.train.methods import method_spec
-    from taskfuse.train.strategies import STRATEGIES
-
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise unknown_key(f"{source or 'config'}", str(key), TOP_KEYS)
-    imports = coerce(raw.get("imports") or [], list[str], "imports")
-    for module in imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise TaskfuseError(f"imports: cannot import {module!r} ({e}); check the name and PYTHONPATH") from e
-    method = raw.get("method")
-    if not isinstance(method, str):
-        raise TaskfuseError(f"{source or 'config'}: give the fusion method as `method: NAME` (e.g. psfusion)")
-    network = models.MODELS.get(method)
-    spec = method_spec(method)
-
-    train_raw = raw.get("train") or {}
-    if not isinstance(train_raw, Mapping):
-        raise TaskfuseError(f"train: expected a mapping of keys to values, got {train_raw!r}")
-    strategy = coerce(train_raw.get("strategy") or spec.strategy, str, "train.strategy")
-    strategy_cls = STRATEGIES.get(strategy)
-    train, options = split_train(train_raw, strategy_cls.Options)
-    model = check_kwargs(network, raw.get("model"), "model")
-    loss = check_kwargs(spec.loss_class(), raw.get("loss"), "loss")
-    data = build(DataConfig, raw.get("data"), "data")
-    if train.dataset and data.train.name and train.dataset != data.train.name:
-        raise TaskfuseError(
-            f"train.dataset is {train.dataset!r} but data.train.name is {data.train.name!r}; set one of them"
-        )
-    data.train.name = data.train.name or train.dataset or "synthetic"
-    if data.val is not None:
-        data.val.name = data.val.name or data.train.name
-        if not data.val.root and data.val.name == data.train.name:
-            data.val.root = data.train.root
-    for key, ds in (("train", data.train), ("val", data.val), ("unlabelled", data.unlabelled)):
-        if ds is not None and ds.name != "synthetic" and ds.name not in DATASETS:
-            raise TaskfuseError(
-                f"data.{key}.name: unknown dataset {ds.name!r}{closest(ds.name, ['synthetic', *DATASETS])} "
-                f"Known: synthetic, {', '.join(DATASETS)}"
-            )
-    cfg = RunConfig(
-        method=method.lower(),
-        strategy=strategy_cls.name,
-        options=options,
-        model=model,
-        loss=loss,
-        data=data,
-        train=train,
-        log=build(LogConfig, raw.get("log"), "log"),
-        imports=imports,
-        description=str(raw.get("description") or ""),
-        source=source,
-    )
-    check_log(cfg)
-    strategy_cls.check(cfg)
-    return cfg
-
-
-def check_log(cfg: RunConfig) -> None:
-    """Validation metrics must exist, and ``log.best`` must be one of them (or mIoU) with a validation set."""
-    from taskfuse.metrics.fusion import FusionMetrics
-
-    if cfg.log.metrics:
-        FusionMetrics(cfg.log.metrics)
-    best = cfg.log.best
-    if best and best != "mIoU" and best not in cfg.log.metrics:
-        raise TaskfuseError(f"log.best {best!r} is neither mIoU nor one of log.metrics ({', '.join(cfg.log.metrics)})")
-    if best and cfg.data.val is None:
-        raise TaskfuseError("log.best needs a validation set: set data.val, or clear log.best")
-
-
-def split_train(raw: Mapping[str, Any], options_cls: type) -> tuple[TrainConfig, Any]:
-    """Split ``train:`` into the engine's keys and the strategy's options. A phase section of the options
-    starts from its own defaults, then takes the phase keys written directly under ``train:`` except the
-    length (``epochs``, ``iters``), then its own keys."""
-    engine = {f.name for f in dataclasses.fields(TrainConfig)}
-    own = {f.name: f for f in dataclasses.fields(options_cls)}
-    for key in raw:
-        if key not in engine and key not in own:
-            raise unknown_key("train", str(key), engine | set(own))
-    general = {k: v for k, v in raw.items() if k in engine}
-    shared = {k: v for k, v in general.items() if k in PHASE_KEYS and k not in ("epochs", "iters")}
-    hints = typing.get_type_hints(options_cls)
-    options_raw = {}
-    for key, f in own.items():
-        tp = hints[key]
-        if isinstance(tp, type) and issubclass(tp, PhaseConfig):
-            section = raw.get(key) or {}
-            if not isinstance(section, Mapping):
-                raise TaskfuseError(f"train.{key}: expected a mapping of keys to values, got {section!r}")
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else tp()
-            options_raw[key] = merge(merge(_plain(dataclasses.asdict(default)), shared), section)
-        elif key in raw:
-            options_raw[key] = raw[key]
-    return build(TrainConfig, general, "train"), build(options_cls, options_raw, "train")
-
-
-def check_kwargs(fn: Callable[..., Any], raw: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
-    """Keyword arguments checked against ``fn``'s signature (names, and simple types where annotated)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise TaskfuseError(f"{where}: expected a mapping of keyword arguments, got {raw!r}")
-    params = {
-        n: p
-        for n, p in inspect.signature(fn).parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"
-    }
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-    try:
-        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
-    except (NameError, TypeError):
-        hints = {}
-    out = {}
-    for key, value in raw.items():
-        if key not in params and not open_ended:
-            raise unknown_key(where, str(key), params)
-        tp = hints.get(key)
-        simple = tp in (int, float, bool, str) or (
-            typing.get_origin(tp) in (typing.Union, types.UnionType)
-            and all(a in (int, float, bool, str, type(None)) for a in typing.get_args(tp))
-        )
-        out[key] = coerce(value, tp, f"{where}.{key}") if simple else value
-    return out
 
 
 def git_commit() -> str:

@@ -1,16 +1,5 @@
-"""Training data: datasets from the config, paired augmentation, resumable sampling, batches on the device.
-
-Order and augmentation are pure functions of ``(seed, epoch, index)``: epoch ``e`` visits the samples in the
-permutation drawn from ``seed`` and ``e``, and sample ``i`` of epoch ``e`` is augmented with a generator
-seeded from ``(seed, e, i)``. A ``Stream`` therefore resumes exactly from two numbers (epoch, batches
-consumed), with any number of worker processes. With several processes (torchrun) each takes every
-``world``-th sample of the permutation, so one step of ``world`` processes with batch ``b`` sees the same
-images as one process with batch ``world * b``; the last ``n mod world`` samples of each permutation are left
-out so that every process has as many.
-
-Batches are dicts: ``ir`` (B, 1, H, W), ``vi`` (B, 3, H, W), ``label`` (B, H, W) int64 when every sample has
-one (255 = ignore), ``boxes`` a list of (N, 5) tensors when the samples have boxes, ``name`` a list.
-"""
+"""Training data from the config: the datasets a ``DatasetConfig`` names, their augmentation, and ``Stream``,
+the endless resumable batches of one phase on the training device (sampling: ``taskfuse.data.batching``)."""
 
 from __future__ import annotations
 
@@ -18,14 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from taskfuse.data import transforms as T
+from taskfuse.data.batching import Augmented, EpochBatches, collate, to_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DataConfig, DatasetConfig, PhaseConfig
-
-_MIX = 1_000_003
 
 
 def build_dataset(spec: DatasetConfig, where: str) -> Dataset:
@@ -63,98 +50,6 @@ def build_transform(cfg: DataConfig, crop: int | tuple[int, int] | str) -> T.Com
     if crop != "full":
         steps.append(T.RandomCrop(crop))  # type: ignore[arg-type]
     return T.Compose(steps)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    return ((seed * _MIX + epoch) * _MIX + index) % (2**63)
-
-
-class Augmented(Dataset):
-    """Items keyed ``(index, epoch)``: sample ``index`` with its augmentation for that epoch; optional cache
-    of decoded samples (kept per worker process)."""
-
-    def __init__(self, dataset: Dataset, transform: T.Compose | None, seed: int, cache: bool) -> None:
-        self.dataset, self.transform, self.seed = dataset, transform, seed
-        self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        index, epoch = key
-        if self.cache is not None and index in self.cache:
-            sample = self.cache[index]
-        else:
-            sample = self.dataset[index]
-            if self.cache is not None:
-                self.cache[index] = sample
-        if self.transform is None:
-            return sample
-        return self.transform(sample, torch.Generator().manual_seed(sample_seed(self.seed, epoch, index)))
-
-
-class EpochBatches(Sampler):
-    """Endless batches of ``(index, epoch)`` for one process, starting at batch ``position`` of ``epoch``."""
-
-    def __init__(
-        self, n: int, batch: int, seed: int, rank: int = 0, world: int = 1, epoch: int = 0, position: int = 0
-    ) -> None:
-        self.n, self.batch, self.seed, self.rank, self.world = n, batch, seed, rank, world
-        self.epoch, self.position = epoch, position
-        self.per_epoch = (n // world) // batch
-        if self.per_epoch == 0:
-            raise TaskfuseError(
-                f"the training set has {n} samples, fewer than batch_size {batch} x {world} process(es); "
-                "lower train.batch_size or use more data"
-            )
-
-    def order(self, epoch: int) -> list[int]:
-        """This process's samples of ``epoch``, in visiting order."""
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * _MIX + epoch)).tolist()
-        usable = (self.n // self.world) * self.world
-        return perm[self.rank : usable : self.world]
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, position = self.epoch, self.position
-        while True:
-            order = self.order(epoch)
-            for b in range(position, self.per_epoch):
-                yield [(i, epoch) for i in order[b * self.batch : (b + 1) * self.batch]]
-            epoch, position = epoch + 1, 0
-
-    def __len__(self) -> int:
-        return self.per_epoch
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images (and labels when every sample has one); boxes, keypoints and names as lists."""
-    shapes = {tuple(s["ir"].shape) for s in samples}
-    if len(shapes) > 1:
-        raise TaskfuseError(
-            f"a batch mixes image sizes {sorted(shapes)}; set train.crop (or data.val_batch_size: 1 for validation)"
-        )
-    batch: dict[str, Any] = {
-        "ir": torch.stack([s["ir"] for s in samples]),
-        "vi": torch.stack([s["vi"].expand(3, -1, -1) for s in samples]),
-        "name": [s.get("name", "") for s in samples],
-    }
-    if all("label" in s for s in samples):
-        batch["label"] = torch.stack([s["label"] for s in samples]).long()
-    for key in ("boxes", "keypoints"):
-        if any(key in s for s in samples):
-            batch[key] = [s.get(key, torch.zeros(0, 5)) for s in samples]
-    return batch
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    def move(x: Any) -> Any:
-        if isinstance(x, Tensor):
-            return x.to(device, non_blocking=True)
-        if isinstance(x, list):
-            return [move(v) for v in x]
-        return x
-
-    return {k: move(v) for k, v in batch.items()}
 
 
 class Stream:

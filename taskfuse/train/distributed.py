@@ -17,8 +17,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import resolve_device
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import BUILTIN_WEIGHTS
+from taskfuse.models.weights import builtin_weights, init_weights, save_weights
 from taskfuse.train import distributed
-from taskfuse.train.checkpoint import init_weights, save_weights
 from taskfuse.train.config import DatasetConfig, RunConfig, save_config
 from taskfuse.train.data import Stream, build_dataset, val_loader
 from taskfuse.train.ema import EMA
@@ -86,13 +85,7 @@ def train(
 
 def init_path(init: str, method: str) -> Path:
     """The weights file ``train.init`` names: a path, or ``builtin`` for the method's shipped weights."""
-    if init != "builtin":
-        return Path(init)
-    if method not in BUILTIN_WEIGHTS:
-        raise TaskfuseError(
-            f"train.init=builtin: no weights ship with {method!r} (only {sorted(BUILTIN_WEIGHTS)}); pass a file"
-        )
-    return BUILTIN_WEIGHTS[method]
+    return builtin_weights(method) if init == "builtin" else Path(init)
 
 
 class Trainer:

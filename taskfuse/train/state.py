@@ -5,7 +5,7 @@ Layout of a run folder::
     RUN/config.yaml                      resolved config, package version, git commit
     RUN/metrics.csv                      step, name, value
     RUN/checkpoints/step_00001000/       one folder per checkpoint (the newest ``log.keep`` are kept)
-        fusion.safetensors, ...          each network of the strategy (taskfuse.train.checkpoint.save_weights)
+        fusion.safetensors, ...          each network of the strategy (taskfuse.models.weights.save_weights)
         state.pt                         step, optimisers, strategy and loss state, data position, RNG, EMA
     RUN/fusion.safetensors               final fusion weights (EMA when enabled); taskfuse fuse --weights
     RUN/best.safetensors                 fusion weights at the best validation score (log.best)
@@ -28,7 +28,7 @@ from torch import nn
 
 from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
-from taskfuse.train.checkpoint import load_weights, save_weights
+from taskfuse.models.weights import load_weights, save_weights
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.pt"

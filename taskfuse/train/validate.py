@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from taskfuse.data.batching import to_device
 from taskfuse.data.color import luminance
 from taskfuse.models.base import FusionModel, FusionOutput
-from taskfuse.train.data import to_device
 
 Segment = Callable[[FusionOutput, dict[str, Any]], Tensor | None]
 

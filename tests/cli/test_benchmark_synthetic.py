@@ -15,13 +15,15 @@ import torch
 
 from taskfuse.benchmark.scales import FULL, SMALL, Scale
 from taskfuse.benchmark.synthetic import ObjectBoxes, all_rows, select_rows
-from taskfuse.benchmark.training import METHODS, train_variant, training_config
+from taskfuse.benchmark.training import benchmark_methods, train_variant, training_config
 from taskfuse.cli.main import main
 from taskfuse.data.io import read_image
 from taskfuse.data.synthetic import SyntheticScenes, write_scenes
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import RunConfig
 from taskfuse.train.strategies.fusion_only import FusionOnly
+
+METHODS = benchmark_methods()
 
 
 def fusion_steps(cfg: RunConfig) -> int:
@@ -73,7 +75,7 @@ def test_rows_are_selected_by_name_method_and_variant() -> None:
     assert [r.name for r in rows[:4]] == ["ir", "vi", "max", "laplacian"]
     assert len(rows) == 4 + 2 * len(METHODS)
     picked = select_rows(rows, ["vi", "psfusion", "mafs-task-guided"])
-    assert [r.name for r in picked] == ["vi", "psfusion-fusion-only", "psfusion-task-guided", "mafs-task-guided"]
+    assert [r.name for r in picked] == ["vi", "mafs-task-guided", "psfusion-fusion-only", "psfusion-task-guided"]
     assert [r.name for r in select_rows(rows, ["psfusion", "ir"], ["task-guided"])] == ["ir", "psfusion-task-guided"]
     with pytest.raises(TaskfuseError, match="did you mean 'psfusion'"):
         select_rows(rows, ["psfusoin"])

@@ -10,8 +10,8 @@ from PIL import Image
 from taskfuse import models
 from taskfuse.cli.main import main
 from taskfuse.data.synthetic import write_scenes
-from taskfuse.downstream import loop, segmentation
-from taskfuse.train.checkpoint import save_weights
+from taskfuse.evaluation import loop, segmentation
+from taskfuse.models.weights import save_weights
 
 PSFUSION = {"backbone_depth": 18, "width": 16, "rec_width": 8}
 
@@ -77,7 +77,7 @@ def test_unknown_input_is_an_error(setup, tmp_path: Path, capsys) -> None:
 
 def test_keypoints_command_builds_its_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from taskfuse.cli import evaluate as command
-    from taskfuse.downstream.keypoints import KeypointTask
+    from taskfuse.evaluation.keypoints import KeypointTask
 
     data = write_scenes(tmp_path / "kp", 4, 2, height=48, width=64, layout="coco_keypoints")
     seen = {}

@@ -26,7 +26,7 @@ CORNER = [[0, 2, 0], [2, 2, 0], [0, 0, 0]]
 
 
 def test_sobel_of_impulses_matches_hand_values() -> None:
-    from taskfuse.models.blocks.sobel import sobel_abs
+    from taskfuse.nn.sobel import sobel_abs
 
     assert torch.equal(sobel_abs(impulse(1.0)), img(CENTRE))
     assert torch.equal(sobel_abs(impulse(1.0, (0, 0))), img(CORNER))

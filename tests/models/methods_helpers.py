@@ -14,7 +14,7 @@ from PIL import Image
 from taskfuse.cli.main import main
 from taskfuse.data.synthetic import render_scene
 from taskfuse.models.base import FusionModel
-from taskfuse.train.checkpoint import save_weights
+from taskfuse.models.weights import save_weights
 
 
 def scene_batch(b: int = 2, h: int = 64, w: int = 64) -> dict[str, torch.Tensor]:

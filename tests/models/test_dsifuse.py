@@ -10,10 +10,10 @@ import torch
 from methods_helpers import fuse_roadscene, scene_batch, train_steps
 
 from taskfuse import models
-from taskfuse.losses.dsifuse import DSIFuseLoss
-from taskfuse.models.blocks.film import FiLM
-from taskfuse.models.dsifuse import CrossModalCalibration
-from taskfuse.train.checkpoint import load_model, save_weights
+from taskfuse.models.dsifuse.loss import DSIFuseLoss
+from taskfuse.models.dsifuse.network import CrossModalCalibration
+from taskfuse.models.weights import load_model, save_weights
+from taskfuse.nn.film import FiLM
 
 SMALL = {"depth": 18, "num_classes": 9, "decoder_channels": [8, 8, 16, 16, 16], "cfc_reduction": 8}
 
@@ -25,7 +25,7 @@ def small() -> models.FusionModel:
 
 
 def test_registered_as_rgb_to_rgb() -> None:
-    cls = models.MODELS.get("dsifuse")
+    cls = models.get("dsifuse").network
     assert cls.stride == 32 and cls.input_mode == "rgb" and cls.output_mode == "rgb"
 
 

@@ -11,9 +11,9 @@ from methods_helpers import fuse_roadscene, scene_batch, train_steps
 
 from taskfuse import models
 from taskfuse.errors import TaskfuseError
-from taskfuse.losses.fgfusion import FGFusionLoss
-from taskfuse.models.blocks.invertible import CouplingBlock, ResidualBlock
-from taskfuse.train.checkpoint import load_model, save_weights
+from taskfuse.models.fgfusion.loss import FGFusionLoss
+from taskfuse.models.weights import load_model, save_weights
+from taskfuse.nn.invertible import CouplingBlock, ResidualBlock
 
 SMALL = {"shallow_channels": 8, "deep_channels": 16, "coupling_blocks": 2, "dense_layers": 2, "dense_growth": 8}
 

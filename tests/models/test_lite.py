@@ -6,7 +6,7 @@ import torch
 import taskfuse
 from taskfuse import models
 from taskfuse.data.io import read_ir, read_vi
-from taskfuse.inference import BUILTIN_WEIGHTS, DEFAULT_METHOD, fuse_tensors
+from taskfuse.inference import fuse_tensors
 from taskfuse.metrics.functional import qabf
 from taskfuse.models.lite import LiteFusion
 
@@ -30,9 +30,9 @@ def test_receptive_field_fits_the_default_tile_context() -> None:
 
 
 def test_default_is_the_shipped_lite_model() -> None:
-    path = BUILTIN_WEIGHTS[DEFAULT_METHOD]
+    path = models.get(models.DEFAULT_METHOD).weights
     assert path.is_file() and path.stat().st_size < 20 * 2**20
-    assert (path.parent / "README.md").is_file()
+    assert (path.parent / "MODEL_CARD.md").is_file()
     model = taskfuse.load()
     assert isinstance(model, LiteFusion) and not model.training
     assert isinstance(taskfuse.load("lite"), LiteFusion)

@@ -15,10 +15,10 @@ from methods_helpers import fuse_roadscene, scene_batch, train_steps
 
 from taskfuse import models
 from taskfuse.errors import TaskfuseError
-from taskfuse.losses.mafs import MAFSLoss, MAFSPretextLoss
-from taskfuse.models.blocks.aspp import ASPP
-from taskfuse.models.blocks.invertible import CouplingBlock, HalfInstanceBlock
-from taskfuse.train.checkpoint import load_model, save_weights
+from taskfuse.models.mafs.loss import MAFSLoss, MAFSPretextLoss
+from taskfuse.models.weights import load_model, save_weights
+from taskfuse.nn.aspp import ASPP
+from taskfuse.nn.invertible import CouplingBlock, HalfInstanceBlock
 
 SMALL = {"depth": 18, "num_classes": 9, "channels": 16, "inn_blocks": 2}
 AUX = {"seg": 9, "seg_aux": 9, "binary": 2, "boundary": 2}

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from taskfuse.models.blocks.cross_attention import CrossAttention, attend
-from taskfuse.models.blocks.dense import GRDB, DenseBlock
-from taskfuse.models.blocks.injection import SemanticInjection
+from taskfuse.nn.cross_attention import CrossAttention, attend
+from taskfuse.nn.dense import GRDB, DenseBlock
+from taskfuse.nn.injection import SemanticInjection
 
 
 def test_dense_block_concatenates_and_optionally_squeezes() -> None:

@@ -15,8 +15,8 @@ from methods_helpers import fuse_roadscene, scene_batch, train_steps
 
 import taskfuse
 from taskfuse import models
-from taskfuse.losses.psfusion import PSFusionLoss
-from taskfuse.train.checkpoint import load_model, save_weights
+from taskfuse.models.psfusion.loss import PSFusionLoss
+from taskfuse.models.weights import load_model, save_weights
 
 CONFIG = Path(taskfuse.__file__).parent / "configs" / "psfusion.yaml"
 SMALL = {"num_classes": 9, "backbone_depth": 18, "width": 32, "rec_width": 16}

@@ -12,9 +12,9 @@ from methods_helpers import fuse_roadscene, scene_batch, train_steps
 import taskfuse
 from taskfuse import models
 from taskfuse.data.color import recombine
-from taskfuse.losses.seafusion import SeAFusionLoss
+from taskfuse.models.seafusion.loss import SeAFusionLoss
+from taskfuse.models.weights import load_model, save_weights
 from taskfuse.tasks import segmentation
-from taskfuse.train.checkpoint import load_model, save_weights
 
 CONFIG = Path(taskfuse.__file__).parent / "configs" / "seafusion.yaml"
 

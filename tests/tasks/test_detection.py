@@ -13,9 +13,9 @@ from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.detection import DetectionMetrics
 from taskfuse.tasks import detection
 from taskfuse.tasks.detection.assign import simota
+from taskfuse.tasks.detection.base import DetectionOutput
 from taskfuse.tasks.detection.loss import box_loss
 from taskfuse.tasks.detection.nms import batched_nms, box_iou
-from taskfuse.tasks.detection.yolox import DetectionOutput
 
 # Millions of parameters with the 80 COCO classes: YOLOX paper (arXiv 2107.08430), Tables 3 (S) and 4 (Tiny, Nano).
 PUBLISHED_M = {"yolox-nano": 0.91, "yolox-tiny": 5.06, "yolox-s": 9.0}

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from taskfuse.errors import TaskfuseError
-from taskfuse.losses.segmentation import main_aux_loss
-from taskfuse.models.blocks import ResNet
+from taskfuse.nn import ResNet
 from taskfuse.tasks import segmentation
 from taskfuse.tasks.segmentation import create, load_pretrained
+from taskfuse.tasks.segmentation.loss import main_aux_loss
 from taskfuse.tasks.segmentation.segformer import MIT_SIZES, SegFormer, convert_official_segformer_state_dict
 from taskfuse.tasks.segmentation.segnext import NMF2D
 

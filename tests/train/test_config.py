@@ -9,7 +9,8 @@ import yaml
 from train_helpers import tiny_config, write_config
 
 from taskfuse.errors import TaskfuseError
-from taskfuse.train.config import load_config, save_config, shipped_configs, validate
+from taskfuse.train.config import save_config
+from taskfuse.train.resolve import load_config, shipped_configs, validate
 
 
 def test_extends_overrides_and_defaults(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from taskfuse.data.batching import EpochBatches, collate
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DataConfig, PhaseConfig
-from taskfuse.train.data import EpochBatches, Stream, collate
+from taskfuse.train.data import Stream
 from taskfuse.train.optim import lr_at
 
 

@@ -10,10 +10,10 @@ import torch
 import torch.multiprocessing as mp
 from train_helpers import ddp_worker, tiny_config
 
-from taskfuse.train.checkpoint import load_weights
-from taskfuse.train.config import validate
+from taskfuse.models.weights import load_weights
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import train
+from taskfuse.train.resolve import validate
 
 
 def free_port() -> int:

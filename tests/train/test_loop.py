@@ -10,12 +10,12 @@ import pytest
 import torch
 from train_helpers import tiny_config
 
+from taskfuse import models
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import BUILTIN_WEIGHTS
-from taskfuse.train.checkpoint import load_model, load_weights
-from taskfuse.train.config import validate
+from taskfuse.models.weights import load_model, load_weights
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import init_path, train
+from taskfuse.train.resolve import validate
 from taskfuse.train.state import CHECKPOINTS
 
 VAL = {"name": "synthetic", "length": 2, "height": 32, "width": 32, "seed": 9}
@@ -108,7 +108,7 @@ def test_init_starts_from_given_weights_and_checks_them(tmp_path: Path) -> None:
     with pytest.raises(TaskfuseError, match="do not fit"):
         load_model(start, width=6)
     with pytest.raises(TaskfuseError, match="lite"):
-        train(validate(tiny_config(steps=2, train={"init": str(BUILTIN_WEIGHTS["lite"])})), tmp_path / "e")
+        train(validate(tiny_config(steps=2, train={"init": str(models.get("lite").weights)})), tmp_path / "e")
     with pytest.raises(TaskfuseError, match="no weights ship"):
         train(validate(tiny_config(steps=2, train={"init": "builtin"})), tmp_path / "f")
-    assert init_path("builtin", "lite") == BUILTIN_WEIGHTS["lite"]
+    assert init_path("builtin", "lite") == models.get("lite").weights

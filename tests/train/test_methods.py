@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import torch
 
-from taskfuse.benchmark.scales import SMALL
+from taskfuse import models
+from taskfuse.models.weights import load_model, load_weights
 from taskfuse.tasks import segmentation
-from taskfuse.train.checkpoint import load_model, load_weights
-from taskfuse.train.config import validate
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import train
+from taskfuse.train.resolve import validate
 
 DATA = {
     "train": {"name": "synthetic", "length": 2, "height": 32, "width": 32, "seed": 3},
@@ -27,7 +27,6 @@ DATA = {
 }
 LOG = {"every": 1, "checkpoint_every": 1000, "progress": False, "tensorboard": False}
 PHASE = {"batch_size": 2, "crop": "full", "warmup_iters": 0}
-TINY = SMALL.models  # the narrowed networks of the CPU benchmark scale
 
 
 def run(method: str, out: Path, **sections: Any) -> tuple[Path, dict[str, dict[int, float]]]:
@@ -62,9 +61,9 @@ def falls(curve: dict[int, float], steps: range | None = None, window: int = 3) 
 @pytest.mark.parametrize(
     ("method", "model"),
     [
-        ("psfusion", dict(TINY["psfusion"])),
-        ("fgfusion", dict(TINY["fgfusion"])),
-        ("dsifuse", dict(TINY["dsifuse"])),
+        ("psfusion", dict(models.get("psfusion").small)),
+        ("fgfusion", dict(models.get("fgfusion").small)),
+        ("dsifuse", dict(models.get("dsifuse").small)),
     ],
 )
 def test_single_stage_methods(tmp_path: Path, method: str, model: dict[str, Any]) -> None:
@@ -104,7 +103,7 @@ def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
         "teacher_segmenter": "segformer-b0",
         "teacher_training": {**PHASE, "iters": 2},
     }
-    model = dict(TINY["mafs"])
+    model = dict(models.get("mafs").small)
     run_dir, logged = run("mafs", tmp_path / "a", model=model, train=stages, log={"checkpoint_every": 7})
     assert set(logged["train/rec_vi"]) == {1, 2, 3} and set(logged["train/teacher/total"]) == {4, 5}
     assert falls(logged["train/total"], range(6, 12))  # stage II
@@ -117,9 +116,9 @@ def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fusion_only_on_real_roadscene_pairs(shared_data: Path, tmp_path: Path) -> None:
     """The shipped RoadScene config on real pairs of varying size: crops to train, full images to validate."""
-    from taskfuse.train.config import load_config
+    from taskfuse.train.resolve import load_config
 
-    model = dict(TINY["fgfusion"])
+    model = dict(models.get("fgfusion").small)
     cfg = load_config(
         "fgfusion_roadscene",
         [

@@ -14,9 +14,8 @@ from torch import Tensor, nn
 
 from taskfuse.data.color import luminance
 from taskfuse.losses.base import LossTerms
-from taskfuse.models import MODELS
+from taskfuse.models import METHODS, MethodSpec, register
 from taskfuse.models.base import FusionModel, FusionOutput
-from taskfuse.train.methods import METHODS, register_method
 
 
 class TinyFusion(FusionModel):
@@ -47,10 +46,8 @@ class TinyLoss:
         return LossTerms(sum(parts.values()), {k: v.detach() for k, v in parts.items()})
 
 
-if "tiny_fusion" not in MODELS:
-    MODELS.register("tiny_fusion")(TinyFusion)
 if "tiny_fusion" not in METHODS:
-    register_method("tiny_fusion", "train_helpers:TinyLoss", "single_stage")
+    register(MethodSpec(name="tiny_fusion", network=TinyFusion, loss=TinyLoss, strategy="single_stage"))
 
 
 def tiny_config(steps: int = 6, **sections: Any) -> dict[str, Any]:
@@ -88,8 +85,8 @@ def ddp_worker(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) 
     """One process of a CPU (gloo) DDP run, as torchrun would start it."""
     import os
 
-    from taskfuse.train.config import validate
     from taskfuse.train.loop import train
+    from taskfuse.train.resolve import validate
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",

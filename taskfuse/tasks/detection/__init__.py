@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from taskfuse.registry import Registry
-from taskfuse.tasks.detection.yolox import YOLOX, DetectionOutput
+from taskfuse.tasks.detection.base import DetectionOutput
+from taskfuse.tasks.detection.yolox import YOLOX
 
 DETECTORS: Registry = Registry("detector")
 

@@ -12,7 +12,6 @@ of the predicted box with its ground truth (the IoU-aware target of the official
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +20,7 @@ from torch import Tensor
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.base import LossTerms
 from taskfuse.tasks.detection.assign import simota
-
-if TYPE_CHECKING:
-    from taskfuse.tasks.detection.yolox import DetectionOutput
+from taskfuse.tasks.detection.base import DetectionOutput
 
 BOX_LOSSES = ("iou", "giou")
 BOX_WEIGHT = 5.0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.base import LossTerms
+from taskfuse.tasks.detection.base import DetectionOutput
 from taskfuse.tasks.detection.loss import BOX_LOSSES, yolox_loss
 from taskfuse.tasks.detection.nms import batched_nms
 
@@ -209,32 +209,6 @@ class DecoupledHead(nn.Module):
                 (self.reg_preds[i](reg_feat), self.obj_preds[i](reg_feat), self.cls_preds[i](self.cls_convs[i](x)))
             )
         return out
-
-
-@dataclass
-class DetectionOutput:
-    """Raw head outputs of a batch, flattened over the anchor points (level by level, row-major within one).
-
-    ``reg`` (B, A, 4): centre offset from the cell's top-left corner and log width/height, in stride units;
-    ``obj`` (B, A) and ``cls`` (B, A, C): logits; ``grid`` (A, 2): each point's cell (x, y) on its level;
-    ``strides`` (A,): its level's stride; ``image_size``: (H, W) of the input before padding to 32.
-    """
-
-    reg: Tensor
-    obj: Tensor
-    cls: Tensor
-    grid: Tensor
-    strides: Tensor
-    image_size: tuple[int, int]
-
-    def boxes(self) -> Tensor:
-        """(B, A, 4) predicted boxes ``cx, cy, w, h`` in input pixels, in float32 (also under autocast)."""
-        reg, s = self.reg.float(), self.strides[:, None]
-        return torch.cat([(reg[..., :2] + self.grid) * s, reg[..., 2:].exp() * s], -1)
-
-    def centres(self) -> Tensor:
-        """(A, 2) pixel centres of the anchor points' cells, where the label assignment's priors are measured."""
-        return (self.grid + 0.5) * self.strides[:, None]
 
 
 class YOLOX(nn.Module):

@@ -17,8 +17,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
-from taskfuse.models.blocks import ResNet
-from taskfuse.models.blocks.resample import pad_to_multiple
+from taskfuse.nn import ResNet
+from taskfuse.nn.resample import pad_to_multiple
 from taskfuse.tasks.keypoints import KEYPOINT_NETS
 
 

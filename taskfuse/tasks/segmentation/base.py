@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
-from taskfuse.models.blocks.resample import pad_to_multiple
+from taskfuse.nn.resample import pad_to_multiple
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

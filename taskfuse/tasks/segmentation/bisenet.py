@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taskfuse.models.blocks import ResNet
-from taskfuse.models.blocks.resample import resize
+from taskfuse.nn import ResNet
+from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
 

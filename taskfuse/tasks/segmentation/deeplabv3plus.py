@@ -1,4 +1,4 @@
-"""DeepLabV3+ (Chen et al., ECCV 2018) on ``taskfuse.models.blocks.ResNet`` 50/101.
+"""DeepLabV3+ (Chen et al., ECCV 2018) on ``taskfuse.nn.ResNet`` 50/101.
 
 Encoder: ResNet at output stride 16 (the last stage's stride replaced by dilation 2; 8 dilates the last two
 stages) and ASPP (DeepLabV3, Chen et al. 2017, Sec. 3.3): a 1x1 conv, three 3x3 atrous convs at rates 6, 12, 18
@@ -23,9 +23,9 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from taskfuse.models.blocks import ConvBNAct, ResNet
-from taskfuse.models.blocks.aspp import ASPP
-from taskfuse.models.blocks.resample import resize
+from taskfuse.nn import ConvBNAct, ResNet
+from taskfuse.nn.aspp import ASPP
+from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
 

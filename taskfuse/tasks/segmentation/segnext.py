@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from taskfuse.models.blocks.resample import resize
+from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation import SEGMENTERS
 from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
 from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights

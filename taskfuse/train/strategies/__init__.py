@@ -9,17 +9,13 @@
 
 from __future__ import annotations
 
-from taskfuse.registry import Registry
-from taskfuse.train.strategies.base import Context, Strategy
-
-STRATEGIES: Registry = Registry("training strategy")
-
-from taskfuse.train.strategies import (  # noqa: E402,F401  (each module registers its strategy)
+from taskfuse.train.strategies import (  # noqa: F401  (each module registers its strategy)
     fusion_only,
     iterative_joint,
     mafs_two_stage,
     mixed,
     single_stage,
 )
+from taskfuse.train.strategies.base import STRATEGIES, Context, Strategy
 
 __all__ = ["STRATEGIES", "Context", "Strategy"]

@@ -22,12 +22,40 @@ from taskfuse import models
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.base import LossTerms
 from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.models.spec import MethodSpec
+from taskfuse.registry import Registry
 from taskfuse.tasks.segmentation.base import SegmentationOutput
-from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig
+from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, StrategyOptions
 from taskfuse.train.data import Stream
 from taskfuse.train.distributed import DistInfo, Wrapped
-from taskfuse.train.methods import method_spec
 from taskfuse.train.optim import Optimised
+
+STRATEGIES: Registry = Registry("training strategy")
+"""Strategies by name; each module of this package registers its own."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An equal training budget for comparing strategies: how many optimisation steps each network gets.
+
+    ``fusion_steps`` counts every step of the fusion network (pretext and rounds included); a strategy with a
+    task network in the loop splits them into ``rounds`` and gives that network ``task_steps`` per round
+    (after ``warmup`` steps of warm-up); a teacher network (MAFS) gets ``teacher_steps``."""
+
+    fusion_steps: int
+    batch_size: int
+    crop: int
+    rounds: int = 1
+    task_steps: int = 0
+    pretext_steps: int = 0
+    teacher_steps: int = 0
+    teacher: str = ""
+    warmup: int = 0
+
+    @property
+    def phase(self) -> list[str]:
+        """Batch and crop keys of a phase section."""
+        return [f"batch_size={self.batch_size}", f"crop={self.crop}"]
 
 
 @dataclass
@@ -71,16 +99,13 @@ class Context:
         return Wrapped(module, self.info, self.cfg.train.compile)
 
 
-@dataclass
-class NoOptions:
-    """This strategy has no options of its own."""
-
-
 class Strategy:
     """Base class; see the module docstring. ``Options`` is the dataclass of the ``strategy:`` section."""
 
     name: ClassVar[str] = ""
-    Options: ClassVar[type] = NoOptions
+    task_guided: ClassVar[bool] = True
+    """Trains with labels in the loop (every strategy but ``fusion_only``)."""
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
 
     def __init__(self, cfg: RunConfig, ctx: Context) -> None:
         self.cfg, self.ctx = cfg, ctx
@@ -94,6 +119,17 @@ class Strategy:
     def phases(cls, cfg: RunConfig) -> dict[str, tuple[DatasetConfig, PhaseConfig]]:
         """Phase name -> (dataset, settings); every phase gets its own stream of batches."""
         return {"train": (cfg.data.train, cfg.train)}
+
+    @classmethod
+    def budget(cls, budget: Budget, spec: MethodSpec) -> list[str]:
+        """``--set`` overrides that train ``spec``'s method with this strategy on ``budget`` (the fusion network
+        takes exactly ``budget.fusion_steps`` steps)."""
+        return [f"train.iters={budget.fusion_steps}", "train.epochs=0"]
+
+    @classmethod
+    def fusion_phase(cls, cfg: RunConfig) -> PhaseConfig:
+        """The settings the fusion network is optimised with (optimiser, learning rate, schedule)."""
+        return cfg.train
 
     def total_steps(self) -> int:
         raise NotImplementedError
@@ -128,9 +164,10 @@ def make_fusion(cfg: RunConfig, device: torch.device) -> FusionModel:
     return models.create(cfg.method, **cfg.model).to(device)
 
 
-def make_loss(cfg: RunConfig, **extra: Any) -> Any:
-    """The method's loss object built from ``loss:`` (plus arguments the strategy supplies)."""
-    return method_spec(cfg.method).loss_class()(**cfg.loss, **extra)
+def make_loss(cfg: RunConfig, labelled: bool = True, **extra: Any) -> Any:
+    """The method's objective built from ``loss:`` (plus arguments the strategy supplies): the labelled one, or
+    with ``labelled=False`` its form for pairs without labels (``MethodSpec.fusion_loss``)."""
+    return models.get(cfg.method).objective(labelled, **cfg.loss, **extra)
 
 
 def as_float(out: FusionOutput) -> FusionOutput:

@@ -29,12 +29,14 @@ from torch import Tensor
 
 from taskfuse.data.color import recombine
 from taskfuse.errors import TaskfuseError
-from taskfuse.losses.segmentation import main_aux_loss, ohem_cross_entropy
 from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.models.spec import MethodSpec
 from taskfuse.tasks import segmentation
-from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig
-from taskfuse.train.strategies import STRATEGIES
+from taskfuse.tasks.segmentation.loss import main_aux_loss, ohem_cross_entropy
+from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, StrategyOptions
 from taskfuse.train.strategies.base import (
+    STRATEGIES,
+    Budget,
     Context,
     Strategy,
     as_float,
@@ -83,7 +85,7 @@ def _seg_phase() -> SegmentationPhase:
 
 
 @dataclass
-class IterativeJointOptions:
+class IterativeJointOptions(StrategyOptions):
     rounds: int = 4
     """Rounds of (fusion phase, segmentation phase)."""
     seg_weight_per_round: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])
@@ -118,6 +120,29 @@ class IterativeJoint(Strategy):
             )
         if o.segmentation.iters or o.segmentation.epochs:
             raise TaskfuseError("train.segmentation: give its length per round as iters_per_round")
+
+    @classmethod
+    def budget(cls, budget: Budget, spec: MethodSpec) -> list[str]:
+        """``rounds`` rounds, each ``fusion_steps / rounds`` fusion steps with λ = round index (the authors'
+        ``train.py``) at a constant rate (the optimiser restarts every round), then ``task_steps`` segmenter
+        steps."""
+        r = budget.rounds
+        return [
+            f"train.rounds={r}",
+            f"train.seg_weight_per_round={list(range(r))}",
+            f"train.fusion.iters={budget.fusion_steps // r}",
+            "train.fusion.epochs=0",
+            "train.fusion.lr_schedule=constant",
+            *(f"train.fusion.{p}" for p in budget.phase),
+            f"train.segmentation.iters_per_round={budget.task_steps}",
+            f"train.segmentation.max_iters={r * budget.task_steps}",
+            f"train.segmentation.warmup_iters={budget.warmup}",
+            *(f"train.segmentation.{p}" for p in budget.phase),
+        ]
+
+    @classmethod
+    def fusion_phase(cls, cfg: RunConfig) -> PhaseConfig:
+        return cfg.options.fusion
 
     @classmethod
     def phases(cls, cfg: RunConfig) -> dict[str, tuple[DatasetConfig, PhaseConfig]]:

@@ -28,13 +28,14 @@ from torch import Tensor
 from taskfuse import models
 from taskfuse.data.color import recombine
 from taskfuse.errors import TaskfuseError
-from taskfuse.losses.mafs import MAFSPretextLoss
-from taskfuse.losses.segmentation import main_aux_loss, ohem_cross_entropy
 from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.models.spec import MethodSpec
 from taskfuse.tasks import segmentation
-from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig
-from taskfuse.train.strategies import STRATEGIES
+from taskfuse.tasks.segmentation.loss import main_aux_loss, ohem_cross_entropy
+from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, StrategyOptions
 from taskfuse.train.strategies.base import (
+    STRATEGIES,
+    Budget,
     Context,
     Strategy,
     as_float,
@@ -67,7 +68,7 @@ def _teacher_training() -> PhaseConfig:
 
 
 @dataclass
-class MAFSOptions:
+class MAFSOptions(StrategyOptions):
     pretext: PhaseConfig = field(default_factory=_pretext)
     """Stage I, the masked-autoencoder pretext."""
     alpha1: float = 5.0
@@ -90,6 +91,20 @@ class MAFSOptions:
 class MAFSTwoStage(Strategy):
     name = "mafs_two_stage"
     Options = MAFSOptions
+
+    @classmethod
+    def budget(cls, budget: Budget, spec: MethodSpec) -> list[str]:
+        """Stage I for ``pretext_steps`` and stage II for the rest of ``fusion_steps``; the teacher segmenter
+        (not the fusion network) for ``teacher_steps``."""
+        return [
+            f"train.pretext.iters={budget.pretext_steps}",
+            "train.pretext.epochs=0",
+            f"train.iters={budget.fusion_steps - budget.pretext_steps}",
+            "train.epochs=0",
+            f"train.teacher_segmenter={budget.teacher}",
+            f"train.teacher_training.iters={budget.teacher_steps}",
+            f"train.teacher_training.warmup_iters={budget.warmup}",
+        ]
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:
@@ -124,7 +139,7 @@ class MAFSTwoStage(Strategy):
         self.run = ctx.wrap(self.net)
         self.run_teacher = ctx.wrap(self.teacher)
         teacher_opt = ctx.optimiser(self.teacher.parameters(), "teacher")
-        self.pretext_loss = MAFSPretextLoss(o.alpha1, o.alpha2)
+        self.pretext_loss = models.get(cfg.method).pretext_loss(o.alpha1, o.alpha2)
         self.loss = make_loss(cfg, teacher=self.teacher)
         self.loss.weighting.to(ctx.device)
         self.lengths = {

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from taskfuse import models
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig
-from taskfuse.train.methods import method_spec
-from taskfuse.train.strategies import STRATEGIES
-from taskfuse.train.strategies.base import Context, as_float, logged
-from taskfuse.train.strategies.fusion_only import unlabelled_loss
+from taskfuse.train.strategies.base import STRATEGIES, Context, as_float, logged, make_loss
 from taskfuse.train.strategies.single_stage import SingleStage, SingleStageOptions
 
 
@@ -43,18 +41,19 @@ class Mixed(SingleStage):
     def check(cls, cfg: RunConfig) -> None:
         if cfg.data.unlabelled is None:
             raise TaskfuseError("train.strategy mixed needs data.unlabelled (a dataset of unlabelled pairs)")
-        if method_spec(cfg.method).strategy != "single_stage":
+        own = models.get(cfg.method).strategy
+        if own != "single_stage":
+            single = [n for n in models.names(learned=True) if models.get(n).strategy == "single_stage"]
             raise TaskfuseError(
-                "train.strategy mixed trains single-stage methods (psfusion, fgfusion, dsifuse); "
-                f"{cfg.method} "
-                f"trains with {method_spec(cfg.method).strategy}"
+                f"train.strategy mixed trains single-stage methods ({', '.join(single)}); {cfg.method} trains with "
+                f"{own}"
             )
         if cfg.options.unlabelled_per_labelled < 1:
             raise TaskfuseError("train.unlabelled_per_labelled must be at least 1")
 
     def __init__(self, cfg: RunConfig, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.fusion_loss = unlabelled_loss(cfg)
+        self.fusion_loss = make_loss(cfg, labelled=False)
 
     def phase_at(self, step: int) -> str:
         return "train" if step % (1 + self.options.unlabelled_per_labelled) == 0 else "unlabelled"

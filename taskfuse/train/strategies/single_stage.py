@@ -17,13 +17,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from taskfuse.models.base import FusionModel, FusionOutput
-from taskfuse.train.config import RunConfig
-from taskfuse.train.strategies import STRATEGIES
-from taskfuse.train.strategies.base import Context, Strategy, as_float, logged, make_fusion, make_loss
+from taskfuse.train.config import RunConfig, StrategyOptions
+from taskfuse.train.strategies.base import STRATEGIES, Context, Strategy, as_float, logged, make_fusion, make_loss
 
 
 @dataclass
-class SingleStageOptions:
+class SingleStageOptions(StrategyOptions):
     seg_key: str = "semantic"
     """Key of ``out.aux`` holding class logits, whose mIoU validation reports (absent key: no mIoU)."""
 

@@ -1,0 +1,213 @@
+"""Semantic segmentation as a downstream task (seed 000 §4.4 and Table 1, seed 001 Tables 1, 2 and 5).
+
+``SegmentationTask`` trains a segmenter of ``taskfuse.tasks.segmentation`` with pixel cross-entropy (label 255
+ignored) on the main logits plus ``aux_weight`` times the same on each auxiliary output, and scores per-class
+IoU and mIoU over every class of the dataset, background included, as PSFusion's Table 2 does.
+
+``direct_segmentation`` scores the segmentation head of a fusion method that has one (PSFusion's semantic
+head, ``aux["semantic"]``; MAFS's, ``aux["seg"]``) on the test pairs, as PSFusion's Table 5 compares the
+segmentation of feature-level and image-level schemes; its row enters the same table as ``NAME (direct)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from taskfuse.data.classes import IGNORE_INDEX, ClassSet
+from taskfuse.data.color import recombine
+from taskfuse.data.io import atomic_path, write_image
+from taskfuse.device import resolve_device
+from taskfuse.errors import TaskfuseError
+from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.evaluation.report import grid_indices
+from taskfuse.metrics.segmentation import SegmentationMetrics, iou_table
+from taskfuse.metrics.table import json_number
+from taskfuse.models.weights import load_model, read_meta
+from taskfuse.tasks import segmentation as segmenters
+
+HEADS = ("semantic", "seg")
+"""``aux`` keys of fusion methods' segmentation logits: PSFusion's semantic head, MAFS's segmentation head."""
+
+
+def cross_entropy(logits: Tensor, label: Tensor) -> Tensor:
+    """Mean pixel cross-entropy over the labelled pixels; 0 (attached to the graph) when a crop has none,
+    where ``F.cross_entropy`` would give NaN."""
+    total = F.cross_entropy(logits.float(), label, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (label != IGNORE_INDEX).sum().clamp_min(1)
+
+
+def colorize(label: Tensor, image: Tensor, palette: Sequence[tuple[int, int, int]]) -> Tensor:
+    """(3, H, W) in [0, 1]: each pixel in its class colour; ignored pixels (255) show ``image``."""
+    label = label.cpu().long()
+    colours = torch.tensor(palette, dtype=torch.float32) / 255.0
+    valid = label < len(palette)
+    out = colours[label.clamp(0, len(palette) - 1)].permute(2, 0, 1)
+    return torch.where(valid, out, image.cpu().float().expand(3, -1, -1))
+
+
+class SegmentationTask(DownstreamTask):
+    """Train and score a segmenter (``model``: a name of ``taskfuse.tasks.segmentation``) on one input.
+
+    ``pretrained`` is an optional local ``.safetensors`` checkpoint loaded into every fresh network (e.g.
+    ImageNet MiT weights; see ``load_pretrained``), so every input starts from the same weights.
+    """
+
+    name = "segmentation"
+    headline = "mIoU"
+
+    def __init__(
+        self, classes: ClassSet, model: str = "segformer-b2", aux_weight: float = 0.4, pretrained: str | None = None
+    ) -> None:
+        super().__init__(classes)
+        segmenters.SEGMENTERS.get(model)
+        if aux_weight < 0:
+            raise TaskfuseError(f"aux_weight {aux_weight}: give a non-negative weight")
+        if pretrained is not None and not Path(pretrained).is_file():
+            raise TaskfuseError(f"--pretrained {pretrained}: no such file; give a local .safetensors checkpoint")
+        self.model = model
+        self.aux_weight = aux_weight
+        self.pretrained = None if pretrained is None else str(pretrained)
+
+    def build(self, in_chans: int) -> nn.Module:
+        net = segmenters.create(self.model, num_classes=self.classes.num_classes, in_chans=in_chans)
+        if self.pretrained is not None:
+            segmenters.load_pretrained(net, self.pretrained)
+        return net
+
+    def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
+        if "label" not in batch:
+            raise TaskfuseError(
+                "segmentation needs label masks and these samples have none; use a dataset with labels "
+                "(msrs, mfnet, fmb, pst900)"
+            )
+        out = model(images)
+        loss = cross_entropy(out.logits, batch["label"])
+        for aux in out.aux:
+            loss = loss + self.aux_weight * cross_entropy(aux, batch["label"])
+        return loss
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> list[Tensor]:
+        return list(model(images).logits.argmax(dim=1))
+
+    def new_meter(self) -> SegmentationMetrics:
+        return SegmentationMetrics(self.classes.num_classes, class_names=self.classes.names)
+
+    def update(self, meter: SegmentationMetrics, preds: list[Tensor], batch: dict[str, Any]) -> None:
+        meter.update(torch.stack(preds), batch["label"])
+
+    def compute(self, meter: SegmentationMetrics) -> dict[str, Any]:
+        """``iou`` and ``acc`` per class, ``mIoU``, ``mean_acc``, ``pixel_acc`` (fractions), ``classes``."""
+        res = meter.compute()
+        return {
+            "mIoU": json_number(res["miou"]),
+            "iou": {c: json_number(v) for c, v in res["iou"].items()},
+            "acc": {c: json_number(v) for c, v in res["acc"].items()},
+            "mean_acc": json_number(res["mean_acc"]),
+            "pixel_acc": json_number(res["pixel_acc"]),
+            "classes": res["classes"],
+        }
+
+    def table(self, results: Mapping[str, Mapping[str, Any]]) -> str:
+        """Per-class IoU and mIoU in percent, classes as columns, mIoU last (``iou_table``)."""
+
+        def number(x: float | None) -> float:
+            return math.nan if x is None else x
+
+        rows = {
+            name: {
+                "iou": {c: number(v) for c, v in r["iou"].items()},
+                "miou": number(r["mIoU"]),
+                "classes": r["classes"],
+            }
+            for name, r in results.items()
+        }
+        return iou_table(rows)[0]
+
+    def draw(self, image: Tensor, pred: Tensor, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        palette = self.classes.palette
+        return colorize(pred, image, palette), colorize(sample["label"], image, palette)
+
+
+def sample_names(dataset: Dataset) -> list[str]:
+    """Sample names of ``dataset``: from a reader's records without decoding, else from its samples."""
+    records = getattr(dataset, "records", None)
+    if records is not None:
+        return [r.name for r in records]
+    return [dataset[i]["name"] for i in range(len(dataset))]  # type: ignore[arg-type]
+
+
+def _weights_id(path: Path) -> dict[str, Any]:
+    stat = os.stat(path)
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+@torch.no_grad()
+def direct_segmentation(
+    weights: str | os.PathLike,
+    test: Dataset,
+    task: SegmentationTask,
+    folder: Path,
+    device: str = "auto",
+    grid: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score the segmentation head of the fusion model in ``weights`` on every test pair (``task.compute``).
+
+    Writes ``folder/result.json`` and the drawn grid images (``folder/samples/``, the fused image as input);
+    a rerun with the same weights file and test split reads the result back.
+    """
+    weights = Path(weights)
+    method = read_meta(weights).get("method", "?")
+    names = sample_names(test)
+    record_path = folder / "result.json"
+    ident = {"weights": _weights_id(weights), "test": names}
+    shown = grid_indices(len(names), grid)
+    needed = [folder / "samples" / f"{names[i]}_{k}.png" for i in shown for k in ("input", "pred", "gt")]
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("ident") == ident and all(p.is_file() for p in needed):
+            return record["result"]
+    dev = resolve_device(device)
+    model = load_model(weights, dev)
+    meter = task.new_meter()
+    for i in tqdm(range(len(names)), desc=f"direct {method}", unit="img", disable=None if progress else True):
+        sample = test[i]
+        if "label" not in sample:
+            raise TaskfuseError("--direct needs label masks and the test samples have none; use a labelled dataset")
+        ir, vi = sample["ir"][None].to(dev), sample["vi"][None].to(dev)
+        out = model(ir, vi)
+        logits = next((out.aux[k] for k in HEADS if k in out.aux), None)
+        if logits is None:
+            raise TaskfuseError(
+                f"--direct {weights}: {method} has no segmentation head (its outputs: {', '.join(out.aux) or 'none'}); "
+                "--direct takes weights of methods with one (psfusion, mafs)"
+            )
+        if logits.shape[1] != task.classes.num_classes:
+            raise TaskfuseError(
+                f"--direct {weights}: {method} predicts {logits.shape[1]} classes but the dataset has "
+                f"{task.classes.num_classes}; use weights trained on this label set"
+            )
+        pred = logits.argmax(dim=1)
+        task.update(meter, list(pred), {"label": sample["label"][None].to(dev)})
+        if i in shown:
+            fused = out.fused.clamp(0, 1) if model.output_mode == "rgb" else recombine(out.fused, vi)
+            image = fused[0].expand(3, -1, -1).cpu()
+            drawn, truth = task.draw(image, pred[0].cpu(), sample)
+            for kind, picture in (("input", image), ("pred", drawn), ("gt", truth)):
+                write_image(folder / "samples" / f"{sample['name']}_{kind}.png", picture)
+    result = task.compute(meter)
+    with atomic_path(record_path) as tmp:
+        tmp.write_text(json.dumps({"method": method, "ident": ident, "result": result}, indent=1) + "\n")
+    return result

@@ -1,0 +1,23 @@
+"""SeAFusion (Tang, Yuan, Ma 2022, Inf. Fusion 82), the network seed 000 (AGF) retrains with the segmenter in the
+loop: network (``network.py``), original and seed-000 objectives (``loss.py``), trained by ``iterative_joint``.
+"""
+
+from __future__ import annotations
+
+from taskfuse.models.seafusion.loss import SeAFusionLoss
+from taskfuse.models.seafusion.network import SeAFusion
+from taskfuse.models.spec import MethodSpec, register
+
+SPEC = register(
+    MethodSpec(
+        name="seafusion",
+        network=SeAFusion,
+        loss=SeAFusionLoss,
+        strategy="iterative_joint",
+        config="seafusion",
+        small={"widths": [8, 16, 16]},
+        source="Tang, Yuan, Ma, Inf. Fusion 82 (2022); seed 000 (AGF)",
+    )
+)
+
+__all__ = ["SPEC", "SeAFusion", "SeAFusionLoss"]
