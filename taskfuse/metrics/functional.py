@@ -20,24 +20,63 @@ brought to those 8-bit levels:
 
 Each metric then sees the 8-bit gray image on the scale the reference gives it: the raw levels 0..255
 (EN, SD, MI, VIF, AG) or ``im2double`` levels / 255 in [0, 1] (SF, PSNR, MSE, CC, SCD, Qabf, Nabf).
+
+Facts. Each metric is registered where it is defined (``@fusion_metric``) under the name papers use, with the
+facts that code ranking results reads (``MetricInfo``: which direction is better, whether it needs the
+sources, which value scales it offers); ``FUSION_METRICS`` holds them all.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.registry import Registry
 
 RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 SF_SCALES = ("reference", "published")
 VIF_MIN_SIZE = 41
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIZE = 161
+
+MetricFn = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A fusion metric and the facts about it that rankings and reports read."""
+
+    name: str
+    """The name papers use (``Qabf``, ``MS-SSIM``)."""
+    fn: MetricFn
+    """``fn(fused, ir, vi) -> (B,)`` float64."""
+    higher_is_better: bool
+    """Direction of a better fusion (False for error-like metrics: Nabf, MSE)."""
+    sources: bool
+    """Reads the IR and VIS sources (False: a property of the fused image alone, e.g. EN)."""
+    scales: tuple[str, ...] = ()
+    """Value scales offered through the function's ``scale`` argument, the first being the default."""
+
+
+FUSION_METRICS: Registry[MetricInfo] = Registry("fusion metric")
+
+
+def fusion_metric(
+    name: str, higher_is_better: bool = True, sources: bool = True, scales: tuple[str, ...] = ()
+) -> Callable[[MetricFn], MetricFn]:
+    """Register the decorated metric function under ``name`` with its facts."""
+
+    def wrap(fn: MetricFn) -> MetricFn:
+        FUSION_METRICS.register(name)(MetricInfo(name, fn, higher_is_better, sources, scales))
+        return fn
+
+    return wrap
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -155,6 +194,7 @@ def _histograms(x: Tensor, bins: int = 256) -> Tensor:
     return torch.bincount(idx.reshape(-1), minlength=b * bins).reshape(b, bins)
 
 
+@fusion_metric("EN", sources=False)
 def en(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Tensor:
     """Entropy EN = -sum_l p_l log2 p_l of the fused image's 256-bin gray histogram.
 
@@ -165,6 +205,7 @@ def en(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Ten
     return _entropy_of_counts(_histograms(f), f[0].numel())
 
 
+@fusion_metric("MI")
 def mi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Mutual information MI = MI(IR, F) + MI(VI, F), in bits, with MI(A, F) = H(A) + H(F) - H(A, F).
 
@@ -188,6 +229,7 @@ def mi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return total
 
 
+@fusion_metric("SD", sources=False)
 def sd(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Tensor:
     """Standard deviation as ``SD_evaluation.m`` computes it: sqrt(sum((F - mean F)^2) / (M N)) in uint8.
 
@@ -204,6 +246,7 @@ def sd(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Ten
     return torch.sqrt((d * d).clamp(max=255).sum((-2, -1)) / f[0].numel())
 
 
+@fusion_metric("SF", sources=False, scales=SF_SCALES)
 def sf(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None, scale: str = "reference") -> Tensor:
     """Spatial frequency SF = sqrt(RF^2 + CF^2), RF / CF the RMS of the row / column first differences.
 
@@ -229,6 +272,7 @@ def _gradient(x: Tensor, dim: int) -> Tensor:
     return torch.cat((first, inner, last), dim)
 
 
+@fusion_metric("AG", sources=False)
 def ag(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Tensor:
     """Average gradient AG = sum(sqrt((Gx^2 + Gy^2) / 2)) / ((M - 1)(N - 1)) on levels 0..255.
 
@@ -248,6 +292,7 @@ def _corr2(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum((-2, -1)) / torch.sqrt((a * a).sum((-2, -1)) * (b * b).sum((-2, -1)))
 
 
+@fusion_metric("CC")
 def cc(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Correlation coefficient CC = (r(IR, F) + r(VI, F)) / 2 on ``im2double`` images.
 
@@ -264,12 +309,14 @@ def cc(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return (r_af + r_bf) / 2
 
 
+@fusion_metric("MSE", higher_is_better=False)
 def mse(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """MSE = (mean((F - IR)^2) + mean((F - VI)^2)) / 2 on ``im2double`` images (``MSE_evaluation.m``)."""
     f, a, b = _levels(fused, ir, vi, sources=True, unit=True)
     return 0.5 * (f - a).square().mean((-2, -1)) + 0.5 * (f - b).square().mean((-2, -1))
 
 
+@fusion_metric("PSNR")
 def psnr(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """PSNR = 20 log10(255 / sqrt(MSE)) with the ``im2double`` MSE above (``PSNR_evaluation.m``).
 
@@ -279,6 +326,7 @@ def psnr(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return 20 * torch.log10(255.0 / torch.sqrt(mse(fused, ir, vi)))
 
 
+@fusion_metric("SCD")
 def scd(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Sum of the correlations of differences SCD = corr2(F - VI, IR) + corr2(F - IR, VI), ``im2double``.
 
@@ -382,6 +430,7 @@ def _vif_terms(mu: Tensor, stats: Tensor) -> tuple[Tensor, Tensor]:
     return num, torch.log10(1 + s1 / 2).sum((-2, -1))
 
 
+@fusion_metric("VIF")
 def vif(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Visual information fidelity VIF = vifp(IR, F) + vifp(VI, F), pixel-domain, 4 scales, sigma_n^2 = 2.
 
@@ -464,6 +513,7 @@ def _qabf_terms(xp: Tensor) -> tuple[Tensor, Tensor]:
     return (q * g_src).sum((1, 2, 3)), g_src.sum((1, 2, 3))
 
 
+@fusion_metric("Qabf")
 def qabf(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Edge-information transfer Q^{AB/F} (Xydeas and Petrovic, Electron. Lett. 36(4), 2000).
 
@@ -520,6 +570,7 @@ def _nabf_terms(xp: Tensor) -> tuple[Tensor, Tensor]:
     return (artifact * ((1 - q) * wt).sum(1, keepdim=True)).sum((1, 2, 3)), wt.sum((1, 2, 3))
 
 
+@fusion_metric("Nabf", higher_is_better=False)
 def nabf(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Modified fusion-artifact measure N^{AB/F} of B. K. Shreyamsha Kumar (SIViP 2013), lower is better.
 
@@ -561,6 +612,7 @@ def _ssim_terms(stats: Tensor) -> tuple[Tensor, Tensor]:
     return (lum * cs).sum((-2, -1)), cs.sum((-2, -1))
 
 
+@fusion_metric("SSIM")
 def ssim(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """SSIM = SSIM(F, IR) + SSIM(F, VI), each the mean of MATLAB ``ssim``'s map with its defaults.
 
@@ -578,6 +630,7 @@ def ssim(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return ssim_sum.sum(1) / f[0].numel()
 
 
+@fusion_metric("MS-SSIM")
 def ms_ssim(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """Multi-scale SSIM (Wang, Simoncelli and Bovik, Asilomar 2003) summed over the sources like SSIM.
 

@@ -14,7 +14,7 @@ batch, like a torchmetrics metric::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 
 import torch
@@ -22,41 +22,27 @@ from torch import Tensor
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics import functional as fm
-from taskfuse.registry import Registry
 
-MetricFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+METRICS: dict[str, fm.MetricFn] = {info.name: info.fn for info in map(fm.FUSION_METRICS.get, fm.FUSION_METRICS)}
+"""Every registered metric function by its paper name (``taskfuse.metrics.functional.FUSION_METRICS``)."""
 
-METRICS: dict[str, MetricFn] = {
-    "EN": fm.en,
-    "MI": fm.mi,
-    "SD": fm.sd,
-    "SF": fm.sf,
-    "AG": fm.ag,
-    "SCD": fm.scd,
-    "VIF": fm.vif,
-    "Qabf": fm.qabf,
-    "Nabf": fm.nabf,
-    "SSIM": fm.ssim,
-    "MS-SSIM": fm.ms_ssim,
-    "CC": fm.cc,
-    "PSNR": fm.psnr,
-    "MSE": fm.mse,
-}
-
-HIGHER_IS_BETTER: dict[str, bool] = {name: name not in ("Nabf", "MSE") for name in METRICS}
+HIGHER_IS_BETTER: dict[str, bool] = {n: fm.FUSION_METRICS.get(n).higher_is_better for n in METRICS}
+"""Each metric's better direction, read from its registration."""
 
 DEFAULT_METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+"""The set most fusion papers report."""
 
-_NAMES: Registry[str] = Registry("fusion metric")
-for _name in METRICS:
-    _NAMES.register(_name)(_name)
+
+def metric_info(name: str) -> fm.MetricInfo:
+    """A metric's function and facts by name in any case; typos raise with the closest names."""
+    if not isinstance(name, str):
+        raise TaskfuseError(f"metric names are strings, got {name!r}; use names such as {', '.join(METRICS)}")
+    return fm.FUSION_METRICS.get(name)
 
 
 def metric_name(name: str) -> str:
     """The canonical spelling of a metric name given in any case ("qabf" -> "Qabf"); typos raise with hints."""
-    if not isinstance(name, str):
-        raise TaskfuseError(f"metric names are strings, got {name!r}; use names such as {', '.join(METRICS)}")
-    return _NAMES.get(name)
+    return metric_info(name).name
 
 
 class FusionMetrics:
@@ -80,8 +66,9 @@ class FusionMetrics:
         if sf_scale not in fm.SF_SCALES:
             raise TaskfuseError(f"sf_scale {sf_scale!r} is not one of {', '.join(fm.SF_SCALES)}")
         self.sf_scale = sf_scale
-        self._functions: dict[str, MetricFn] = {
-            n: partial(fm.sf, scale=sf_scale) if n == "SF" else METRICS[n] for n in self.names
+        infos = [metric_info(n) for n in self.names]
+        self._functions: dict[str, fm.MetricFn] = {
+            i.name: partial(i.fn, scale=sf_scale) if sf_scale in i.scales else i.fn for i in infos
         }
         self._values: dict[str, list[Tensor]] = {n: [] for n in self.names}
 

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.metrics.fusion import metric_info
 from taskfuse.models.weights import builtin_weights, init_weights, save_weights
 from taskfuse.train import distributed
 from taskfuse.train.config import DatasetConfig, RunConfig, save_config
@@ -237,7 +238,6 @@ def stored_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def better(metric: str, new: float, old: float) -> bool:
-    """Whether ``new`` beats ``old`` (lower is better for Nabf, MSE and the like, higher otherwise)."""
-    from taskfuse.metrics.fusion import HIGHER_IS_BETTER
-
-    return new < old if not HIGHER_IS_BETTER.get(metric, True) else new > old
+    """Whether ``new`` beats ``old``: in the direction the fusion metric is registered with (mIoU: higher)."""
+    up = metric == "mIoU" or metric_info(metric).higher_is_better
+    return new > old if up else new < old

@@ -13,6 +13,7 @@ from taskfuse.data.io import to_uint8
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionMetrics
 from taskfuse.metrics import functional as fm
+from taskfuse.metrics.fusion import metric_info
 
 
 def _smooth(batch: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -31,9 +32,18 @@ def triple() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return fused, ir, vi
 
 
+def test_metrics_that_read_only_the_fused_image_accept_no_sources(triple) -> None:
+    fused, ir, vi = triple
+    for name in METRICS:
+        info = metric_info(name)
+        assert info.name == name and metric_info(name.lower()) is info
+        if not info.sources:
+            assert torch.equal(info.fn(fused), info.fn(fused, ir, vi))
+
+
 def test_names_and_directions() -> None:
     assert set(HIGHER_IS_BETTER) == set(METRICS)
-    assert [n for n, up in HIGHER_IS_BETTER.items() if not up] == ["Nabf", "MSE"]
+    assert {n for n, up in HIGHER_IS_BETTER.items() if not up} == {"Nabf", "MSE"}
     assert set(DEFAULT_METRICS) == {"EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"}
 
 

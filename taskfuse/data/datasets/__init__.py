@@ -13,11 +13,18 @@ import inspect
 import os
 from typing import Any
 
-from taskfuse.data.datasets.base import PairedDataset, Record
+from taskfuse.data.datasets import (  # noqa: F401  (each module registers its layout)
+    coco_keypoints,
+    fmb,
+    llvip,
+    m3fd,
+    mfnet,
+    msrs,
+    paired,
+    pst900,
+)
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record
 from taskfuse.errors import TaskfuseError
-from taskfuse.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
 
 
 def open_dataset(name: str, root: str | os.PathLike, split: str | None = None, **kw: Any) -> PairedDataset:
@@ -38,16 +45,5 @@ def open_dataset(name: str, root: str | os.PathLike, split: str | None = None, *
 def names() -> list[str]:
     return DATASETS.names()
 
-
-from taskfuse.data.datasets import (  # noqa: E402,F401  (each module registers its layout)
-    coco_keypoints,
-    fmb,
-    llvip,
-    m3fd,
-    mfnet,
-    msrs,
-    paired,
-    pst900,
-)
 
 __all__ = ["DATASETS", "PairedDataset", "Record", "names", "open_dataset"]

@@ -34,6 +34,10 @@ from taskfuse.data.datasets.voc import BoxTable, parse_voc
 from taskfuse.data.io import IR_RANGES, read_ir, read_vi
 from taskfuse.data.pairs import list_images, listing
 from taskfuse.errors import TaskfuseError
+from taskfuse.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+"""Dataset layouts by name; each module of this package registers its reader."""
 
 
 @dataclass(frozen=True)

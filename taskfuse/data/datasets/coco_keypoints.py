@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from taskfuse.data.classes import ClassSet, spread_palette
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, join_stems
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, join_stems
 from taskfuse.data.datasets.voc import BoxTable
 from taskfuse.data.pairs import list_images
 from taskfuse.errors import TaskfuseError

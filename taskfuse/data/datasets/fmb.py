@@ -15,8 +15,7 @@ Folder names and the 15-class palette follow loaders that read this download (e.
 from __future__ import annotations
 
 from taskfuse.data.classes import FMB
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 
 
 @DATASETS.register("fmb")

@@ -15,8 +15,7 @@ The folder names are those of the repository's README and ``toolbox/xml2txt_yolo
 from __future__ import annotations
 
 from taskfuse.data.classes import LLVIP
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 
 
 @DATASETS.register("llvip")

@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from taskfuse.data.classes import M3FD
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 
 
 @DATASETS.register("m3fd")

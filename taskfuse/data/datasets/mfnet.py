@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from taskfuse.data.classes import MFNET
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, join_stems
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, join_stems
 from taskfuse.data.io import read_image, scale_ir
 from taskfuse.data.pairs import list_images
 from taskfuse.errors import TaskfuseError

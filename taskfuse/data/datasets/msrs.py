@@ -14,8 +14,7 @@ The repository's other folders (``Segmentation_visualize`` written by its ``visu
 from __future__ import annotations
 
 from taskfuse.data.classes import MSRS
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 
 
 @DATASETS.register("msrs")

@@ -17,8 +17,7 @@ from __future__ import annotations
 import os
 
 from taskfuse.data.classes import PST900
-from taskfuse.data.datasets import DATASETS
-from taskfuse.data.datasets.base import PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 from taskfuse.errors import TaskfuseError
 
 

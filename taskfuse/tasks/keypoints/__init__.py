@@ -15,9 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from taskfuse.registry import Registry
-
-KEYPOINT_NETS: Registry = Registry("keypoint network")
+from taskfuse.tasks.keypoints import simplebaseline  # noqa: F401
+from taskfuse.tasks.keypoints.base import KEYPOINT_NETS
 
 
 def create(name: str, num_keypoints: int, in_chans: int = 3, **kw: Any) -> nn.Module:
@@ -28,7 +27,5 @@ def create(name: str, num_keypoints: int, in_chans: int = 3, **kw: Any) -> nn.Mo
 def names() -> list[str]:
     return KEYPOINT_NETS.names()
 
-
-from taskfuse.tasks.keypoints import simplebaseline  # noqa: E402,F401
 
 __all__ = ["KEYPOINT_NETS", "create", "names"]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from taskfuse.errors import TaskfuseError
 from taskfuse.nn import ResNet
 from taskfuse.nn.resample import pad_to_multiple
-from taskfuse.tasks.keypoints import KEYPOINT_NETS
+from taskfuse.tasks.keypoints.base import KEYPOINT_NETS
 
 
 class SimpleBaseline(nn.Module):

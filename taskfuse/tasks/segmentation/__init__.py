@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskfuse.registry import Registry
-from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter, load_pretrained
-
-SEGMENTERS: Registry = Registry("segmenter")
+from taskfuse.tasks.segmentation import bisenet, deeplabv3plus, segformer, segnext  # noqa: F401
+from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
 
 
 def create(name: str, num_classes: int, in_chans: int = 3, **kw: Any) -> Segmenter:
@@ -25,7 +23,5 @@ def create(name: str, num_classes: int, in_chans: int = 3, **kw: Any) -> Segment
 def names() -> list[str]:
     return SEGMENTERS.names()
 
-
-from taskfuse.tasks.segmentation import bisenet, deeplabv3plus, segformer, segnext  # noqa: E402,F401
 
 __all__ = ["SEGMENTERS", "SegmentationOutput", "Segmenter", "create", "load_pretrained", "names"]

@@ -23,6 +23,10 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.nn.resample import pad_to_multiple
+from taskfuse.registry import Registry
+
+SEGMENTERS: Registry = Registry("segmenter")
+"""Segmentation networks by name; each module of this package registers its own."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

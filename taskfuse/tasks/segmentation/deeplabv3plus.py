@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from taskfuse.nn import ConvBNAct, ResNet
 from taskfuse.nn.aspp import ASPP
 from taskfuse.nn.resample import resize
-from taskfuse.tasks.segmentation import SEGMENTERS
-from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
+from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter
 
 _RESNET_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 

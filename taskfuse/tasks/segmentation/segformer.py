@@ -49,8 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskfuse.nn.resample import resize
-from taskfuse.tasks.segmentation import SEGMENTERS
-from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter, load_pretrained
+from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
 from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights
 
 __all__ = ["MIT_SIZES", "SegFormer", "convert_official_segformer_state_dict", "load_pretrained"]

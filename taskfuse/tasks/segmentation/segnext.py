@@ -48,8 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskfuse.nn.resample import resize
-from taskfuse.tasks.segmentation import SEGMENTERS
-from taskfuse.tasks.segmentation.base import SegmentationOutput, Segmenter
+from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter
 from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights
 
 
