@@ -1,15 +1,16 @@
 """``taskfuse evaluate``: score results; one sub-command per kind of result.
 
-``fusion`` scores fused images against their sources; ``segmentation``, ``detection`` and ``keypoints`` run the
-downstream protocol (``taskfuse.evaluation``): the same task network trained from the same seed on each input,
-scored on the test split, tabulated. Each sub-command is added by an ``_add_<task>`` function listed in
-``TASKS`` and sets its own ``run``.
+``fusion`` scores fused images against their sources; one sub-command per downstream task of
+``taskfuse.evaluation.DOWNSTREAM`` (segmentation, detection, keypoints) runs the protocol: the same task network
+trained from the same seed on each input, scored on the test split, tabulated. Each task declares its own
+options (``DownstreamTask.add_arguments``) and builds itself from them (``from_args``).
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +22,14 @@ from taskfuse.data.io import read_ir, read_vi
 from taskfuse.data.pairs import Pair, find_pairs, list_images, listing
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.base import DownstreamTask
-from taskfuse.evaluation.inputs import parse_inputs
+from taskfuse.evaluation import DOWNSTREAM, DownstreamTask
+from taskfuse.evaluation.inputs import name_and_path, parse_inputs
 from taskfuse.evaluation.loop import ProtocolConfig, evaluate
 from taskfuse.evaluation.report import grid_indices, write_outputs
+from taskfuse.evaluation.segmentation import sample_names
 from taskfuse.metrics.functional import SF_SCALES
 from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionMetrics, metric_name
 from taskfuse.metrics.report import write_report
-
-
-def _method_dir(text: str) -> tuple[str, Path]:
-    """``NAME=DIR``, or a bare ``DIR`` named after its last component."""
-    name, sep, folder = text.partition("=")
-    if not sep:
-        name, folder = Path(text).name, text
-    if not name or not folder:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=DIR (e.g. seafusion=results/seafusion)")
-    return name, Path(folder)
 
 
 def _add_fusion(tasks: argparse._SubParsersAction) -> None:
@@ -52,7 +44,7 @@ def _add_fusion(tasks: argparse._SubParsersAction) -> None:
     p.add_argument("--vi", type=Path, required=True, help="folder of visible source images")
     p.add_argument(
         "--fused",
-        type=_method_dir,
+        type=name_and_path,
         nargs="+",
         required=True,
         metavar="NAME=DIR",
@@ -115,57 +107,11 @@ def _add_protocol(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes it)")
 
 
-def _add_segmentation(tasks: argparse._SubParsersAction) -> None:
-    p = tasks.add_parser(
-        "segmentation",
-        help="train one segmenter per input (IR, VIS, fused) and compare per-class IoU / mIoU",
-        description="The seeds' segmentation protocol: for each input train the same segmenter from the same "
-        "seed on the train split (inputs normalised with their own training mean/std), score it on the test "
-        "split, and write table.md (classes as columns, mIoU last, best bold, second _italic_), results.json, "
-        "grid.png and one folder per input. A rerun skips finished inputs and resumes interrupted ones.",
-    )
+def _add_downstream(tasks: argparse._SubParsersAction, name: str, task: type[DownstreamTask]) -> None:
+    p = tasks.add_parser(name, help=task.summary, description=task.description)
     _add_protocol(p)
-    p.add_argument("--segmenter", default="segformer-b2", help="segmentation network (default: segformer-b2)")
-    p.add_argument(
-        "--pretrained", type=Path, metavar="FILE", help="local .safetensors weights loaded into every fresh segmenter"
-    )
-    p.add_argument(
-        "--direct",
-        type=_method_dir,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="NAME=WEIGHTS",
-        help="also score the segmentation head of these fusion weights (psfusion, mafs) as 'NAME (direct)' rows",
-    )
-    p.set_defaults(run=run_segmentation)
-
-
-def _add_detection(tasks: argparse._SubParsersAction) -> None:
-    p = tasks.add_parser(
-        "detection",
-        help="train one detector per input (IR, VIS, fused) and compare mAP@0.5 and mAP@0.5:0.95",
-        description="The seeds' detection protocol: as 'evaluate segmentation', with a detector trained on the "
-        "boxes of the dataset and scored by mAP@0.5 and mAP@0.5:0.95 per class.",
-    )
-    _add_protocol(p)
-    p.add_argument("--detector", help="detection network (default: the task's)")
-    p.set_defaults(run=run_detection)
-
-
-def _add_keypoints(tasks: argparse._SubParsersAction) -> None:
-    p = tasks.add_parser(
-        "keypoints",
-        help="train one keypoint network per input (IR, VIS, fused) and compare OKS AP",
-        description="The seeds' keypoint protocol: as 'evaluate segmentation', with a heatmap keypoint network "
-        "trained with a visibility-weighted loss and scored by OKS AP.",
-    )
-    _add_protocol(p)
-    p.add_argument("--keypoint-net", help="keypoint network (default: the task's)")
-    p.set_defaults(run=run_keypoints)
-
-
-TASKS = (_add_fusion, _add_segmentation, _add_detection, _add_keypoints)
+    task.add_arguments(p)
+    p.set_defaults(run=partial(run_downstream, task))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -175,8 +121,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Evaluate results; choose what to evaluate with a sub-command.",
     )
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
-    for add in TASKS:
-        add(tasks)
+    _add_fusion(tasks)
+    for name in DOWNSTREAM:
+        _add_downstream(tasks, name, DOWNSTREAM.get(name))
 
 
 def _fused_files(name: str, folder: Path, pairs: list[Pair]) -> dict[str, Path]:
@@ -253,66 +200,21 @@ def _protocol_config(args: argparse.Namespace) -> ProtocolConfig:
     )
 
 
-def _run_protocol(
-    args: argparse.Namespace, task: DownstreamTask, train: Any, test: Any
-) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Run ``evaluate`` for ``--inputs``; the results and the output folder of each input."""
+def run_downstream(task_cls: type[DownstreamTask], args: argparse.Namespace) -> int:
+    """Open the splits, build the task from the options, run the protocol for ``--inputs`` and print the table."""
+    train, test = _open_splits(args)
+    task = task_cls.from_args(args, train)
     specs = parse_inputs(args.inputs)
     results: dict[str, Any] = evaluate(task, train, test, specs, args.out, _protocol_config(args))
-    return results, {spec.name: args.out / spec.name for spec in specs}
-
-
-def _report(args: argparse.Namespace, rows: dict[str, Path]) -> int:
+    rows = {spec.name: args.out / spec.name for spec in specs}
+    extra = task.extra_rows(test, args.out, args.device, args.grid)
+    if extra:
+        results |= {name: result for name, (result, _) in extra.items()}
+        rows |= {name: folder for name, (_, folder) in extra.items()}
+        names = sample_names(test)
+        shown = [names[i] for i in grid_indices(len(names), args.grid)]
+        write_outputs(task, results, rows, args.out, shown, config=asdict(_protocol_config(args)))
     print((args.out / "table.md").read_text(), end="")
     grid = " and grid.png" if args.grid else ""
     print(f"\nwrote table.md, results.json{grid} to {args.out}; per row: {', '.join(str(r) for r in rows.values())}")
     return 0
-
-
-def run_segmentation(args: argparse.Namespace) -> int:
-    from taskfuse.evaluation.segmentation import SegmentationTask, direct_segmentation, sample_names
-
-    direct = dict(args.direct)
-    if len(direct) != len(args.direct):
-        raise TaskfuseError("two --direct entries share a name; give each NAME=WEIGHTS a distinct NAME")
-    clash = sorted(set(direct) & {s.name for s in parse_inputs(args.inputs)})
-    if clash:
-        raise TaskfuseError(f"--direct {clash[0]} also names an input; rename one of them")
-    missing = [str(w) for w in direct.values() if not w.is_file()]
-    if missing:
-        raise TaskfuseError(f"--direct: no such weights file: {', '.join(missing)}")
-    train, test = _open_splits(args)
-    pretrained = None if args.pretrained is None else str(args.pretrained)
-    task = SegmentationTask(train.classes, model=args.segmenter, pretrained=pretrained)
-    results, rows = _run_protocol(args, task, train, test)
-    if direct:
-        for name, weights in direct.items():
-            folder = args.out / "direct" / name
-            results[f"{name} (direct)"] = direct_segmentation(weights, test, task, folder, args.device, args.grid)
-            rows[f"{name} (direct)"] = folder
-        names = sample_names(test)
-        shown = [names[i] for i in grid_indices(len(names), args.grid)]
-        write_outputs(task, results, rows, args.out, shown, config=asdict(_protocol_config(args)))
-    return _report(args, rows)
-
-
-def run_detection(args: argparse.Namespace) -> int:
-    from taskfuse.evaluation.detection import DetectionTask
-
-    train, test = _open_splits(args)
-    options = {} if args.detector is None else {"model": args.detector}
-    return _report(args, _run_protocol(args, DetectionTask(train.classes, **options), train, test)[1])
-
-
-def run_keypoints(args: argparse.Namespace) -> int:
-    from taskfuse.evaluation.keypoints import KeypointTask
-
-    train, test = _open_splits(args)
-    names = getattr(train, "keypoint_names", None)
-    if not names:
-        raise TaskfuseError(
-            f"--dataset {args.dataset}: the samples name no keypoints; use a keypoint layout (coco_keypoints)"
-        )
-    options = {} if args.keypoint_net is None else {"model": args.keypoint_net}
-    task = KeypointTask(train.classes, keypoint_names=names, **options)
-    return _report(args, _run_protocol(args, task, train, test)[1])

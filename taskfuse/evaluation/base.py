@@ -3,51 +3,54 @@
 The seeds (000 SeAFusion §4.4, 001 PSFusion §4.3, 002 MAFS §4.4, 003 FGFusion, 004 DSIFuse) judge a fusion
 method by what a task network learns from its images: the same network is trained from the same seed on each
 input (IR only, VIS only, every fused set), scored on the test split, and the scores are tabulated. A
-``DownstreamTask`` says how one task does each step; ``taskfuse.evaluation.loop`` does the rest (normalisation,
-training, resume, prediction, files) the same way for every task.
+``DownstreamTask`` adds to a task family (``taskfuse.tasks``: network, loss, predictions) how its predictions
+are scored, tabulated and drawn, and the command-line options of its ``taskfuse evaluate`` sub-command;
+``taskfuse.evaluation.loop`` does the rest (normalisation, training, resume, prediction, files) the same way
+for every task. ``DOWNSTREAM`` holds the tasks, and ``taskfuse evaluate`` builds one sub-command per entry.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import argparse
+from abc import abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from taskfuse.data.classes import ClassSet
+from taskfuse.registry import Registry
+from taskfuse.tasks.base import TaskFamily
 
 
-class DownstreamTask(ABC):
-    """One downstream task of the protocol: how to build, train, run, score, tabulate and draw its network.
+class DownstreamTask(TaskFamily):
+    """A task family as the protocol runs it: how to score, tabulate and draw its predictions.
 
     ``images`` given to ``loss`` and ``predict`` are (B, 3, H, W), already normalised with the input's own
     per-channel mean and std (gray inputs repeated to 3 channels, so one architecture serves every row).
-    ``batch`` is the dict of ``taskfuse.train.data.collate``: ``label`` (B, H, W) int64 when the samples have
-    one (255 = ignore), ``boxes`` / ``keypoints`` as lists of per-image tensors, ``name`` a list.
+    ``batch`` is the dict of ``taskfuse.data.batching.collate``.
     """
 
-    name: ClassVar[str]
-    """``"segmentation"``, ``"detection"`` or ``"keypoints"``."""
     headline: ClassVar[str]
     """The key of ``compute`` shown first and used for ranking: ``"mIoU"``, ``"mAP50"``, ``"AP"``."""
+    summary: ClassVar[str]
+    """One line for ``taskfuse evaluate --help``."""
+    description: ClassVar[str]
+    """The sub-command's description."""
 
-    def __init__(self, classes: ClassSet, **options: Any) -> None:
-        self.classes = classes
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The sub-command's own options (the protocol's shared options are added by the command line)."""
 
+    @classmethod
     @abstractmethod
-    def build(self, in_chans: int) -> nn.Module:
-        """A freshly initialised network; the caller seeds torch first, so the same seed gives the same init."""
+    def from_args(cls, args: argparse.Namespace, train: Any) -> DownstreamTask:
+        """The task for the parsed options and the opened training split (its ``classes`` and annotations)."""
 
-    @abstractmethod
-    def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
-        """Scalar training loss of ``model`` on one batch."""
-
-    @abstractmethod
-    @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> list[Any]:
-        """One prediction per image, in the form ``update`` and ``draw`` take (the model is in eval mode)."""
+    def extra_rows(self, test: Any, out: Path, device: str, grid: int) -> dict[str, tuple[dict[str, Any], Path]]:
+        """Rows scored outside the protocol, by name: (result, its folder under ``out``); e.g. a fusion
+        network's own segmentation head. None by default."""
+        return {}
 
     @abstractmethod
     def new_meter(self) -> Any:
@@ -71,3 +74,7 @@ class DownstreamTask(ABC):
     def draw(self, image: Tensor, pred: Any, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """(prediction, ground truth) visualisations, each (3, H, W) float in [0, 1], drawn over or with
         ``image`` (3, H, W) in [0, 1]; ``sample`` is the un-normalised test sample the prediction is of."""
+
+
+DOWNSTREAM: Registry[type[DownstreamTask]] = Registry("downstream task")
+"""The protocol's tasks by name; each module of this package registers its own."""

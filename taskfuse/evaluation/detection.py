@@ -9,6 +9,7 @@ table follows seed 004's Table 4: per-class AP50, then mAP50 and mAP50:95, in pe
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -16,83 +17,51 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from taskfuse.data.classes import ClassSet
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.evaluation.base import DOWNSTREAM, DownstreamTask
 from taskfuse.metrics.detection import DetectionMetrics
 from taskfuse.metrics.table import json_number, percent_table
-from taskfuse.tasks import detection as detectors
+from taskfuse.tasks.detection.task import Detection
 
 SCORES = {"mAP50": "mAP50", "mAP": "mAP50:95"}
 """Result keys tabulated after the per-class AP50 columns, with their column titles."""
 
 
-def _boxes(batch: dict[str, Any]) -> list[Tensor]:
-    if "boxes" not in batch:
-        raise TaskfuseError(
-            "object detection needs boxes and these samples have none; use a dataset with box annotations "
-            "(m3fd, llvip, voc) or the synthetic scenes"
-        )
-    return batch["boxes"]
+@DOWNSTREAM.register("detection")
+class DetectionTask(DownstreamTask, Detection):
+    """Train and score a detector (``taskfuse.tasks.detection.Detection``) on one input; ``draw_thresh`` is the
+    lowest score drawn in the qualitative grid."""
 
-
-class DetectionTask(DownstreamTask):
-    """Train and score a detector (``model``: a name of ``taskfuse.tasks.detection``) on one input.
-
-    ``score_thresh``, ``iou_thresh`` and ``max_dets`` are the test-time post-processing (YOLOX's evaluation
-    uses 0.01 and 0.65; COCO scores at most 100 boxes per image); ``draw_thresh`` the lowest score drawn in
-    the qualitative grid. ``box_loss`` is ``"iou"`` or ``"giou"``.
-    """
-
-    name = "detection"
     headline = "mAP50"
+    summary = "train one detector per input (IR, VIS, fused) and compare mAP@0.5 and mAP@0.5:0.95"
+    description = (
+        "The seeds' detection protocol: as 'evaluate segmentation', with a detector trained on the boxes of the "
+        "dataset and scored by mAP@0.5 and mAP@0.5:0.95 per class."
+    )
 
-    def __init__(
-        self,
-        classes: ClassSet,
-        model: str = "yolox-s",
-        score_thresh: float = 0.01,
-        iou_thresh: float = 0.65,
-        max_dets: int = 100,
-        draw_thresh: float = 0.3,
-        box_loss: str = "iou",
-    ) -> None:
-        super().__init__(classes)
-        detectors.DETECTORS.get(model)
-        if not 0 <= score_thresh < 1 or not 0 < iou_thresh <= 1 or not 0 <= draw_thresh <= 1:
-            raise TaskfuseError(
-                f"score_thresh {score_thresh}, iou_thresh {iou_thresh}, draw_thresh {draw_thresh}: give "
-                "scores in [0, 1) and an IoU in (0, 1]"
-            )
-        if max_dets < 1:
-            raise TaskfuseError(f"max_dets {max_dets}: keep at least one detection per image")
-        if box_loss not in ("iou", "giou"):
-            raise TaskfuseError(f"box_loss {box_loss!r}: choose iou or giou")
-        self.model = model
-        self.score_thresh = float(score_thresh)
-        self.iou_thresh = float(iou_thresh)
-        self.max_dets = int(max_dets)
+    def __init__(self, classes: ClassSet, model: str = "yolox-s", draw_thresh: float = 0.3, **options: Any) -> None:
+        super().__init__(classes, model, **options)
+        if not 0 <= draw_thresh <= 1:
+            raise TaskfuseError(f"draw_thresh {draw_thresh}: give a score in [0, 1]")
         self.draw_thresh = float(draw_thresh)
-        self.box_loss = box_loss
 
-    def build(self, in_chans: int) -> nn.Module:
-        return detectors.create(self.model, self.classes.num_classes, in_chans, box_loss=self.box_loss)
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--detector", default="yolox-s", help="detection network (default: yolox-s)")
 
-    def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
-        return model.loss(model(images), _boxes(batch)).total
-
-    @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> list[Tensor]:
-        """Per image (N, 6) ``[x1, y1, x2, y2, score, class]`` in pixels."""
-        return model.predict(model(images), self.score_thresh, self.iou_thresh, self.max_dets)
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, train: Any) -> DetectionTask:
+        return cls(train.classes, model=args.detector)
 
     def new_meter(self) -> DetectionMetrics:
         return DetectionMetrics(self.classes.num_classes, class_names=self.classes.names, max_dets=self.max_dets)
 
     def update(self, meter: DetectionMetrics, preds: list[Tensor], batch: dict[str, Any]) -> None:
-        meter.update(preds, _boxes(batch))
+        self.require_target(batch)
+        meter.update(preds, batch["boxes"])
 
     def compute(self, meter: DetectionMetrics) -> dict[str, Any]:
         """``mAP50``, ``mAP`` (AP@[0.50:0.95]), ``mAP75``, ``mAP_small``/``medium``/``large``, ``mAR`` (AR@100),

@@ -15,6 +15,7 @@ table, as the seeds feed fused, IR and VIS images alike to one segmenter or dete
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,16 @@ RESERVED = ("direct", "inputs", "samples")
 """Names of the output folder's own sub-folders, which no input may take."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def name_and_path(text: str) -> tuple[str, Path]:
+    """``NAME=PATH``, or a bare ``PATH`` named after its last component (an argparse type)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text).name, text
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=PATH (e.g. seafusion=results/seafusion)")
+    return name, Path(path)
 
 
 def classical_methods() -> list[str]:

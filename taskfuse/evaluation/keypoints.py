@@ -11,117 +11,53 @@ that has objects under ``classes``.
 
 from __future__ import annotations
 
+import argparse
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from taskfuse.data.classes import ClassSet, spread_palette
-from taskfuse.data.datasets.coco_keypoints import flip_pairs
+from taskfuse.data.classes import spread_palette
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.evaluation.base import DOWNSTREAM, DownstreamTask
 from taskfuse.metrics.keypoints import KeypointMetrics
 from taskfuse.metrics.table import json_number, percent_table
-from taskfuse.tasks import keypoints as keypoint_nets
-from taskfuse.tasks.keypoints.topdown import crop_instances, encode_heatmaps, heatmap_loss, predict_instances
+from taskfuse.tasks.keypoints.task import Keypoints, objects
 
 ALL = "all"
 SCORES = ("AP50", "AP75", "AR", "AP")
 """Result keys tabulated after the per-class APs, the headline AP@[0.50:0.95] last."""
 
 
-def _pairs(batch: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
-    """Boxes (N, 4) and keypoints (N, K, 3) of image ``i`` of ``batch``, one row per object."""
-    if "boxes" not in batch or "keypoints" not in batch:
-        raise TaskfuseError(
-            "keypoint detection needs boxes and keypoints and these samples lack them; use a keypoint dataset "
-            "(coco_keypoints) or the synthetic scenes"
-        )
-    boxes, kps = batch["boxes"][i], batch["keypoints"][i]
-    if len(boxes) != len(kps):
-        raise TaskfuseError(
-            f"sample {batch['name'][i]!r} has {len(boxes)} boxes but {len(kps)} keypoint rows; every object needs "
-            "one box and one row of keypoints"
-        )
-    return boxes[:, 1:].float(), kps.float()
+@DOWNSTREAM.register("keypoints")
+class KeypointTask(DownstreamTask, Keypoints):
+    """Train and score a top-down keypoint network (``taskfuse.tasks.keypoints.Keypoints``) on one input."""
 
-
-class KeypointTask(DownstreamTask):
-    """Train and score a top-down keypoint network (``model``: a name of ``taskfuse.tasks.keypoints``).
-
-    ``keypoint_names`` fix K and, through their left/right names, the pairs swapped by the flip test
-    (``flip_test``: average the heatmaps of each crop and its mirror image, as HRNet tests). ``input_size`` is
-    the (height, width) of the object crops, multiples of 4; ``sigma`` the target spread in heatmap pixels.
-    """
-
-    name = "keypoints"
     headline = "AP"
+    summary = "train one keypoint network per input (IR, VIS, fused) and compare OKS AP"
+    description = (
+        "The seeds' keypoint protocol: as 'evaluate segmentation', with a heatmap keypoint network trained with a "
+        "visibility-weighted loss and scored by OKS AP."
+    )
 
-    def __init__(
-        self,
-        classes: ClassSet,
-        keypoint_names: Sequence[str],
-        model: str = "simplebaseline-r18",
-        input_size: tuple[int, int] = (128, 96),
-        sigma: float = 2.0,
-        flip_test: bool = True,
-    ) -> None:
-        super().__init__(classes)
-        keypoint_nets.KEYPOINT_NETS.get(model)
-        if not keypoint_names:
-            raise TaskfuseError("keypoint_names is empty; give the names of the K keypoints of every object")
-        if len(input_size) != 2 or any(int(s) < 4 or int(s) % 4 for s in input_size):
-            raise TaskfuseError(f"input_size {tuple(input_size)}: give (height, width), both positive multiples of 4")
-        if not sigma > 0:
-            raise TaskfuseError(f"sigma {sigma}: give a positive heatmap spread in pixels")
-        self.keypoint_names = tuple(str(n) for n in keypoint_names)
-        self.num_keypoints = len(self.keypoint_names)
-        self.flip_pairs = flip_pairs(list(self.keypoint_names))
-        self.model = model
-        self.input_height, self.input_width = int(input_size[0]), int(input_size[1])
-        self.sigma = float(sigma)
-        self.flip_test = bool(flip_test)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.input_height, self.input_width
-
-    def build(self, in_chans: int) -> nn.Module:
-        return keypoint_nets.create(self.model, num_keypoints=self.num_keypoints, in_chans=in_chans)
-
-    def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
-        crops, keypoints, transforms = [], [], []
-        for i in range(len(images)):
-            boxes, kps = _pairs(batch, i)
-            labelled = kps[..., 2].gt(0).any(dim=1)
-            if labelled.any():
-                c, t = crop_instances(images[i], boxes[labelled], self.input_size)
-                crops.append(c)
-                keypoints.append(kps[labelled])
-                transforms.append(t)
-        if not crops:
-            return sum(p.sum() for p in model.parameters()) * 0.0
-        pred = model(torch.cat(crops)).float()
-        stride = self.input_width / pred.shape[-1]
-        target, weights = encode_heatmaps(
-            torch.cat(keypoints), torch.cat(transforms), tuple(pred.shape[-2:]), self.sigma, stride
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--keypoint-net", default="simplebaseline-r18", help="keypoint network (default: simplebaseline-r18)"
         )
-        return heatmap_loss(pred, target, weights)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> list[dict[str, Tensor]]:
-        """Per image ``keypoints`` (N, K, 3) ``[x, y, heatmap maximum]`` and ``scores`` (N,) of its N boxes."""
-        out = []
-        pairs = self.flip_pairs if self.flip_test else None
-        for i in range(len(images)):
-            boxes, _ = _pairs(batch, i)
-            kps = predict_instances(model, images[i], boxes, self.input_size, pairs)
-            out.append({"keypoints": kps, "scores": kps[..., 2].mean(dim=1)})
-        return out
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, train: Any) -> KeypointTask:
+        names = getattr(train, "keypoint_names", None)
+        if not names:
+            raise TaskfuseError(
+                f"--dataset {args.dataset}: the samples name no keypoints; use a keypoint layout (coco_keypoints)"
+            )
+        return cls(train.classes, keypoint_names=names, model=args.keypoint_net)
 
     def new_meter(self) -> dict[str, KeypointMetrics]:
         """OKS AP accumulators: ``"all"`` objects, plus one per class name, added as classes appear."""
@@ -129,7 +65,7 @@ class KeypointTask(DownstreamTask):
 
     def update(self, meter: dict[str, KeypointMetrics], preds: list[dict[str, Tensor]], batch: dict[str, Any]) -> None:
         for i, pred in enumerate(preds):
-            boxes, kps = _pairs(batch, i)
+            boxes, kps = objects(batch, i)
             classes = batch["boxes"][i][:, 0].long()
             meter[ALL].update([pred["keypoints"]], [pred["scores"]], [kps], boxes=[boxes])
             for c in classes.unique().tolist():

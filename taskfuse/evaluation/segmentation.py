@@ -1,16 +1,17 @@
 """Semantic segmentation as a downstream task (seed 000 §4.4 and Table 1, seed 001 Tables 1, 2 and 5).
 
-``SegmentationTask`` trains a segmenter of ``taskfuse.tasks.segmentation`` with pixel cross-entropy (label 255
-ignored) on the main logits plus ``aux_weight`` times the same on each auxiliary output, and scores per-class
-IoU and mIoU over every class of the dataset, background included, as PSFusion's Table 2 does.
+``SegmentationTask`` trains a segmenter of ``taskfuse.tasks.segmentation`` (the family's pixel cross-entropy)
+and scores per-class IoU and mIoU over every class of the dataset, background included, as PSFusion's Table 2
+does.
 
-``direct_segmentation`` scores the segmentation head of a fusion method that has one (PSFusion's semantic
-head, ``aux["semantic"]``; MAFS's, ``aux["seg"]``) on the test pairs, as PSFusion's Table 5 compares the
+``direct_segmentation`` scores the segmentation head of a fusion method that has one (its spec's
+``seg_head``: PSFusion's semantic head, MAFS's) on the test pairs, as PSFusion's Table 5 compares the
 segmentation of feature-level and image-level schemes; its row enters the same table as ``NAME (direct)``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -19,32 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from taskfuse.data.classes import IGNORE_INDEX, ClassSet
+from taskfuse import models
+from taskfuse.data.classes import ClassSet
 from taskfuse.data.color import recombine
 from taskfuse.data.io import atomic_path, write_image
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.evaluation.base import DOWNSTREAM, DownstreamTask
+from taskfuse.evaluation.inputs import name_and_path, parse_inputs
 from taskfuse.evaluation.report import grid_indices
 from taskfuse.metrics.segmentation import SegmentationMetrics, iou_table
 from taskfuse.metrics.table import json_number
 from taskfuse.models.weights import load_model, read_meta
-from taskfuse.tasks import segmentation as segmenters
-
-HEADS = ("semantic", "seg")
-"""``aux`` keys of fusion methods' segmentation logits: PSFusion's semantic head, MAFS's segmentation head."""
-
-
-def cross_entropy(logits: Tensor, label: Tensor) -> Tensor:
-    """Mean pixel cross-entropy over the labelled pixels; 0 (attached to the graph) when a crop has none,
-    where ``F.cross_entropy`` would give NaN."""
-    total = F.cross_entropy(logits.float(), label, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (label != IGNORE_INDEX).sum().clamp_min(1)
+from taskfuse.tasks.segmentation.task import Segmentation
 
 
 def colorize(label: Tensor, image: Tensor, palette: Sequence[tuple[int, int, int]]) -> Tensor:
@@ -56,50 +48,71 @@ def colorize(label: Tensor, image: Tensor, palette: Sequence[tuple[int, int, int
     return torch.where(valid, out, image.cpu().float().expand(3, -1, -1))
 
 
-class SegmentationTask(DownstreamTask):
-    """Train and score a segmenter (``model``: a name of ``taskfuse.tasks.segmentation``) on one input.
+@DOWNSTREAM.register("segmentation")
+class SegmentationTask(DownstreamTask, Segmentation):
+    """Train and score a segmenter (``taskfuse.tasks.segmentation.Segmentation``) on one input: per-class IoU and
+    mIoU over every class of the dataset, background included, as PSFusion's Table 2 does. ``direct`` names
+    fusion weights whose own segmentation head is scored as extra rows (``direct_segmentation``)."""
 
-    ``pretrained`` is an optional local ``.safetensors`` checkpoint loaded into every fresh network (e.g.
-    ImageNet MiT weights; see ``load_pretrained``), so every input starts from the same weights.
-    """
-
-    name = "segmentation"
     headline = "mIoU"
+    summary = "train one segmenter per input (IR, VIS, fused) and compare per-class IoU / mIoU"
+    description = (
+        "The seeds' segmentation protocol: for each input train the same segmenter from the same seed on the train "
+        "split (inputs normalised with their own training mean/std), score it on the test split, and write table.md "
+        "(classes as columns, mIoU last, best bold, second _italic_), results.json, grid.png and one folder per "
+        "input. A rerun skips finished inputs and resumes interrupted ones."
+    )
 
     def __init__(
-        self, classes: ClassSet, model: str = "segformer-b2", aux_weight: float = 0.4, pretrained: str | None = None
+        self,
+        classes: ClassSet,
+        model: str = "segformer-b2",
+        aux_weight: float = 0.4,
+        pretrained: str | None = None,
+        direct: Mapping[str, Path] | None = None,
     ) -> None:
-        super().__init__(classes)
-        segmenters.SEGMENTERS.get(model)
-        if aux_weight < 0:
-            raise TaskfuseError(f"aux_weight {aux_weight}: give a non-negative weight")
-        if pretrained is not None and not Path(pretrained).is_file():
-            raise TaskfuseError(f"--pretrained {pretrained}: no such file; give a local .safetensors checkpoint")
-        self.model = model
-        self.aux_weight = aux_weight
-        self.pretrained = None if pretrained is None else str(pretrained)
+        super().__init__(classes, model, aux_weight, pretrained)
+        self.direct = dict(direct or {})
+        missing = [str(w) for w in self.direct.values() if not Path(w).is_file()]
+        if missing:
+            raise TaskfuseError(f"--direct: no such weights file: {', '.join(missing)}")
 
-    def build(self, in_chans: int) -> nn.Module:
-        net = segmenters.create(self.model, num_classes=self.classes.num_classes, in_chans=in_chans)
-        if self.pretrained is not None:
-            segmenters.load_pretrained(net, self.pretrained)
-        return net
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--segmenter", default="segformer-b2", help="segmentation network (default: segformer-b2)")
+        parser.add_argument(
+            "--pretrained",
+            type=Path,
+            metavar="FILE",
+            help="local .safetensors weights loaded into every fresh segmenter",
+        )
+        parser.add_argument(
+            "--direct",
+            type=name_and_path,
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="NAME=WEIGHTS",
+            help="also score the segmentation head of these fusion weights (psfusion, mafs) as 'NAME (direct)' rows",
+        )
 
-    def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
-        if "label" not in batch:
-            raise TaskfuseError(
-                "segmentation needs label masks and these samples have none; use a dataset with labels "
-                "(msrs, mfnet, fmb, pst900)"
-            )
-        out = model(images)
-        loss = cross_entropy(out.logits, batch["label"])
-        for aux in out.aux:
-            loss = loss + self.aux_weight * cross_entropy(aux, batch["label"])
-        return loss
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, train: Any) -> SegmentationTask:
+        direct = dict(args.direct)
+        if len(direct) != len(args.direct):
+            raise TaskfuseError("two --direct entries share a name; give each NAME=WEIGHTS a distinct NAME")
+        clash = sorted(set(direct) & {s.name for s in parse_inputs(args.inputs)})
+        if clash:
+            raise TaskfuseError(f"--direct {clash[0]} also names an input; rename one of them")
+        pretrained = None if args.pretrained is None else str(args.pretrained)
+        return cls(train.classes, model=args.segmenter, pretrained=pretrained, direct=direct)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> list[Tensor]:
-        return list(model(images).logits.argmax(dim=1))
+    def extra_rows(self, test: Dataset, out: Path, device: str, grid: int) -> dict[str, tuple[dict[str, Any], Path]]:
+        rows = {}
+        for name, weights in self.direct.items():
+            folder = out / "direct" / name
+            rows[f"{name} (direct)"] = direct_segmentation(weights, test, self, folder, device, grid), folder
+        return rows
 
     def new_meter(self) -> SegmentationMetrics:
         return SegmentationMetrics(self.classes.num_classes, class_names=self.classes.names)
@@ -170,6 +183,7 @@ def direct_segmentation(
     """
     weights = Path(weights)
     method = read_meta(weights).get("method", "?")
+    head = models.get(method).seg_head if method in models.METHODS else ""
     names = sample_names(test)
     record_path = folder / "result.json"
     ident = {"weights": _weights_id(weights), "test": names}
@@ -188,11 +202,12 @@ def direct_segmentation(
             raise TaskfuseError("--direct needs label masks and the test samples have none; use a labelled dataset")
         ir, vi = sample["ir"][None].to(dev), sample["vi"][None].to(dev)
         out = model(ir, vi)
-        logits = next((out.aux[k] for k in HEADS if k in out.aux), None)
+        logits = out.aux.get(head) if head else None
         if logits is None:
+            with_head = [n for n in models.names(learned=True) if models.get(n).seg_head]
             raise TaskfuseError(
                 f"--direct {weights}: {method} has no segmentation head (its outputs: {', '.join(out.aux) or 'none'}); "
-                "--direct takes weights of methods with one (psfusion, mafs)"
+                f"--direct takes weights of methods with one ({', '.join(with_head)})"
             )
         if logits.shape[1] != task.classes.num_classes:
             raise TaskfuseError(

@@ -34,6 +34,8 @@ class MethodSpec:
     ``loss`` itself, which then must accept batches without ``label``."""
     pretext_loss: Callable[[], Any] | None = None
     """A label-free pretext objective for the network's ``forward_pretext`` (MAFS stage I); None = no pretext."""
+    seg_head: str = ""
+    """Key of ``FusionOutput.aux`` holding the network's own class logits, when it has a segmentation head."""
     strategy: str = "fusion_only"
     """The training strategy of the method's paper (``taskfuse.train.strategies``)."""
     config: str = ""

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from taskfuse import models
 from taskfuse.data.classes import ClassSet
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.segmentation import SegmentationTask, colorize, cross_entropy, direct_segmentation
+from taskfuse.evaluation.segmentation import SegmentationTask, colorize, direct_segmentation
+from taskfuse.tasks.segmentation.task import cross_entropy
 from taskfuse.models.weights import save_weights
 
 THREE = ClassSet(("bg", "car", "person"), ((0, 0, 0), (255, 0, 0), (0, 0, 255)))

@@ -18,6 +18,7 @@ SPEC = register(
         loss=MAFSLoss,
         fusion_loss=MAFSFusionLoss,
         pretext_loss=MAFSPretextLoss,
+        seg_head="seg",
         strategy="mafs_two_stage",
         config="mafs",
         small={"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8},

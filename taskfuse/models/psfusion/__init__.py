@@ -14,6 +14,7 @@ SPEC = register(
         network=PSFusion,
         loss=PSFusionLoss,
         fusion_loss=PSFusionFusionLoss,
+        seg_head="semantic",
         strategy="single_stage",
         config="psfusion",
         small={"backbone_depth": 18, "width": 16, "rec_width": 8},

@@ -14,30 +14,10 @@ from typing import Any
 
 from torch import nn
 
-from taskfuse.registry import Registry
-from taskfuse.tasks.detection.base import DetectionOutput
-from taskfuse.tasks.detection.yolox import YOLOX
-
-DETECTORS: Registry = Registry("detector")
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "yolox-nano": {"depth": 0.33, "width": 0.25, "depthwise": True},
-    "yolox-tiny": {"depth": 0.33, "width": 0.375, "depthwise": False},
-    "yolox-s": {"depth": 0.33, "width": 0.50, "depthwise": False},
-}
-"""Depth and width multipliers of the official experiment files (``exps/default/yolox_{nano,tiny,s}.py``)."""
-
-
-def _variant(name: str) -> Any:
-    def build(num_classes: int, in_chans: int = 3, **kw: Any) -> YOLOX:
-        return YOLOX(num_classes, in_chans, **{**VARIANTS[name], **kw})
-
-    build.__doc__ = f"{name}: YOLOX with {VARIANTS[name]}."
-    return build
-
-
-for _name in VARIANTS:
-    DETECTORS.register(_name)(_variant(_name))
+from taskfuse.tasks.detection import task  # noqa: F401
+from taskfuse.tasks.detection.base import DETECTORS, DetectionOutput
+from taskfuse.tasks.detection.task import Detection
+from taskfuse.tasks.detection.yolox import VARIANTS, YOLOX
 
 
 def create(name: str, num_classes: int, in_chans: int = 3, **kw: Any) -> nn.Module:
@@ -50,4 +30,4 @@ def names() -> list[str]:
     return DETECTORS.names()
 
 
-__all__ = ["DETECTORS", "VARIANTS", "YOLOX", "DetectionOutput", "create", "names"]
+__all__ = ["DETECTORS", "VARIANTS", "YOLOX", "Detection", "DetectionOutput", "create", "names"]

@@ -1,4 +1,5 @@
-"""What a detector returns: its raw head outputs, the type the detection loss and post-processing read."""
+"""What a detector returns (its raw head outputs, read by the detection loss and post-processing) and the
+registry of detectors (each detector module registers its variants)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from taskfuse.registry import Registry
+
+DETECTORS: Registry = Registry("detector")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.base import LossTerms
-from taskfuse.tasks.detection.base import DetectionOutput
+from taskfuse.tasks.detection.base import DETECTORS, DetectionOutput
 from taskfuse.tasks.detection.loss import BOX_LOSSES, yolox_loss
 from taskfuse.tasks.detection.nms import batched_nms
 
@@ -301,3 +302,23 @@ class YOLOX(nn.Module):
             bx[:, 1::2] = bx[:, 1::2].clamp(0, h)
             results.append(torch.cat([bx, sc[kept, None], cl[kept, None].float()], 1))
         return results
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "yolox-nano": {"depth": 0.33, "width": 0.25, "depthwise": True},
+    "yolox-tiny": {"depth": 0.33, "width": 0.375, "depthwise": False},
+    "yolox-s": {"depth": 0.33, "width": 0.50, "depthwise": False},
+}
+"""Depth and width multipliers of the official experiment files (``exps/default/yolox_{nano,tiny,s}.py``)."""
+
+
+def _variant(name: str) -> Any:
+    def build(num_classes: int, in_chans: int = 3, **kw: Any) -> YOLOX:
+        return YOLOX(num_classes, in_chans, **{**VARIANTS[name], **kw})
+
+    build.__doc__ = f"{name}: YOLOX with {VARIANTS[name]}."
+    return build
+
+
+for _name in VARIANTS:
+    DETECTORS.register(_name)(_variant(_name))

@@ -17,6 +17,7 @@ from torch import nn
 
 from taskfuse.tasks.keypoints import simplebaseline  # noqa: F401
 from taskfuse.tasks.keypoints.base import KEYPOINT_NETS
+from taskfuse.tasks.keypoints.task import Keypoints
 
 
 def create(name: str, num_keypoints: int, in_chans: int = 3, **kw: Any) -> nn.Module:
@@ -28,4 +29,4 @@ def names() -> list[str]:
     return KEYPOINT_NETS.names()
 
 
-__all__ = ["KEYPOINT_NETS", "create", "names"]
+__all__ = ["KEYPOINT_NETS", "Keypoints", "create", "names"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from taskfuse.tasks.segmentation import bisenet, deeplabv3plus, segformer, segnext  # noqa: F401
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
+from taskfuse.tasks.segmentation.task import Segmentation
 
 
 def create(name: str, num_classes: int, in_chans: int = 3, **kw: Any) -> Segmenter:
@@ -24,4 +25,4 @@ def names() -> list[str]:
     return SEGMENTERS.names()
 
 
-__all__ = ["SEGMENTERS", "SegmentationOutput", "Segmenter", "create", "load_pretrained", "names"]
+__all__ = ["SEGMENTERS", "Segmentation", "SegmentationOutput", "Segmenter", "create", "load_pretrained", "names"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from taskfuse import models
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.train.config import RunConfig, StrategyOptions
 from taskfuse.train.strategies.base import STRATEGIES, Context, Strategy, as_float, logged, make_fusion, make_loss
@@ -23,8 +24,9 @@ from taskfuse.train.strategies.base import STRATEGIES, Context, Strategy, as_flo
 
 @dataclass
 class SingleStageOptions(StrategyOptions):
-    seg_key: str = "semantic"
-    """Key of ``out.aux`` holding class logits, whose mIoU validation reports (absent key: no mIoU)."""
+    seg_key: str = ""
+    """Key of ``out.aux`` holding class logits, whose mIoU validation reports; empty = the method's segmentation
+    head (``MethodSpec.seg_head``); no such output: no mIoU."""
 
 
 @STRATEGIES.register("single_stage")
@@ -64,7 +66,7 @@ class SingleStage(Strategy):
         return self.loss_step(step, self.ctx.batch("train"))
 
     def segment(self, out: FusionOutput, batch: dict[str, Any]) -> Tensor | None:
-        return out.aux.get(self.options.seg_key)
+        return out.aux.get(self.options.seg_key or models.get(self.cfg.method).seg_head)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"optimizer": self.opt.state_dict()}
