@@ -15,13 +15,40 @@ COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train", "benchmark")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskfuse", description="Application-guided infrared-visible image fusion.")
     parser.add_argument("--version", action="version", version=f"taskfuse {__version__}")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first: it registers methods, strategies or datasets of your own (repeatable; "
+        "docs/extending.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"taskfuse.cli.{name}").add_parser(sub)
     return parser
 
 
+def import_modules(argv: list[str] | None) -> None:
+    """Import the ``--import`` modules before the sub-commands are built, so that their registrations (methods,
+    strategies, dataset layouts) are known to every sub-command's choices and listings."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for module in known.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise TaskfuseError(f"--import {module}: cannot import it ({e}); check the name and PYTHONPATH") from e
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        import_modules(sys.argv[1:] if argv is None else argv)
+    except TaskfuseError as e:
+        print(f"taskfuse: error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

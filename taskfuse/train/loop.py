@@ -92,6 +92,8 @@ def init_path(init: str, method: str) -> Path:
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, info: distributed.DistInfo) -> None:
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
+        self.extra = {"imports": cfg.imports} if cfg.imports else None
+        """Metadata stored with exported weights: the modules that register an out-of-tree method."""
         seed_everything(cfg.train.seed)
         strategy_cls = STRATEGIES.get(cfg.strategy)
         datasets: list[tuple[DatasetConfig, Dataset]] = []
@@ -169,7 +171,9 @@ class Trainer:
         key = self.cfg.log.best
         if key and key in scores and (not self.best or better(key, scores[key], self.best[key])):
             self.best = {**scores, "step": float(step)}
-            save_weights(self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model)
+            save_weights(
+                self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model, self.extra
+            )
 
     def fit(self, resume: bool) -> TrainResult:
         cfg, info = self.cfg, self.info
@@ -222,7 +226,7 @@ class Trainer:
             for name, (module, method, config) in self.networks().items():
                 if name != "fusion_ema":
                     export = self.ema.module if name == "fusion" and self.ema is not None else module
-                    save_weights(export, self.run_dir / f"{name}.safetensors", method, config)
+                    save_weights(export, self.run_dir / f"{name}.safetensors", method, config, self.extra)
         distributed.barrier(info)
         return TrainResult(self.run_dir, self.total, self.scores, self.best)
 
