@@ -205,6 +205,16 @@ def _fuse_auto(model: FusionModel, ir: Tensor, vi: Tensor, dev: torch.device, ov
         tile = tile // 2 if tile else min(AUTO_TILE, _round_up(math.ceil(max(h, w) / 2), align))
 
 
+def check_tile(tile: Tile, overlap: int) -> None:
+    """Raise ``TaskfuseError`` naming the option unless ``tile`` and ``overlap`` are valid for ``fuse_tensors``."""
+    if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
+        raise TaskfuseError(
+            f"tile must be a positive number of pixels, 'auto' or None (--tile N|auto|off), got {tile!r}"
+        )
+    if overlap < 0:
+        raise TaskfuseError(f"tile overlap must be >= 0 pixels (--tile-overlap), got {overlap}")
+
+
 @torch.inference_mode()
 def fuse_tensors(
     model: FusionModel,
@@ -222,12 +232,7 @@ def fuse_tensors(
     model's receptive field for the tiled result to equal the untiled one.
     Returns the display image (1|3, H, W) on the CPU.
     """
-    if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
-        raise TaskfuseError(
-            f"tile must be a positive number of pixels, 'auto' or None (--tile N|auto|off), got {tile!r}"
-        )
-    if overlap < 0:
-        raise TaskfuseError(f"tile overlap must be >= 0 pixels (--tile-overlap), got {overlap}")
+    check_tile(tile, overlap)
     dev = device or model_device(model)
     if tile == "auto":
         return _fuse_auto(model, ir, vi, dev, overlap)
@@ -426,6 +431,7 @@ def plan_fuse(
     pairs in ``failed`` instead of raising.
     """
     pairs, out = list(pairs), Path(out)
+    check_tile(options.tile, options.overlap)
     if options.resize not in (None, "vi", "ir"):
         raise TaskfuseError(f"resize must be 'vi' or 'ir', got {options.resize!r}")
     single = is_output_file(out)

@@ -56,7 +56,7 @@ def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
     """Write ``manifest`` into ``folder`` atomically."""
     path = Path(folder) / MANIFEST
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(asdict(manifest), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="ascii")
     return path
 
 

@@ -52,12 +52,16 @@ def apply_pattern(key: str, pattern: str) -> str:
     return f"{folder}/{pattern.replace('*', stem)}" if folder else pattern.replace("*", stem)
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def _image_files(folder: Path, recursive: bool) -> Iterable[Path]:
     """Image files of ``folder`` (and of its sub-folders when ``recursive``), hidden ones left out."""
     if not recursive:
         return (p for p in sorted(folder.iterdir()) if p.is_file())
     files = []
-    for root, dirs, names in os.walk(folder):
+    for root, dirs, names in os.walk(folder, onerror=_raise):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files.extend(Path(root) / n for n in sorted(names))
     return files
@@ -74,7 +78,12 @@ def list_images(folder: str | os.PathLike, pattern: str = "*", recursive: bool =
     found: dict[str, Path] = {}
     clashes = []
     images = 0
-    for p in _image_files(folder, recursive):
+    try:
+        files = list(_image_files(folder, recursive))
+    except OSError as e:
+        where = e.filename or folder
+        raise TaskfuseError(f"{where}: cannot list the folder ({e.strerror or e}); check its permissions") from e
+    for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
             continue
         images += 1

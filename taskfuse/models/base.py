@@ -49,7 +49,9 @@ class FusionModel(nn.Module):
         raise NotImplementedError
 
     def _mode(self) -> contextlib.AbstractContextManager:
-        return torch.inference_mode() if self.inference_only else contextlib.nullcontext()
+        if self.inference_only and not torch.is_inference_mode_enabled():
+            return torch.inference_mode()
+        return contextlib.nullcontext()
 
     def forward(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         check_pair(ir, vi)

@@ -7,6 +7,7 @@ that folder. Inputs are tiny; the 6000 x 4000 pair uses the cheap ``mean`` rule.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,6 +279,14 @@ CASES = [
         ("ïr 画像.png", (H, W, 3)),
     ),
     Case(
+        "file names that are not UTF-8",
+        single(gray(), rgb(), os.fsdecode(b"ir\xff.png"), os.fsdecode(b"vi\xff.png")),
+        "--ir {t}/ir\udcff.png --vi {t}/vi\udcff.png --out {t}/out",
+        0,
+        "fused 1 image(s)",
+        ("ir\udcff.png", (H, W, 3)),
+    ),
+    Case(
         "mixed extensions",
         then(
             lambda t: save(t / "ir" / "a.PNG", gray()),
@@ -370,6 +379,13 @@ CASES = [
         "{t}/out holds results of --method lite, --weights lite.safetensors (SHA-256 ",
     ),
     Case(
+        "negative --tile-overlap",
+        folders,
+        FOLDERS + " --tile 8 --tile-overlap -1",
+        2,
+        "tile overlap must be >= 0 pixels (--tile-overlap), got -1",
+    ),
+    Case(
         "--device gpu",
         folders,
         FOLDERS + " --device gpu",
@@ -407,7 +423,13 @@ CASES = [
         2,
         "w.safetensors: not a readable safetensors file",
     ),
-    Case("folder as --weights", folders, FOLDERS + " --weights {t}/ir", 2, "ir: not a readable safetensors file"),
+    Case(
+        "folder as --weights",
+        folders,
+        FOLDERS + " --weights {t}/ir",
+        2,
+        "ir is a folder; pass the .safetensors checkpoint file inside it",
+    ),
     Case(
         "--weights without a method",
         then(folders, no_method_weights),

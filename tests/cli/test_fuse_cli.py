@@ -358,6 +358,23 @@ def test_unwritable_output_folder_is_refused_before_fusing(tmp_path: Path, capsy
     assert list(locked.iterdir()) == []
 
 
+def test_unreadable_input_folder_is_an_error(tmp_path: Path, capsys) -> None:
+    ir, vi = _pairs(tmp_path, ["a"])
+    (ir / "sub").mkdir()
+    (ir / "sub").chmod(0)
+    try:
+        list((ir / "sub").iterdir())
+    except PermissionError:
+        pass
+    else:
+        pytest.skip("this user reads unreadable folders (root without dropped capabilities)")
+    try:
+        assert _fuse(ir, vi, tmp_path / "out", "--recursive") == 2
+        assert "sub: cannot list the folder (Permission denied)" in capsys.readouterr().err
+    finally:
+        (ir / "sub").chmod(0o755)
+
+
 @pytest.mark.parametrize("method", ["mean", "max", "laplacian", "gff"])
 def test_roadscene_pairs_fuse_with_every_classical_method(shared_data: Path, tmp_path: Path, method: str) -> None:
     names = sorted(p.name for p in (shared_data / "roadscene" / "ir").iterdir())[:2]
