@@ -368,6 +368,7 @@ class FuseJob:
     manifest: Manifest | None
     stale: list[Path]
     keep_going: bool
+    device: torch.device | None
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -387,7 +388,7 @@ class FuseJob:
         except OSError as e:
             raise TaskfuseError(f"--out {folder}: cannot write the run manifest ({e.strerror or e})") from e
 
-    def run(self, progress: bool = True, device: torch.device | None = None) -> FuseSummary:
+    def run(self, progress: bool = True) -> FuseSummary:
         """Fuse every planned pair: read, fuse, write atomically, one pair after the other.
 
         A pair that cannot be read or fused raises, or with ``keep_going`` is listed in ``failed``; an output
@@ -398,7 +399,7 @@ class FuseJob:
         start = time.perf_counter()
         for pair in tqdm(self.pairs, desc="fuse", unit="img", disable=None if progress else True, dynamic_ncols=True):
             try:
-                fused = fuse_pair(self.model, *read_pair(pair, self.options), self.options, device)
+                fused = fuse_pair(self.model, *read_pair(pair, self.options), self.options, self.device)
             except TaskfuseError as e:
                 if not self.keep_going:
                     raise
@@ -420,6 +421,7 @@ def plan_fuse(
     options: FuseOptions = FuseOptions(),
     overwrite: bool = False,
     keep_going: bool = False,
+    device: torch.device | None = None,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -428,7 +430,7 @@ def plan_fuse(
     single pair (its suffix is then the format). In a folder, finished outputs are skipped when its manifest
     holds the same settings; other settings, or outputs without a manifest, raise unless ``overwrite``, which
     redoes every output and removes those of other settings. ``keep_going`` lists unreadable or mismatched
-    pairs in ``failed`` instead of raising.
+    pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's).
     """
     pairs, out = list(pairs), Path(out)
     check_tile(options.tile, options.overlap)
@@ -452,15 +454,21 @@ def plan_fuse(
         if done and not overwrite:
             raise TaskfuseError(f"--out {out} exists; pass --overwrite to replace it, or name another file")
     else:
-        manifest, stale = _manifest(model, out, options, targets, done, overwrite)
+        manifest, stale = _manifest(model, out, options, targets, done, overwrite, device)
     todo = pairs if overwrite else [p for p in pairs if p.name not in done]
     skipped = len(pairs) - len(todo)
     todo, failed = _check_sizes(todo, options.resize, keep_going)
-    return FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going)
+    return FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device)
 
 
 def _manifest(
-    model: FusionModel, out: Path, options: FuseOptions, targets: dict[str, Path], done: set[str], overwrite: bool
+    model: FusionModel,
+    out: Path,
+    options: FuseOptions,
+    targets: dict[str, Path],
+    done: set[str],
+    overwrite: bool,
+    device: torch.device | None,
 ) -> tuple[Manifest, list[Path]]:
     """The manifest to write into ``out`` and the images ``start`` removes (see ``plan_fuse``).
 
@@ -495,7 +503,7 @@ def _manifest(
         "taskfuse_version": __version__,
         "ir_colour": options.ir_colour,
         "weights": (model.source or {}).get("weights"),
-        "device": str(model_device(model)),
+        "device": str(device or model_device(model)),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return Manifest(settings, info, sorted(kept | set(planned.values()))), [out / rel for rel in stale]
@@ -549,6 +557,6 @@ def fuse_pairs(
     rules on a GPU too (default: where the model's weights are). The other options are ``FuseOptions``'.
     """
     options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap)
-    job = plan_fuse(model, pairs, out, options, overwrite, keep_going)
+    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device)
     job.start()
-    return job.run(progress, device)
+    return job.run(progress)

@@ -158,7 +158,7 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
     for method in methods:
         model = load(method, args.weights, str(device))
         out = args.out / method if len(methods) > 1 else args.out
-        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going))
+        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device))
     return jobs
 
 
@@ -170,9 +170,8 @@ def run(args: argparse.Namespace) -> int:
     for job in jobs:
         job.start()
     failed = 0
-    device = resolve_device(args.device)
     for job in jobs:
-        summary = job.run(device=device)
+        summary = job.run()
         print(summary.line(job.out))
         for name, why in summary.failed:
             print(f"taskfuse fuse: failed {name}: {why}", file=sys.stderr)

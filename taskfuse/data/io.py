@@ -227,8 +227,8 @@ def read_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "erro
     if colour == "error" and share > COLOUR_SHARE:
         raise TaskfuseError(
             f"{path}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
-            "the thermal intensity; use the camera's gray (radiometric) export, or pass --ir-colour luma to "
-            "fuse its luma anyway"
+            "the thermal intensity; use the camera's gray (radiometric) export, or fuse its luma anyway "
+            "(taskfuse fuse --ir-colour luma)"
         )
     return torch.from_numpy(scale_ir(_to_gray(arr), ir_range)).unsqueeze(0)
 

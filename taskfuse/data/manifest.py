@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from taskfuse.data.io import atomic_path
@@ -44,12 +44,20 @@ def read_manifest(folder: str | os.PathLike) -> Manifest | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         manifest = Manifest(dict(data["settings"]), dict(data.get("info", {})), list(data.get("outputs", [])))
+        outside = [rel for rel in manifest.outputs if not _relative(rel)]
+        if outside:
+            raise ValueError(f"outputs outside the folder: {outside[:3]}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TaskfuseError(
             f"{path}: not a readable run manifest ({e}); the folder's settings are unknown: use a new folder, or "
             "--overwrite to replace its images"
         ) from e
     return manifest
+
+
+def _relative(rel: object) -> bool:
+    """Whether ``rel`` is a path inside the folder (relative, no ``..``): only those may ever be removed."""
+    return isinstance(rel, str) and bool(rel) and not PurePosixPath(rel).is_absolute() and ".." not in rel.split("/")
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:

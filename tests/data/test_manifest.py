@@ -24,7 +24,9 @@ def test_changed_lists_every_differing_or_missing_key() -> None:
     assert changed({"a": 1, "gone": None}, {"a": 1}) == ["gone"]
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"info": {}}', '["settings"]'])
+@pytest.mark.parametrize(
+    "text", ["{not json", '{"info": {}}', '["settings"]', '{"settings": {}, "outputs": ["../a.png", "/etc/x"]}']
+)
 def test_damaged_manifest_raises_with_the_fix(tmp_path: Path, text: str) -> None:
     (tmp_path / MANIFEST).write_text(text)
     with pytest.raises(TaskfuseError, match="not a readable run manifest .* use a new folder, or --overwrite"):
