@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from taskfuse.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from taskfuse.models.base import FusionModel
 
 
 def load(method: str | None = None, weights: str | None = None, device: str = "cpu", **cfg: Any) -> FusionModel:
-    """A fusion model in eval mode: the built-in default, a named method, or trained weights (.safetensors)."""
+    """A fusion model for inference (eval mode, every call under ``torch.inference_mode``): the built-in
+    default, a named method, or trained weights (.safetensors). See ``taskfuse.inference.load``."""
     from taskfuse.inference import load as _load
 
     return _load(method, weights, device, **cfg)

@@ -1,4 +1,5 @@
-"""Tiled fusion: tiles reproduce the untiled output, without seams, for networks and classical rules."""
+"""Inference: loaded models never track gradients; tiled fusion reproduces the untiled output, without seams,
+for networks and classical rules; the fusing API plans before it writes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import taskfuse
 from taskfuse import inference, models
 from taskfuse.data.color import rgb_to_ycbcr
+from taskfuse.data.io import write_image
+from taskfuse.data.manifest import file_sha256
+from taskfuse.data.pairs import find_pairs
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import fuse_tensors, fuse_tiled, tile_context
+from taskfuse.inference import FuseOptions, fuse_tensors, fuse_tiled, tile_context
 from taskfuse.models.base import FusionModel, FusionOutput
 
 H, W, TILE, OVERLAP = 200, 300, 64, 16
@@ -213,3 +218,44 @@ def test_bad_tile_settings_name_the_option(tile: object, overlap: int, flag: str
     ir, vi = pair(8, 8)
     with pytest.raises(TaskfuseError, match=flag):
         fuse_tensors(models.create("mean"), ir, vi, tile=tile, overlap=overlap)
+
+
+def test_loaded_models_fuse_under_inference_mode() -> None:
+    """``taskfuse.load()`` as in the README: no autograd graph, even for inputs that ask for gradients."""
+    model = taskfuse.load()
+    seen: list[bool] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(torch.is_inference_mode_enabled()))
+    ir, vi = torch.rand(1, 1, 16, 16, requires_grad=True), torch.rand(1, 3, 16, 16)
+    rgb = model.fuse_color(ir, vi)
+    assert not rgb.requires_grad and torch.is_inference(rgb) and seen == [True]
+    assert not model(ir, vi).fused.requires_grad
+    assert model.source == {
+        "method": "lite",
+        "weights": str(models.get("lite").weights.resolve()),
+        "weights_sha256": file_sha256(models.get("lite").weights),
+        "config": {},
+    }
+    assert taskfuse.load("gff", r1=10).source["config"] == {"r1": 10}
+
+
+def test_created_models_still_train() -> None:
+    model = models.create("lite")
+    out = model.fuse_color(torch.rand(1, 1, 16, 16), torch.rand(1, 3, 16, 16))
+    assert out.requires_grad and not torch.is_inference(out)
+    out.mean().backward()
+
+
+def test_fuse_pairs_api_plans_before_writing_and_never_resumes_an_unknown_model(tmp_path) -> None:
+    for n in ("a", "b"):
+        write_image(tmp_path / "ir" / f"{n}.png", torch.rand(1, 8, 8))
+        write_image(tmp_path / "vi" / f"{n}.png", torch.rand(3, 8, 8))
+    pairs = find_pairs(tmp_path / "ir", tmp_path / "vi")
+    job = inference.plan_fuse(models.create("mean"), pairs, tmp_path / "out", FuseOptions(gray=True))
+    assert not (tmp_path / "out").exists() and [p.name for p in job.pairs] == ["a", "b"]
+    job.start()
+    assert job.run(progress=False).written == 2
+    with pytest.raises(TaskfuseError, match="holds results of a model not loaded with taskfuse.load"):
+        inference.fuse_pairs(models.create("mean"), pairs, tmp_path / "out", gray=True, progress=False)
+    summary = inference.fuse_pairs(taskfuse.load("mean"), pairs, tmp_path / "out", gray=True, overwrite=True)
+    assert (summary.written, summary.skipped) == (2, 0)
+    assert inference.fuse_pairs(taskfuse.load("mean"), pairs, tmp_path / "out", gray=True).skipped == 2

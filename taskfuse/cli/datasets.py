@@ -21,9 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = actions.add_parser(
         "check",
         help="report every problem of a dataset folder; exit 1 if any",
-        description="Validate ROOT against a layout: missing partners, unreadable files, IR/VIS and label size "
-        "mismatches, label values out of range (255 = ignore is allowed), boxes outside the image or of "
-        "unknown classes. Exit code 0 when clean, 1 when problems were found.",
+        description="Validate ROOT against a layout: missing partners, unreadable files (every image is decoded "
+        "in full, so truncated or corrupt files and false-colour infrared images are found, as taskfuse fuse "
+        "would reject them), IR/VIS and label size mismatches, label values out of range (255 = ignore is "
+        "allowed), boxes outside the image or of unknown classes. Exit code 0 when clean, 1 when problems "
+        "were found.",
     )
     c.add_argument("root", type=Path, help="dataset root folder")
     c.add_argument("--layout", required=True, help="layout name (see: taskfuse datasets list)")

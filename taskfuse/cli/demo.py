@@ -8,10 +8,37 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from taskfuse import models
-from taskfuse.data.io import atomic_path, write_image
+from taskfuse.data.io import atomic_path, writable_folder, write_image
 from taskfuse.data.synthetic import render_scene
-from taskfuse.device import resolve_device
+from taskfuse.device import DEVICES, resolve_device
 from taskfuse.inference import fuse_tensors, load
+
+MIN_SIZE = 16
+"""The smallest scene side the synthetic renderer draws."""
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """``--size HxW``: two whole numbers of at least ``MIN_SIZE`` pixels."""
+    h, sep, w = text.lower().partition("x")
+    if not (sep and h.isdigit() and w.isdigit() and min(int(h), int(w)) >= MIN_SIZE):
+        raise argparse.ArgumentTypeError(
+            f"expected HxW in pixels, each at least {MIN_SIZE} (e.g. 240x320), got {text!r}"
+        )
+    return int(h), int(w)
+
+
+def count_arg(text: str) -> int:
+    """``--scenes``: a whole number of at least 1."""
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a number of scenes of at least 1, got {text!r}")
+    return int(text)
+
+
+def seed_arg(text: str) -> int:
+    """``--seed``: a whole number of at least 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative whole number, got {text!r}")
+    return int(text)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,19 +49,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "method (or --method/--weights) and write OUT/demo.png plus the fused images.",
     )
     p.add_argument("--out", type=Path, default=Path("taskfuse-demo"), help="output folder (default: taskfuse-demo)")
-    p.add_argument("--scenes", type=int, default=4, help="number of scenes, alternating day and night (default 4)")
-    p.add_argument("--size", default="240x320", help="HxW of each scene (default 240x320)")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    p.add_argument(
+        "--scenes", type=count_arg, default=4, help="number of scenes, alternating day and night (default 4)"
+    )
+    p.add_argument(
+        "--size", type=size_arg, default=(240, 320), metavar="HxW", help="size of each scene (default 240x320)"
+    )
+    p.add_argument("--seed", type=seed_arg, default=0, help="scene seed (default 0)")
     p.add_argument("--method", help=f"fusion method (default: {models.DEFAULT_METHOD})")
     p.add_argument("--weights", type=Path, help="trained weights (.safetensors) of a learned method")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    h, w = (int(v) for v in args.size.lower().split("x"))
-    model = load(args.method, args.weights, args.device)
+    h, w = args.size
     device = resolve_device(args.device)
+    model = load(args.method, args.weights, str(device))
+    writable_folder(args.out)
     name = args.method or (str(args.weights.name) if args.weights else models.DEFAULT_METHOD)
     fig = Figure(figsize=(9, 3.2 * args.scenes * h / w), layout="tight")
     axes = fig.subplots(args.scenes, 3, squeeze=False)

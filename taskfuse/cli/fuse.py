@@ -1,15 +1,21 @@
-"""``taskfuse fuse``: fuse infrared/visible files or folders with a classical rule or trained weights."""
+"""``taskfuse fuse``: fuse infrared/visible files or folders with classical rules or trained weights."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from taskfuse import models
-from taskfuse.data.io import IR_RANGES
-from taskfuse.data.pairs import find_pairs
-from taskfuse.device import resolve_device
-from taskfuse.inference import Tile, fuse_pairs, load
+from taskfuse.data.io import IR_COLOURS, IR_RANGES
+from taskfuse.data.manifest import MANIFEST
+from taskfuse.data.pairs import apply_pattern, check_output, find_pairs, name_pattern
+from taskfuse.device import DEVICES, resolve_device
+from taskfuse.errors import TaskfuseError
+from taskfuse.inference import FuseJob, FuseOptions, Tile, is_output_file, load, plan_fuse
+
+FORMATS = ("png", "jpg", "bmp", "tif")
 
 
 def tile_arg(text: str) -> Tile:
@@ -27,18 +33,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
         help="fuse IR/VIS images (files or folders paired by name)",
-        description="Fuse registered infrared and visible images. Folders pair images by file stem; outputs are "
-        "written atomically as OUT/<stem>.<ext> and a rerun skips those already there.",
+        description="Fuse registered infrared and visible images. Folders pair images by name; outputs are "
+        f"written atomically as OUT/<name>.<ext> with a run manifest (OUT/{MANIFEST}): a rerun with the same "
+        "settings skips finished images, one with other settings refuses to mix its images in. Every check "
+        "runs before the first image is fused. Exit status: 0 done, 1 some pairs failed under --keep-going, "
+        "2 bad input (nothing fused, or stopped at the bad pair), 130/143 interrupted. See docs/fusing.md.",
     )
     p.add_argument("--ir", type=Path, help="infrared image or folder")
     p.add_argument("--vi", type=Path, help="visible image or folder (colour or gray)")
-    p.add_argument("--out", type=Path, help="output folder")
-    p.add_argument("--method", help=f"fusion method (default: {models.DEFAULT_METHOD}; see --list)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder; for a single pair, a file name with an image suffix (fused.png) writes that file",
+    )
+    p.add_argument(
+        "--method",
+        nargs="+",
+        metavar="NAME",
+        help=f"fusion method (default: {models.DEFAULT_METHOD}; see --list); several names fuse with each into "
+        "OUT/<name>/",
+    )
     p.add_argument("--weights", type=Path, help="trained weights (.safetensors) of a learned method")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto)")
     p.add_argument("--resize", choices=("vi", "ir"), help="resize this side to the other when sizes differ")
-    p.add_argument("--ir-range", choices=IR_RANGES, default="auto", help="how 16-bit thermal maps to [0,1]")
-    p.add_argument("--ext", choices=("png", "jpg", "bmp", "tif"), default="png", help="output format")
+    p.add_argument(
+        "--ir-range",
+        choices=IR_RANGES,
+        default="auto",
+        help="how 16-bit/float thermal maps to [0,1]: auto = min..max without a handful of outliers, full = "
+        "divide by 65535, p1-p99 = clip 1%% each side (default: auto; 8-bit is always /255)",
+    )
+    p.add_argument(
+        "--ir-colour",
+        choices=IR_COLOURS,
+        default="error",
+        help="false-colour (palette) infrared images: refuse them (error, default) or fuse their BT.601 luma",
+    )
+    p.add_argument("--ext", choices=FORMATS, help="output format (default: png, or the suffix of an --out file)")
+    p.add_argument("--gray", action="store_true", help="write the fused luminance Y (one channel) instead of colour")
     p.add_argument(
         "--tile",
         type=tile_arg,
@@ -55,33 +87,96 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="context fused around each tile; must cover the network's receptive field (default: 32; classical "
         "multi-scale rules raise it to their own)",
     )
-    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    p.add_argument(
+        "--ir-pattern",
+        default="*",
+        metavar="PAT",
+        help="infrared file names, * standing for the name shared with the visible file (e.g. IR_*; default *)",
+    )
+    p.add_argument("--vi-pattern", default="*", metavar="PAT", help="visible file names (e.g. VIS_*; default *)")
+    p.add_argument(
+        "--out-pattern", default="*", metavar="PAT", help="output file names (e.g. Fuse* gives Fuse12.png; default *)"
+    )
+    p.add_argument(
+        "--recursive", action="store_true", help="pair images in sub-folders too; the output tree mirrors the input"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo outputs that exist; with other settings than the folder's manifest, replace all its results",
+    )
     p.add_argument("--skip-unpaired", action="store_true", help="ignore images that have no partner")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="continue past unreadable or mismatched pairs, list them at the end and exit with status 1",
+    )
     p.add_argument("--list", action="store_true", help="list the available methods and exit")
     p.set_defaults(run=run)
+
+
+def output_format(ext: str | None, out: Path, single: bool) -> str:
+    """The output suffix: ``--ext``, or the suffix of an output file, which must agree with ``--ext``."""
+    if not single:
+        return f".{ext or 'png'}"
+    suffix = out.suffix.lower()
+    if ext is not None and suffix.lstrip(".") not in {ext, {"jpg": "jpeg", "tif": "tiff"}.get(ext)}:
+        raise TaskfuseError(f"--out {out} and --ext {ext} disagree on the format; drop --ext or rename the file")
+    return suffix
+
+
+def plan(args: argparse.Namespace) -> list[FuseJob]:
+    """Every check of the command, in order, before anything is written: arguments, device, output against
+    inputs, pairing, models and weights, sizes and run manifests. One job per method."""
+    missing = [f"--{k}" for k in ("ir", "vi", "out") if getattr(args, k) is None]
+    if missing:
+        raise TaskfuseError(f"{', '.join(missing)} required (or --list); see taskfuse fuse --help")
+    device = resolve_device(args.device)
+    methods = [m.lower() for m in args.method] if args.method else [None]
+    if len(set(methods)) != len(methods):
+        raise TaskfuseError(f"--method {' '.join(args.method)} names a method twice; name each once")
+    if len(methods) > 1 and args.weights is not None:
+        raise TaskfuseError("--weights belongs to one method; fuse several weights files in separate commands")
+    single = is_output_file(args.out)
+    if single and len(methods) > 1:
+        raise TaskfuseError(f"--out {args.out} names one image, but several methods need an output folder")
+    options = FuseOptions(
+        output_format(args.ext, args.out, single),
+        args.resize,
+        args.ir_range,
+        args.ir_colour,
+        args.gray,
+        args.tile,
+        args.tile_overlap,
+    )
+    name_pattern(args.out_pattern, "--out-pattern")
+    check_output(args.out, [args.ir, args.vi])
+    pairs = find_pairs(args.ir, args.vi, args.skip_unpaired, args.ir_pattern, args.vi_pattern, args.recursive)
+    if args.out_pattern != "*":
+        pairs = [replace(p, name=apply_pattern(p.name, args.out_pattern)) for p in pairs]
+    jobs = []
+    for method in methods:
+        model = load(method, args.weights, str(device))
+        out = args.out / method if len(methods) > 1 else args.out
+        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device))
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(models.names()))
         return 0
-    missing = [f"--{k}" for k in ("ir", "vi", "out") if getattr(args, k) is None]
-    if missing:
-        print(f"taskfuse fuse: error: {', '.join(missing)} required (or --list)")
-        return 2
-    pairs = find_pairs(args.ir, args.vi, skip_unpaired=args.skip_unpaired)
-    model = load(args.method, args.weights, args.device)
-    summary = fuse_pairs(
-        model,
-        pairs,
-        args.out,
-        f".{args.ext}",
-        args.overwrite,
-        args.resize,
-        args.ir_range,
-        device=resolve_device(args.device),
-        tile=args.tile,
-        overlap=args.tile_overlap,
-    )
-    print(summary.line(args.out))
+    jobs = plan(args)
+    for job in jobs:
+        job.start()
+    failed = 0
+    for job in jobs:
+        summary = job.run()
+        print(summary.line(job.out))
+        for name, why in summary.failed:
+            print(f"taskfuse fuse: failed {name}: {why}", file=sys.stderr)
+        failed += len(summary.failed)
+    if failed:
+        print(f"taskfuse fuse: {failed} pair(s) failed and were left out (listed above)", file=sys.stderr)
+        return 1
     return 0

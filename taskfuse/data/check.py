@@ -1,8 +1,9 @@
 """Validate a dataset folder against its layout and report every problem, counted by kind.
 
-Sizes come from image headers (cheap); label values need decoding, so labels are read one by one behind a
-progress bar. The same readers as ``open_dataset`` list the samples, so a clean report means the dataset
-opens and every sample decodes to a consistent sample dict.
+Every image is decoded in full by the dataset's own reader (a header alone does not reveal a truncated or
+corrupt file), and every label too, one sample after the other behind a progress bar. The same readers as
+``open_dataset`` list and decode the samples, so a clean report means the dataset opens and every sample
+decodes to a consistent sample dict, and that ``taskfuse fuse`` accepts its images.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from taskfuse.data.classes import IGNORE_INDEX
 from taskfuse.data.datasets import names, open_dataset
 from taskfuse.data.datasets.base import PairedDataset, Record, invalid_label_values, read_label_array
-from taskfuse.data.io import image_size
+from taskfuse.data.io import read_image
 from taskfuse.errors import TaskfuseError
 
 LAYOUT = "layout"
@@ -93,21 +94,38 @@ def check_dataset(
     return report
 
 
-def _header(path: Path, report: CheckReport) -> tuple[int, int] | None:
+def _decode(ds: PairedDataset, rec: Record, report: CheckReport) -> tuple[int, int] | None:
+    """Decode the images of ``rec`` as loading does; their shared (H, W), or None after reporting why not.
+
+    When the reader fails, each file is decoded alone so that every unreadable one is reported, not only the
+    first; when they all decode, the reader's own complaint (a false-colour infrared image, a missing
+    channel) is the problem.
+    """
+    files = ds.image_files(rec)
     try:
-        return image_size(path)
+        ir, vi = ds.read_images(rec)
     except TaskfuseError as e:
-        report.add(UNREADABLE, str(e))
+        errors = [message for path in files.values() if (message := _unreadable(path))]
+        for message in errors or [str(e)]:
+            report.add(UNREADABLE, message)
         return None
+    if ir.shape[-2:] != vi.shape[-2:]:
+        sizes = ((ir.shape[-1], ir.shape[-2]), (vi.shape[-1], vi.shape[-2]))
+        report.add(SIZE, ", ".join(f"{path} {w}x{h}" for path, (w, h) in zip(files.values(), sizes, strict=False)))
+        return None
+    return ir.shape[-2], ir.shape[-1]
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        read_image(path)
+    except TaskfuseError as e:
+        return str(e)
+    return None
 
 
 def _check_record(ds: PairedDataset, rec: Record, report: CheckReport) -> None:
-    files = ds.image_files(rec)
-    sizes = {role: _header(path, report) for role, path in files.items()}
-    known = {role: s for role, s in sizes.items() if s is not None}
-    if len(set(known.values())) > 1:
-        report.add(SIZE, ", ".join(f"{files[r]} {s[1]}x{s[0]}" for r, s in known.items()))
-    size = next(iter(known.values()), None)
+    size = _decode(ds, rec, report)
     if rec.label is not None and ds.classes is not None:
         try:
             label = read_label_array(rec.label)

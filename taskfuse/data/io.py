@@ -8,7 +8,12 @@ Infrared scaling (``ir_range``), applied to one-channel data:
 
 - ``auto`` (default): 8-bit images are divided by 255 and float images already in [0, 1] are kept; 16-bit
   and other float images are stretched linearly from their own minimum to maximum, which uses the full
-  [0, 1] range for radiometric thermal images that occupy a narrow band of 0..65535. Nothing is clipped.
+  [0, 1] range for radiometric thermal images that occupy a narrow band of 0..65535. A handful of outliers
+  (a hot spot, dead pixels) would compress the whole scene into a few grey levels, so values beyond a
+  fence are left out of the range and clipped: the fence lies one body width beyond the 0.1st and 99.9th
+  percentiles (body width = their difference), so at most 0.1 % of the pixels on each side can be clipped,
+  and only when they stand further from the scene than the scene is wide. An image without such outliers
+  keeps its exact minimum-to-maximum stretch.
 - ``full``: divide by the largest value of the integer type (255 or 65535). Nothing is clipped.
 - ``p1-p99``: map the 1st..99th percentile to [0, 1] and clip the 2 % of outliers; asked for explicitly,
   for thermal images whose few very hot pixels would otherwise compress the scene.
@@ -16,9 +21,11 @@ Infrared scaling (``ir_range``), applied to one-channel data:
 
 from __future__ import annotations
 
+import glob
 import io
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +41,17 @@ from taskfuse.errors import TaskfuseError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IR_RANGES = ("auto", "full", "p1-p99")
+IR_COLOURS = ("error", "luma")
+"""What reading a false-colour infrared image does: refuse it (default) or take its BT.601 luma."""
+OUTLIER_PERCENT = 0.1
+"""``ir_range="auto"`` may clip at most this percentage of pixels on each side (see the module docstring)."""
+COLOUR_SPREAD = 1 / 8
+"""A pixel is coloured when its channels differ by more than this fraction of the value range."""
+COLOUR_SHARE = 0.01
+"""An infrared image is false colour when more than this fraction of its pixels is coloured."""
+PART = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?")
+"""Names of the temporary files ``atomic_path`` writes (``.NAME.RANDOM.part.SUFFIX``)."""
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def _bit_depth(im: Image.Image, data: bytes) -> int:
@@ -70,10 +88,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
                 return _orient(arr, orientation)
             arr = _pil_to_array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _DECODE_ERRORS as e:
         raise TaskfuseError(
             f"{path}: not a readable image ({e}); the file is corrupt or truncated — replace or remove it"
         ) from e
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise TaskfuseError(f"{path}: the image holds NaN or infinite values; replace them with finite ones")
     return _orient(arr, orientation)
 
 
@@ -116,12 +136,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) after EXIF orientation, read from the header only (cheap, for pairing checks)."""
     path = Path(path)
     try:
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise TaskfuseError(f"{path}: cannot read the file ({e.strerror}); check the path and permissions") from e
+    if empty:
+        raise TaskfuseError(f"{path}: the file is empty; replace it with a valid image or remove it")
+    try:
         with Image.open(path) as im:
             w, h = im.size
             if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w
             return h, w
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except _DECODE_ERRORS as e:
         raise TaskfuseError(f"{path}: not a readable image ({e}); replace or remove it") from e
 
 
@@ -155,15 +181,56 @@ def scale_ir(arr: np.ndarray, ir_range: str = "auto") -> np.ndarray:
         return (x / np.iinfo(arr.dtype).max).astype(np.float32)
     if arr.dtype.kind == "f" and x.min() >= 0 and x.max() <= 1:
         return x.astype(np.float32)
-    lo, hi = x.min(), x.max()
+    lo, hi = _auto_range(x)
     if hi == lo:
         return np.zeros_like(x, dtype=np.float32)
-    return ((x - lo) / (hi - lo)).astype(np.float32)
+    return np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
-def read_ir(path: str | os.PathLike, ir_range: str = "auto") -> Tensor:
-    """Infrared image -> (1, H, W) float32 tensor in [0, 1]. Colour-stored IR is turned gray."""
-    return torch.from_numpy(scale_ir(_to_gray(read_image(path)), ir_range)).unsqueeze(0)
+def _auto_range(x: np.ndarray) -> tuple[float, float]:
+    """Minimum and maximum of ``x`` without a handful of outliers (``ir_range="auto"``, module docstring)."""
+    lo, hi = float(x.min()), float(x.max())
+    p_lo, p_hi = np.percentile(x, (OUTLIER_PERCENT, 100 - OUTLIER_PERCENT))
+    body = p_hi - p_lo
+    fence_lo, fence_hi = p_lo - body, p_hi + body
+    if lo >= fence_lo and hi <= fence_hi:
+        return lo, hi
+    inside = x[(x >= fence_lo) & (x <= fence_hi)]
+    in_lo, in_hi = float(inside.min()), float(inside.max())
+    return (in_lo, in_hi) if in_hi > in_lo else (lo, hi)
+
+
+def coloured_share(arr: np.ndarray) -> float:
+    """Fraction of pixels whose colour channels differ by more than ``COLOUR_SPREAD`` of the value range
+    (0 for one-channel images). Gray images stored as RGB, JPEG chroma noise included, stay near 0; a
+    false-colour rendering (a thermal palette such as ironbow or jet) colours most pixels."""
+    if arr.ndim == 2:
+        return 0.0
+    rgb = arr[..., :3]
+    full = 1.0 if arr.dtype.kind == "f" else float(np.iinfo(arr.dtype).max)
+    spread = rgb.max(-1).astype(np.float64) - rgb.min(-1)
+    return float((spread > COLOUR_SPREAD * full).mean())
+
+
+def read_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "error") -> Tensor:
+    """Infrared image -> (1, H, W) float32 tensor in [0, 1].
+
+    Gray IR stored as RGB (equal or nearly equal channels) is turned gray. A false-colour image (palette or
+    RGB rendering with more than ``COLOUR_SHARE`` of its pixels coloured) no longer holds the thermal
+    intensities: a palette's luma is not monotonic in temperature. ``colour="error"`` refuses it;
+    ``colour="luma"`` fuses its BT.601 luma anyway.
+    """
+    if colour not in IR_COLOURS:
+        raise TaskfuseError(f"colour {colour!r} is not one of {', '.join(IR_COLOURS)} (--ir-colour)")
+    arr = read_image(path)
+    share = coloured_share(arr)
+    if colour == "error" and share > COLOUR_SHARE:
+        raise TaskfuseError(
+            f"{path}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
+            "the thermal intensity; use the camera's gray (radiometric) export, or fuse its luma anyway "
+            "(taskfuse fuse --ir-colour luma)"
+        )
+    return torch.from_numpy(scale_ir(_to_gray(arr), ir_range)).unsqueeze(0)
 
 
 def read_vi(path: str | os.PathLike) -> Tensor:
@@ -189,21 +256,74 @@ def to_uint8(img: Tensor) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0))
 
 
+def _create_part(path: Path) -> Path:
+    """Create an empty temporary file beside ``path``, named ``.STEM.RANDOM.part.SUFFIX`` (see ``PART``).
+
+    It is created with mode 0666 less the umask, as any file the user writes, not 0600 as ``mkstemp``'s.
+    """
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``, on error removed.
 
-    A crash therefore leaves either the old file or the complete new one, never half of one.
+    An error or interruption (``KeyboardInterrupt``, which the CLI also raises on SIGTERM) therefore leaves
+    either the old file or the complete new one, never half of one. Only SIGKILL or a power cut can leave
+    the temporary file behind; ``remove_parts`` clears those. The file gets the umask's permissions.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(fd)
+    tmp = _create_part(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def remove_parts(folder: str | os.PathLike, recursive: bool = False, name: str | None = None) -> int:
+    """Remove the temporary files a killed writer left in ``folder`` (and its sub-folders if ``recursive``),
+    or only those of the file ``name`` in ``folder``.
+
+    Only names of ``atomic_path``'s pattern (``PART``) are touched; returns how many were removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    if name is not None:
+        target = Path(name)
+        found = folder.glob(f".{glob.escape(target.stem)}.*.part{glob.escape(target.suffix)}")
+    else:
+        found = folder.rglob(".*.part*") if recursive else folder.glob(".*.part*")
+    removed = 0
+    for p in found:
+        if PART.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def writable_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``folder`` (with its parents) and check that files can be created in it, before any work.
+
+    Raises ``TaskfuseError`` naming ``option`` when it is a file or not writable.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _create_part(folder / "write-test").unlink()
+    except OSError as e:
+        raise TaskfuseError(
+            f"{option} {folder}: cannot write there ({e.strerror or e}); choose a folder you can write to"
+        ) from e
+    return folder
 
 
 def write_image(path: str | os.PathLike, img: Tensor | np.ndarray) -> Path:

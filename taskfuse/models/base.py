@@ -9,9 +9,11 @@ boundary and binary maps, reconstructions, priors), keyed by name.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 
 from taskfuse.data.color import recombine
@@ -31,36 +33,49 @@ class FusionModel(nn.Module):
 
     Subclasses implement ``fuse(ir, vi)`` on inputs already padded to a multiple of ``stride``;
     ``forward`` pads with reflection, calls it, and crops every spatial output back to (H, W).
+
+    ``inference_only`` (set by ``taskfuse.load``) runs ``forward`` and ``fuse_color`` under
+    ``torch.inference_mode``, so that fusing never builds an autograd graph; ``source`` (also set there)
+    records where the model comes from (method, weights file and its SHA-256, config) for run manifests.
     """
 
     output_mode: ClassVar[Literal["y", "rgb"]] = "y"
     input_mode: ClassVar[Literal["y", "rgb"]] = "y"
     stride: ClassVar[int] = 1
+    inference_only: bool = False
+    source: dict[str, Any] | None = None
 
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         raise NotImplementedError
 
+    def _mode(self) -> contextlib.AbstractContextManager:
+        if self.inference_only and not torch.is_inference_mode_enabled():
+            return torch.inference_mode()
+        return contextlib.nullcontext()
+
     def forward(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         check_pair(ir, vi)
-        if self.input_mode == "y" and vi.shape[1] == 3:
-            vi = vi[:, :1] * 0.299 + vi[:, 1:2] * 0.587 + vi[:, 2:3] * 0.114
-        elif self.input_mode == "rgb" and vi.shape[1] == 1:
-            vi = vi.expand(-1, 3, -1, -1)
-        h, w = ir.shape[-2:]
-        ir, vi = pad_to_multiple(ir, self.stride), pad_to_multiple(vi, self.stride)
-        out = self.fuse(ir, vi)
-        if ir.shape[-2:] != (h, w):
-            out = FusionOutput(
-                crop_to(out.fused, h, w), {k: crop_to(v, h, w, ir.shape[-2:]) for k, v in out.aux.items()}
-            )
-        return out
+        with self._mode():
+            if self.input_mode == "y" and vi.shape[1] == 3:
+                vi = vi[:, :1] * 0.299 + vi[:, 1:2] * 0.587 + vi[:, 2:3] * 0.114
+            elif self.input_mode == "rgb" and vi.shape[1] == 1:
+                vi = vi.expand(-1, 3, -1, -1)
+            h, w = ir.shape[-2:]
+            ir, vi = pad_to_multiple(ir, self.stride), pad_to_multiple(vi, self.stride)
+            out = self.fuse(ir, vi)
+            if ir.shape[-2:] != (h, w):
+                out = FusionOutput(
+                    crop_to(out.fused, h, w), {k: crop_to(v, h, w, ir.shape[-2:]) for k, v in out.aux.items()}
+                )
+            return out
 
     def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
         """Fused image for display: RGB when ``vi`` is colour (chroma from ``vi``), gray otherwise."""
-        fused = self(ir, vi).fused
-        if self.output_mode == "rgb":
-            return fused.clamp(0, 1) if vi.shape[1] == 3 else fused.mean(1, keepdim=True).clamp(0, 1)
-        return recombine(fused, vi)
+        with self._mode():
+            fused = self(ir, vi).fused
+            if self.output_mode == "rgb":
+                return fused.clamp(0, 1) if vi.shape[1] == 3 else fused.mean(1, keepdim=True).clamp(0, 1)
+            return recombine(fused, vi)
 
 
 def check_pair(ir: Tensor, vi: Tensor) -> None:

@@ -47,6 +47,8 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata stored with the weights: ``{"method": str, "config": dict, "taskfuse_version": str}`` and,
     where present, ``imports`` and ``provenance``."""
     path = Path(path)
+    if path.is_dir():
+        raise TaskfuseError(f"{path} is a folder; pass the .safetensors checkpoint file inside it")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from taskfuse.cli import datasets
+from taskfuse.cli.main import main
 from taskfuse.data.io import write_image
 from taskfuse.errors import TaskfuseError
 
@@ -61,3 +62,30 @@ def test_check_wrong_folder_exits_one(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_check_unknown_layout_raises(tmp_path: Path) -> None:
     with pytest.raises(TaskfuseError, match="did you mean 'msrs'"):
         run(["datasets", "check", str(tmp_path), "--layout", "msr"])
+
+
+def test_check_decodes_every_file_and_finds_what_fuse_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JPEG cut short in its data keeps a readable header: only decoding finds it, as ``taskfuse fuse`` does.
+    A false-colour infrared image decodes but is refused as infrared."""
+    root = msrs(tmp_path)
+    rng = np.random.default_rng(2)
+    for n in ("00001D", "00002N", "00003N"):
+        write_image(root / f"train/ir/{n}.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+        write_image(root / f"train/Segmentation_labels/{n}.png", np.zeros((64, 64), np.uint8))
+    cut = root / "train/vi/00001D.jpg"
+    write_image(cut, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (root / "train/vi/00001D.png").unlink()
+    cut.write_bytes(cut.read_bytes()[:-1500])
+    write_image(root / "train/vi/00002N.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    write_image(root / "train/vi/00003N.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    write_image(root / "train/ir/00002N.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert run(["datasets", "check", str(root), "--layout", "msrs", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable files: 2" in out
+    assert "00001D.jpg: not a readable image (image file is truncated" in out
+    assert "00002N.png: a false-colour infrared image" in out
+    fuse = ["fuse", "--ir", str(root / "train/ir"), "--vi", str(root / "train/vi"), "--out", str(tmp_path / "o")]
+    assert main([*fuse, "--keep-going"]) == 1
+    assert "2 pair(s) failed" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from taskfuse.data.io import atomic_path, image_size, read_image, read_ir, read_vi, scale_ir, write_image
+from taskfuse.data.io import (
+    PART,
+    atomic_path,
+    image_size,
+    read_image,
+    read_ir,
+    read_vi,
+    remove_parts,
+    scale_ir,
+    writable_folder,
+    write_image,
+)
 from taskfuse.errors import TaskfuseError
 
 
@@ -122,3 +134,96 @@ def test_write_image_round_trip_and_atomicity(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.png"]
     with pytest.raises(TaskfuseError, match="unknown image suffix"):
         write_image(tmp_path / "x.gif", img)
+
+
+def test_auto_range_leaves_out_a_handful_of_outliers() -> None:
+    rng = np.random.default_rng(5)
+    scene = rng.integers(7000, 9001, (350, 470)).astype(np.uint16)
+    scene[0, :2] = 7000, 9000
+    hot = scene.copy()
+    hot[100:103, 200:203] = 30000
+    hot[300, 5] = 0
+    auto = scale_ir(hot)
+    expected = (scene.astype(np.float64) - 7000) / 2000
+    keep = np.ones(hot.shape, bool)
+    keep[100:103, 200:203] = keep[300, 5] = False
+    assert np.allclose(auto[keep], expected[keep], atol=1e-6)
+    assert (auto[100:103, 200:203] == 1).all() and auto[300, 5] == 0
+    assert np.array_equal(scale_ir(scene), ((scene - 7000.0) / 2000).astype(np.float32))
+
+
+def test_auto_range_keeps_min_max_without_outliers_and_for_a_lone_pixel() -> None:
+    ramp = np.linspace(-3.0, 40.0, 1000, dtype=np.float32).reshape(20, 50)
+    assert np.array_equal(scale_ir(ramp), ((ramp.astype(np.float64) + 3) / 43).astype(np.float32))
+    flat = np.full((100, 100), 500, np.uint16)
+    flat[50, 50] = 900
+    out = scale_ir(flat)
+    assert out[50, 50] == 1 and out.sum() == 1
+    eight = np.array([[0, 3], [200, 255]], np.uint8)
+    assert np.array_equal(scale_ir(eight), (eight / 255).astype(np.float32))
+
+
+def test_false_colour_ir_is_refused_and_gray_stored_as_colour_is_not(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+
+    gray = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (16, 1))
+    inferno = (colormaps["inferno"](gray)[..., :3] * 255).round().astype(np.uint8)
+    path = _save(tmp_path / "inferno.png", inferno)
+    with pytest.raises(TaskfuseError, match=r"inferno.png: a false-colour infrared image .*--ir-colour luma"):
+        read_ir(path)
+    luma = read_ir(path, colour="luma")[0].numpy() * 255
+    assert np.abs(luma - gray).mean() > 10
+    Image.fromarray(inferno).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    with pytest.raises(TaskfuseError, match="palette.png: a false-colour"):
+        read_ir(tmp_path / "palette.png")
+    jpeg = tmp_path / "gray_rgb.jpg"
+    Image.fromarray(np.stack([gray] * 3, -1)).save(jpeg, quality=70)
+    assert read_ir(jpeg).shape == (1, 16, 64)
+    Image.fromarray(gray).convert("P").save(tmp_path / "gray_palette.png")
+    assert torch.equal(read_ir(tmp_path / "gray_palette.png"), read_ir(_save(tmp_path / "gray.png", gray)))
+    with pytest.raises(TaskfuseError, match="--ir-colour"):
+        read_ir(jpeg, colour="guess")
+
+
+def test_non_finite_float_images_are_refused(tmp_path: Path) -> None:
+    arr = np.ones((4, 4), np.float32)
+    arr[1, 1] = np.inf
+    with pytest.raises(TaskfuseError, match="f.tif: the image holds NaN or infinite values"):
+        read_ir(_save(tmp_path / "f.tif", arr))
+
+
+def test_atomic_writes_respect_the_umask_and_name_their_temporary_file(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "x.png") as tmp:
+            assert PART.fullmatch(tmp.name) and tmp.name.startswith(".x.") and tmp.name.endswith(".part.png")
+            tmp.write_bytes(b"data")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "x.png").stat().st_mode & 0o777 == 0o640
+
+
+def test_remove_parts_removes_only_our_leftovers(tmp_path: Path) -> None:
+    ours = [tmp_path / ".a.0123abcd.part.png", tmp_path / ".a b.zz_9yx8w.part.tif", tmp_path / "s" / ".c.12345678.part"]
+    others = [tmp_path / ".a.png", tmp_path / "a.part.png", tmp_path / ".a.123.part.png", tmp_path / ".a.0123abcd.png"]
+    for p in ours + others:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+    assert remove_parts(tmp_path, name="b.png") == 0
+    assert remove_parts(tmp_path) == 2
+    assert remove_parts(tmp_path, recursive=True) == 1
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in others)
+
+
+def test_writable_folder_names_the_option(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TaskfuseError, match=r"--out .*file/sub: cannot write there"):
+        writable_folder(tmp_path / "file" / "sub")
+    assert writable_folder(tmp_path / "new" / "deep").is_dir()
+    assert list((tmp_path / "new" / "deep").iterdir()) == []
+
+
+def test_empty_file_header(tmp_path: Path) -> None:
+    (tmp_path / "e.png").write_bytes(b"")
+    with pytest.raises(TaskfuseError, match="e.png: the file is empty"):
+        image_size(tmp_path / "e.png")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskfuse.data.io import write_image
-from taskfuse.data.pairs import check_sizes, find_pairs
+from taskfuse.data.pairs import apply_pattern, check_output, check_sizes, find_pairs
 from taskfuse.errors import TaskfuseError
 
 
@@ -62,3 +62,49 @@ def test_size_mismatch_names_pair_and_fix(tmp_path: Path) -> None:
     with pytest.raises(TaskfuseError, match=r"b \(ir 10x8, vi 10x9\).*--resize vi"):
         check_sizes(pairs)
     check_sizes(pairs, "vi")
+
+
+def test_name_patterns_pair_files_of_one_folder(tmp_path: Path) -> None:
+    scene = _folder(tmp_path / "scene", ["IR_12_g", "IR_7_g"])
+    _folder(scene, ["VIS_12_r", "VIS_7_r"], ext=".bmp")
+    pairs = find_pairs(scene, scene, ir_pattern="IR_*_g", vi_pattern="VIS_*_r")
+    assert [(p.name, p.ir.name, p.vi.name) for p in pairs] == [
+        ("12", "IR_12_g.png", "VIS_12_r.bmp"),
+        ("7", "IR_7_g.png", "VIS_7_r.bmp"),
+    ]
+    with pytest.raises(TaskfuseError, match="2 file.s. would be both infrared and visible"):
+        find_pairs(scene, scene, vi_pattern="IR_*")
+    with pytest.raises(TaskfuseError, match="--vi-pattern 'VIS' must hold exactly one"):
+        find_pairs(scene, scene, ir_pattern="IR_*", vi_pattern="VIS")
+    with pytest.raises(TaskfuseError, match="none of its 4 images matches the name pattern 'ir_\\*'"):
+        find_pairs(scene, scene, ir_pattern="ir_*", vi_pattern="VIS_*")
+    assert find_pairs(scene / "IR_7_g.png", scene / "VIS_7_r.bmp", ir_pattern="IR_*_g")[0].name == "7"
+
+
+def test_recursive_listing_keys_by_relative_path(tmp_path: Path) -> None:
+    _folder(tmp_path / "ir" / "day", ["a"])
+    _folder(tmp_path / "ir" / "night", ["a"])
+    _folder(tmp_path / "ir" / ".cache", ["a"])
+    _folder(tmp_path / "vi" / "day", ["a"], ext=".jpg")
+    _folder(tmp_path / "vi" / "night", ["a"])
+    pairs = find_pairs(tmp_path / "ir", tmp_path / "vi", recursive=True)
+    assert [p.name for p in pairs] == ["day/a", "night/a"]
+    with pytest.raises(TaskfuseError, match="no images found .* or pass --recursive"):
+        find_pairs(tmp_path / "ir", tmp_path / "vi")
+    assert apply_pattern("day/a", "Fuse*") == "day/Fusea" and apply_pattern("a", "*_f") == "a_f"
+
+
+@pytest.mark.parametrize(
+    ("out", "relation"),
+    [("ir", "is the input folder"), ("ir/x", "lies inside the input folder"), (".", "contains the input folder")],
+)
+def test_output_overlapping_an_input_is_refused(tmp_path: Path, out: str, relation: str) -> None:
+    ir = _folder(tmp_path / "ir", ["a"])
+    vi = _folder(tmp_path / "vi", ["a"])
+    with pytest.raises(TaskfuseError, match=f"--out .* {relation}"):
+        check_output(tmp_path / out, [ir, vi])
+    check_output(tmp_path / "out", [ir, vi])
+    check_output(ir / "x", [ir / "a.png"], inside=True)
+    (tmp_path / "link").symlink_to(ir)
+    with pytest.raises(TaskfuseError, match="link is the input folder"):
+        check_output(tmp_path / "link", [ir, vi])

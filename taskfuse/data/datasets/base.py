@@ -210,7 +210,7 @@ class PairedDataset(Dataset, ABC):
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)})"
 
     def image_files(self, rec: Record) -> dict[str, Path]:
-        """The image files of ``rec`` by role, for header-only size checks."""
+        """The image files of ``rec`` by role, for checks that name each file."""
         return {"ir": rec.ir, "vi": rec.vi}
 
     def read_images(self, rec: Record) -> tuple[Tensor, Tensor]:
