@@ -23,6 +23,21 @@ def tile_arg(text: str) -> Tile:
     raise argparse.ArgumentTypeError(f"expected a tile size in pixels, auto or off, got {text!r}")
 
 
+def weights_source(method: str) -> str:
+    """Where the weights of ``method`` come from, for ``--list``."""
+    spec = models.get(method)
+    if not spec.learned:
+        return "classical rule, no weights"
+    sources = []
+    if spec.weights is not None:
+        sources.append(f"weights shipped in the package{' (the default)' * (method == models.DEFAULT_METHOD)}")
+    if spec.converters:
+        names = " | ".join(c.name for c in spec.converters)
+        sources.append(f"the authors' released weights via taskfuse convert {names}")
+    sources.append(f"train your own (taskfuse train {spec.config or method})")
+    return "; ".join(sources)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
@@ -63,7 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
-        print("\n".join(models.names()))
+        for name in models.names():
+            print(f"{name:<10} {weights_source(name)}")
         return 0
     missing = [f"--{k}" for k in ("ir", "vi", "out") if getattr(args, k) is None]
     if missing:

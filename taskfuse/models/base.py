@@ -37,6 +37,12 @@ class FusionModel(nn.Module):
     input_mode: ClassVar[Literal["y", "rgb"]] = "y"
     stride: ClassVar[int] = 1
 
+    @property
+    def whole_image(self) -> bool:
+        """True when the display image at a pixel depends on statistics of the whole image (a per-image
+        normalisation or contrast stretch), so that fusing in tiles cannot reproduce the untiled result."""
+        return False
+
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         raise NotImplementedError
 
