@@ -170,10 +170,10 @@ def fuse_tiled(
     tile, halo = _round_up(tile, align), _round_up(halo, align)
     if tile >= h and tile >= w:
         return model.fuse_color(ir[None].to(dev), vi[None].to(dev))[0].cpu()
-    if any(isinstance(m, GLOBAL_LAYERS) for m in model.modules()):
+    if model.whole_image or any(isinstance(m, GLOBAL_LAYERS) for m in model.modules()):
         warnings.warn(
-            f"{type(model).__name__} pools over the whole image, so each {tile}-pixel tile sees only its own "
-            "statistics and the tiled result differs from the untiled one; use --tile off where memory allows",
+            f"{type(model).__name__} uses statistics of the whole image, so each {tile}-pixel tile sees only its "
+            "own and the tiled result differs from the untiled one; use --tile off where memory allows",
             stacklevel=2,
         )
     out = None

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real images beside the project (skipped cleanly when absent) and a fixed seed."""
+"""Shared fixtures: the real images and released checkpoints beside the project (skipped cleanly when absent) and a
+fixed seed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+OFFICIAL_CHECKPOINTS = SHARED_DATA.parent / "checkpoints" / "official"
 
 
 @pytest.fixture
@@ -17,6 +19,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def official_checkpoints() -> Path:
+    """``../shared/checkpoints/official``: released weights of published methods and their authors' outputs;
+    the test is skipped without it."""
+    if not OFFICIAL_CHECKPOINTS.is_dir():
+        pytest.skip(f"released checkpoints not found at {OFFICIAL_CHECKPOINTS}")
+    return OFFICIAL_CHECKPOINTS
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -29,6 +29,21 @@ def tile_arg(text: str) -> Tile:
     raise argparse.ArgumentTypeError(f"expected a tile size in pixels, auto or off, got {text!r}")
 
 
+def weights_source(method: str) -> str:
+    """Where the weights of ``method`` come from, for ``--list``."""
+    spec = models.get(method)
+    if not spec.learned:
+        return "classical rule, no weights"
+    sources = []
+    if spec.weights is not None:
+        sources.append(f"weights shipped in the package{' (the default)' * (method == models.DEFAULT_METHOD)}")
+    if spec.converters:
+        names = " | ".join(c.name for c in spec.converters)
+        sources.append(f"the authors' released weights via taskfuse convert {names}")
+    sources.append(f"train your own (taskfuse train {spec.config or method})")
+    return "; ".join(sources)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
@@ -164,7 +179,8 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
-        print("\n".join(models.names()))
+        for name in models.names():
+            print(f"{name:<10} {weights_source(name)}")
         return 0
     jobs = plan(args)
     for job in jobs:

@@ -43,21 +43,22 @@ def gradient_selection_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return (fx - torch.where(pick_ir, ix, vx)).abs().mean() + (fy - torch.where(pick_ir, iy, vy)).abs().mean()
 
 
-def ssim_loss(fused: Tensor, ir: Tensor, vi: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
-    """``1 - (SSIM(I_f, I_ir) + SSIM(I_f, I_vi)) / 2`` with the SSIM of Wang et al. 2004 (eq. 13: Gaussian
-    window 11 x 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2 for images in [0, 1]), averaged over valid windows."""
-    k = _gaussian_window(window, sigma, fused.dtype, fused.device)
+def ssim_map(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """SSIM of Wang et al. 2004 (eq. 13: Gaussian window 11 x 11, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2 for images
+    in [0, 1]) of every valid window of (B, 1, H, W) images: (B, 1, H - window + 1, W - window + 1)."""
+    k = _gaussian_window(window, sigma, a.dtype, a.device)
     c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = F.conv2d(a, k), F.conv2d(b, k)
+    var_a = F.conv2d(a * a, k) - mu_a**2
+    var_b = F.conv2d(b * b, k) - mu_b**2
+    cov = F.conv2d(a * b, k) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    return num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
-    def ssim(a: Tensor, b: Tensor) -> Tensor:
-        mu_a, mu_b = F.conv2d(a, k), F.conv2d(b, k)
-        var_a = F.conv2d(a * a, k) - mu_a**2
-        var_b = F.conv2d(b * b, k) - mu_b**2
-        cov = F.conv2d(a * b, k) - mu_a * mu_b
-        num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-        return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).mean()
 
-    return 1 - (ssim(fused, ir) + ssim(fused, vi)) / 2
+def ssim_loss(fused: Tensor, ir: Tensor, vi: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """``1 - (SSIM(I_f, I_ir) + SSIM(I_f, I_vi)) / 2`` with ``ssim_map`` averaged over valid windows."""
+    return 1 - (ssim_map(fused, ir, window, sigma).mean() + ssim_map(fused, vi, window, sigma).mean()) / 2
 
 
 def difference_correlation_loss(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:

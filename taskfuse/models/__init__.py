@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskfuse.models import classical, dsifuse, fgfusion, lite, mafs, psfusion, seafusion  # noqa: F401
+from taskfuse.models import classical, dsifuse, fgfusion, lite, mafs, psfusion, seafusion, tardal  # noqa: F401
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.models.spec import METHODS, MethodSpec, register
 

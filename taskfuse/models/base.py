@@ -45,6 +45,12 @@ class FusionModel(nn.Module):
     inference_only: bool = False
     source: dict[str, Any] | None = None
 
+    @property
+    def whole_image(self) -> bool:
+        """True when the display image at a pixel depends on statistics of the whole image (a per-image
+        normalisation or contrast stretch), so that fusing in tiles cannot reproduce the untiled result."""
+        return False
+
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         raise NotImplementedError
 

@@ -14,8 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from taskfuse.models.base import FusionModel
 from taskfuse.registry import Registry
+
+
+@dataclass(frozen=True)
+class Converter:
+    """Reads one kind of released checkpoint of a method (``taskfuse convert NAME SRC --out FILE``)."""
+
+    name: str
+    """Command-line name, e.g. ``seafusion-official``."""
+    read: Callable[[Path], tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]]
+    """The file -> (state dict of the method's network, its ``model:`` config, provenance); raises
+    ``TaskfuseError`` naming the file and what was expected when it is another kind of file."""
+    summary: str
+    """One line: the file it reads and where that comes from."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class MethodSpec:
     """Weights shipped inside the package, loaded by ``taskfuse.load(name)`` when no file is given."""
     source: str = ""
     """The paper (and seed number) the method comes from."""
+    converters: tuple[Converter, ...] = ()
+    """Readers of the authors' released checkpoints (``taskfuse convert``); empty = none released or supported."""
 
     @property
     def learned(self) -> bool:

@@ -19,9 +19,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from taskfuse import models
 from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
+from taskfuse.models.spec import METHODS
 from taskfuse.version import __version__
 
 
@@ -75,13 +75,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **ov
     meta = read_meta(path)
     if not meta.get("method"):
         raise TaskfuseError(f"{path}: the file names no method; re-save it with taskfuse.models.weights.save_weights")
-    if meta["method"] not in models.METHODS and meta.get("imports"):
+    if meta["method"] not in METHODS and meta.get("imports"):
         modules = " ".join(f"--import {m}" for m in meta["imports"])
         raise TaskfuseError(
             f"{path} holds weights of {meta['method']!r}, a method registered by {', '.join(meta['imports'])}; "
             f"import it first (taskfuse {modules} ...)"
         )
-    model = models.create(meta["method"], **{**meta["config"], **overrides})
+    model = METHODS.get(meta["method"]).network(**{**meta["config"], **overrides})
     _load_checked(model, path, f"{meta['method']!r}", "was it saved from another method or config?")
     return model.to(device).eval()
 
@@ -112,8 +112,8 @@ def _load_checked(model: nn.Module, path: str | os.PathLike, target: str, fix: s
 
 def builtin_weights(method: str) -> Path:
     """The weights shipped in the package for ``method`` (``train.init: builtin``, ``taskfuse.load(method)``)."""
-    spec = models.get(method)
+    spec = METHODS.get(method)
     if spec.weights is None:
-        shipped = [n for n in models.names() if models.get(n).weights is not None]
+        shipped = [n for n in METHODS.names() if METHODS.get(n).weights is not None]
         raise TaskfuseError(f"no weights ship with {method!r} (only with {', '.join(shipped)}); pass a weights file")
     return spec.weights

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from taskfuse.nn.conv import ConvBNAct
-from taskfuse.nn.sobel import sobel_abs
+from taskfuse.nn.sobel import LearnedSobel
 
 
 class DenseBlock(nn.Module):
@@ -52,17 +52,19 @@ class GRDB(nn.Module):
 
     Main stream: a two-layer dense block of 3 x 3 conv + LeakyReLU(0.2) with growth ``in_channels`` (so the
     concatenation has ``3 * in_channels`` channels), then a 1 x 1 conv to ``out_channels``. Residual stream:
-    the Sobel gradient magnitude ``|Gx| + |Gy|`` of every input channel, then a 1 x 1 conv to ``out_channels``.
+    the gradient magnitude ``|Gx| + |Gy|`` of every input channel, then a 1 x 1 conv to ``out_channels``.
     The two are added and passed through LeakyReLU(0.1). Kernel sizes and slopes follow the authors'
-    ``FusionNet.py``; the Sobel filters here are fixed, not learned.
+    ``FusionNet.py``, where the gradient kernels are a trainable per-channel pair initialised to Sobel
+    (``taskfuse.nn.sobel.LearnedSobel``), as here.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.dense = DenseBlock(in_channels, in_channels, layers=2, act="lrelu", bn=False)
         self.squeeze = nn.Conv2d(self.dense.out_channels, out_channels, 1)
+        self.sobel = LearnedSobel(in_channels)
         self.grad = nn.Conv2d(in_channels, out_channels, 1)
         self.act = nn.LeakyReLU(0.1, inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.squeeze(self.dense(x)) + self.grad(sobel_abs(x)))
+        return self.act(self.squeeze(self.dense(x)) + self.grad(self.sobel(x)))

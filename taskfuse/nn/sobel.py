@@ -1,4 +1,5 @@
-"""Sobel gradients, used by the texture losses and by SeAFusion's gradient residual dense block."""
+"""Sobel gradients: fixed (the texture losses, the lite network) and learned (SeAFusion's gradient residual dense
+block)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ class Sobel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return sobel_abs(x)
+
+
+class LearnedSobel(nn.Module):
+    """``|Kx * x| + |Ky * x|`` with a trainable 3 x 3 kernel pair per channel, initialised to Sobel.
+
+    The gradient branch of SeAFusion's GRDB (the authors' ``Sobelxy`` in ``FusionNet.py``): two depthwise 3 x 3
+    convolutions without bias, zero padding, whose weights start as the Sobel kernels and are trained with the
+    network. At initialisation it equals ``sobel_abs``; the released SeAFusion weights move the kernels by up
+    to 0.18 from Sobel, so fixed kernels would not reproduce that network.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gx = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.gy = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        with torch.no_grad():
+            self.gx.weight.copy_(_KX.expand(channels, 1, 3, 3))
+            self.gy.weight.copy_(_KX.t().expand(channels, 1, 3, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gx(x).abs() + self.gy(x).abs()

@@ -389,3 +389,14 @@ def test_roadscene_pairs_fuse_with_every_classical_method(shared_data: Path, tmp
         vi = read_vi(tmp_path / "vi" / n)
         assert fused.shape == vi.shape
         assert 0.02 < fused.mean() < 0.98
+
+
+def test_list_says_where_every_methods_weights_come_from(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuse", "--list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == set(models.names())
+    assert "shipped in the package (the default)" in lines[models.DEFAULT_METHOD]
+    assert "taskfuse convert seafusion-official" in lines["seafusion"] and "train your own" in lines["seafusion"]
+    assert "tardal-official | tardalpp-official" in lines["tardal"]
+    assert "convert" not in lines["psfusion"] and "train your own" in lines["psfusion"]
+    assert "no weights" in lines["gff"]

@@ -1,4 +1,5 @@
-"""SeAFusion: registration, shapes, gradients through the segmenter, determinism, checkpoints, a short training run."""
+"""SeAFusion: registration, shapes, the learned Sobel kernels, the authors' post-processing, gradients through the
+segmenter, determinism, checkpoints, a short training run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from methods_helpers import fuse_roadscene, scene_batch, train_steps
 import taskfuse
 from taskfuse import models
 from taskfuse.data.color import recombine
+from taskfuse.errors import TaskfuseError
+from taskfuse.inference import fuse_tensors
 from taskfuse.models.seafusion.loss import SeAFusionLoss
+from taskfuse.models.seafusion.network import stretch_to_levels
 from taskfuse.models.weights import load_model, save_weights
+from taskfuse.nn.sobel import LearnedSobel, sobel_abs
 from taskfuse.tasks import segmentation
 
 CONFIG = Path(taskfuse.__file__).parent / "configs" / "seafusion.yaml"
@@ -30,6 +35,43 @@ def test_create_and_fuse_odd_sizes() -> None:
     assert 0.16e6 < sum(p.numel() for p in model.parameters()) < 0.17e6
     with pytest.raises(ValueError, match="widths"):
         models.create("seafusion", widths=[16, 32])
+
+
+def test_gradient_kernels_start_as_sobel_and_are_trained() -> None:
+    sobel = LearnedSobel(3)
+    x = torch.rand(2, 3, 9, 11)
+    assert torch.allclose(sobel(x), sobel_abs(x), atol=1e-6)
+    assert sum(p.numel() for p in sobel.parameters()) == 2 * 3 * 9
+    model = models.create("seafusion")
+    kernels = [n for n, _ in model.named_parameters() if ".sobel." in n]
+    assert len(kernels) == 8 and sum(model.get_parameter(n).numel() for n in kernels) == 1728
+
+
+def test_official_postprocess_stretches_each_image_to_whole_levels() -> None:
+    x = torch.tensor([0.2, 0.4, 0.6]).view(1, 1, 1, 3)
+    assert torch.equal(
+        stretch_to_levels(torch.cat((x, x / 2))),
+        torch.tensor([0.0, 127, 255]).view(1, 1, 1, 3).expand(2, 1, 1, 3) / 255,
+    )
+    assert torch.equal(
+        stretch_to_levels(torch.full((1, 3, 2, 2), 0.3)), torch.floor(torch.full((1, 3, 2, 2), 0.3) * 255) / 255
+    )
+    plain = models.create("seafusion", widths=[4, 8, 8]).eval()
+    official = models.create("seafusion", widths=[4, 8, 8], postprocess="official").eval()
+    official.load_state_dict(plain.state_dict())
+    ir, vi = torch.rand(2, 1, 12, 10), torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.equal(plain(ir, vi).fused, official(ir, vi).fused)
+        shown = official.fuse_color(ir, vi)
+        assert torch.allclose(plain.fuse_color(ir, vi), recombine(plain(ir, vi).fused, vi))
+    for img in shown:
+        assert img.min() == 0 and img.max() == 1
+    assert torch.equal((shown * 255).round() / 255, shown)
+    assert official.whole_image and not plain.whole_image
+    with pytest.warns(UserWarning, match="statistics of the whole image"):
+        fuse_tensors(official, torch.rand(1, 40, 40), torch.rand(3, 40, 40), tile=16)
+    with pytest.raises(TaskfuseError, match="postprocess"):
+        models.create("seafusion", postprocess="stretch")
 
 
 def test_every_parameter_gets_a_gradient_through_the_segmenter() -> None:

@@ -1,12 +1,14 @@
 """SeAFusion (Tang, Yuan, Ma 2022, Inf. Fusion 82) - the fusion network that seed 000 retrains.
 
 Two modality encoders of one 3 x 3 conv + LeakyReLU(0.2) and two gradient residual dense blocks each
-(GRDB, ``taskfuse.nn.dense``), concatenation, and a light reconstructor of four 3 x 3 convs
-(LeakyReLU(0.2); the last one tanh, mapped to [0, 1]). It fuses the IR image with the visible luminance Y;
-colour comes back from the visible Cb/Cr. Widths follow the authors' ``FusionNet.py``: encoder widths
-(16, 32, 48), reconstructor 96 -> 64 -> 32 -> 16 -> 1 (BatchNorm layers defined there are never applied,
-so none are used here). 0.165 M parameters and 51.0 GMACs at 640 x 480; with its BiSeNet segmenter 13.06 M and
-65.5 GMACs (seed 002, Table XIV: 13.06 M, 65.54 G).
+(GRDB, ``taskfuse.nn.dense``, with the authors' trainable Sobel-initialised gradient kernels), concatenation, and
+a light reconstructor of four 3 x 3 convs (LeakyReLU(0.2); the last one tanh, mapped to [0, 1]). It fuses the IR
+image with the visible luminance Y; colour comes back from the visible Cb/Cr. Widths follow the authors'
+``FusionNet.py``: encoder widths (16, 32, 48), reconstructor 96 -> 64 -> 32 -> 16 -> 1 (BatchNorm layers defined
+there are never applied, so none are used here). 0.167 M parameters and 51.0 GMACs at 640 x 480; with its BiSeNet
+segmenter 13.06 M and 65.5 GMACs (seed 002, Table XIV: 13.06 M, 65.54 G). The authors' released weights load
+through ``taskfuse convert seafusion-official`` (``taskfuse.models.seafusion.convert``) and reproduce their
+published images.
 
 Losses live in ``taskfuse.models.seafusion.loss`` (original content loss or the seed-000 loss, chosen by the
 ``loss.variant`` key of ``configs/seafusion.yaml``).
@@ -17,9 +19,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.dense import GRDB
+
+POSTPROCESS = ("none", "official")
+
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+_CR, _CB = 0.713, 0.564
+_TO_RGB = torch.tensor([[1.0, 1.0, 1.0], [1.403, -0.714, 0.0], [0.0, -0.344, 1.773]])
+"""The authors' YCrCb -> RGB matrix (rows: Y, Cr - 0.5, Cb - 0.5; columns: R, G, B), three decimals."""
 
 
 def _encoder(widths: tuple[int, int, int]) -> nn.Sequential:
@@ -29,17 +39,33 @@ def _encoder(widths: tuple[int, int, int]) -> nn.Sequential:
 
 
 class SeAFusion(FusionModel):
-    """SeAFusion fusion network; ``widths`` are the encoder widths (stem, GRDB 1, GRDB 2)."""
+    """SeAFusion fusion network; ``widths`` are the encoder widths (stem, GRDB 1, GRDB 2).
+
+    ``postprocess`` chooses how ``fuse_color`` makes the display image:
+
+    * ``"none"`` (default): the taskfuse convention of every method, the fused Y with the visible Cb/Cr
+      (``taskfuse.data.color.recombine``), clipped to [0, 1]. Intensities then mean the same across images and
+      methods, tiles reproduce whole images, and fusion metrics score the network rather than a contrast stretch.
+    * ``"official"``: the authors' inference (``test.py``): their three-decimal YCrCb conversion (Cr = 0.713
+      (R - Y) + 0.5, Cb = 0.564 (B - Y) + 0.5, and back with ``_TO_RGB``), clipped to [0, 1], then every image
+      stretched from its own minimum to maximum over all three channels to 0..255 and truncated to 8-bit levels.
+      The stretch changes brightness image by image, so it is not the default; the converter of the released
+      weights stores it, because published SeAFusion results (and the reference images of
+      ``tests/models/test_official.py``) were made that way.
+    """
 
     input_mode = "y"
     output_mode = "y"
     stride = 1
 
-    def __init__(self, widths: tuple[int, int, int] | list[int] = (16, 32, 48)) -> None:
+    def __init__(self, widths: tuple[int, int, int] | list[int] = (16, 32, 48), postprocess: str = "none") -> None:
         super().__init__()
         w = tuple(int(c) for c in widths)
         if len(w) != 3:
             raise ValueError(f"seafusion: widths needs three encoder widths, got {list(widths)}")
+        if postprocess not in POSTPROCESS:
+            raise TaskfuseError(f"seafusion: postprocess {postprocess!r} is not one of {', '.join(POSTPROCESS)}")
+        self.postprocess = postprocess
         self.vi_encoder = _encoder(w)
         self.ir_encoder = _encoder(w)
         self.decoder = nn.Sequential(
@@ -49,6 +75,32 @@ class SeAFusion(FusionModel):
             ConvBNAct(w[0], 1, 3, act="tanh", bn=False),
         )
 
+    @property
+    def whole_image(self) -> bool:
+        return self.postprocess == "official"
+
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         feats = torch.cat((self.vi_encoder(vi), self.ir_encoder(ir)), dim=1)
         return FusionOutput(self.decoder(feats) / 2 + 0.5)
+
+    def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
+        if self.postprocess == "none":
+            return super().fuse_color(ir, vi)
+        fused = self(ir, vi).fused
+        if vi.shape[1] == 3:
+            r, g, b = vi.unbind(1)
+            y = _KR * r + _KG * g + _KB * b
+            cr, cb = (r - y) * _CR + 0.5, (b - y) * _CB + 0.5
+            centred = torch.stack((fused[:, 0], cr - 0.5, cb - 0.5), dim=-1)
+            fused = (centred @ _TO_RGB.to(centred)).permute(0, 3, 1, 2)
+        return stretch_to_levels(fused.clamp(0, 1))
+
+
+def stretch_to_levels(x: Tensor) -> Tensor:
+    """Each image of (B, C, H, W) stretched from its minimum to its maximum over all channels to 0..255,
+    truncated to whole levels and returned as levels / 255 (``write_image`` then stores exactly those levels).
+    A constant image is kept as it is."""
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    span = x.amax(dim=(1, 2, 3), keepdim=True) - lo
+    stretched = torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1), x)
+    return torch.floor(255.0 * stretched) / 255.0
