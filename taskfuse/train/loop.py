@@ -3,7 +3,7 @@
 >>> from taskfuse.train import load_config, train
 >>> result = train(load_config("seafusion_synthetic", ["log.progress=false"], quick=True), "runs", device="cpu")
 >>> sorted(p.name for p in result.run_dir.glob("*.safetensors"))   # fusion: for taskfuse fuse --weights
-['fusion.safetensors', 'segmenter.safetensors']
+['best.safetensors', 'fusion.safetensors', 'segmenter.safetensors']
 
 ``train`` makes ``RUN = out/<name>-<date>-<time>`` (or continues ``resume``, a run folder), saves the
 resolved config there, and runs ``strategy.train_step(t)`` for every step ``t``. Every ``log.every`` steps
