@@ -17,8 +17,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from taskfuse.version import __version__
-
 if TYPE_CHECKING:
     from taskfuse import benchmark, cli, data, evaluation, losses, metrics, models, nn, tasks, train
     from taskfuse.models.base import FusionModel
@@ -49,9 +47,11 @@ def load(method: str | None = None, weights: str | None = None, device: str = "c
 
 
 def __getattr__(name: str) -> Any:
-    """``taskfuse.models`` and the other subpackages, imported when first used."""
+    """``taskfuse.models`` and the other subpackages, and ``__version__``, imported when first used."""
     if name in SUBPACKAGES:
         return importlib.import_module(f"taskfuse.{name}")
+    if name == "__version__":
+        return importlib.import_module("taskfuse.version").__version__
     raise AttributeError(f"module 'taskfuse' has no attribute {name!r}")
 
 

@@ -36,5 +36,8 @@ def test_every_subpackage_resolves_and_unknown_names_raise() -> None:
         assert getattr(taskfuse, name).__name__ == f"taskfuse.{name}"
         assert name in dir(taskfuse)
     assert sorted(taskfuse.SUBPACKAGES) == sorted(p.parent.name for p in (ROOT / "taskfuse").glob("*/__init__.py"))
+    from taskfuse.version import __version__
+
+    assert taskfuse.__version__ == __version__
     with pytest.raises(AttributeError, match="no attribute 'modles'"):
         taskfuse.modles  # noqa: B018
