@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="check that the config trains, in seconds on a CPU: a few steps of two 64x64 crops on 8 samples, "
+        help="check that the config trains, before a long run: a few steps of two 64x64 crops on 8 samples, "
         "validation on 2 (--set still has the last word)",
     )
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its latest checkpoint")

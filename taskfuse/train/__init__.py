@@ -6,7 +6,7 @@
 ('single_stage', 100, 'synthetic')
 
 ``train(cfg)`` then trains into ``runs/psfusion-<date>-<time>/`` (``fusion.safetensors``, metrics, checkpoints);
-``load_config(..., quick=True)`` makes any config a run of seconds (an example in ``taskfuse.train.loop``).
+``load_config(..., quick=True)`` makes any config a run of a few small steps (an example in ``taskfuse.train.loop``).
 
 The command line is ``taskfuse train`` (``taskfuse/cli/train.py``). Heavy modules load on first use.
 """

@@ -142,7 +142,7 @@ QUICK = Budget(fusion_steps=6, batch_size=2, crop=64, rounds=2, task_steps=2, pr
 
 
 def quick_overrides(raw: Mapping[str, Any]) -> list[str]:
-    """``--set`` overrides that turn the config ``raw`` into a check that it trains, in seconds on a CPU: the
+    """``--set`` overrides that turn the config ``raw`` into a check that it trains, before a long run: the
     strategy's networks take the steps of ``QUICK``, datasets are cut to 8 training and 2 validation samples
     (synthetic scenes to 96 x 128), data load in the main process, and the run validates and checkpoints once."""
     method = raw.get("method")
