@@ -117,7 +117,8 @@ class DatasetConfig:
     """Dataset folder (layouts other than synthetic); empty in ``data.val`` means ``data.train.root`` when
     both have one layout (so validation reads another split of the training set's folder)."""
     split: str = ""
-    """Split to read; empty = the layout's default."""
+    """Split to read; empty = the layout's default. A flat ``paired`` folder (``ROOT/ir`` + ``ROOT/vi``) has the
+    splits ``train`` and ``val``, a fixed fifth of the pairs by name hash (``taskfuse.data.datasets.paired``)."""
     length: int = 64
     """Number of synthetic scenes."""
     height: int = 256
@@ -149,8 +150,9 @@ class DataConfig:
     """Random horizontal flips."""
     rotate90: bool = False
     """Random rotations by multiples of 90 degrees (MAFS, FGFusion, PSFusion's code)."""
-    workers: int = 2
-    """DataLoader worker processes per training process."""
+    workers: int | Literal["auto"] = "auto"
+    """DataLoader worker processes per training process; ``auto``: the CPUs this process may use, shared among
+    the machine's training processes, less one for the training itself, at most 8 (``taskfuse.train.data``)."""
     pin_memory: bool = True
     """Page-locked batches for faster host-to-GPU copies (CUDA only)."""
     cache: bool = False

@@ -3,6 +3,7 @@ the endless resumable batches of one phase on the training device (sampling: ``t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,12 +31,24 @@ def build_dataset(spec: DatasetConfig, where: str) -> Dataset:
 
         if not spec.root:
             raise TaskfuseError(f"{where}.root: give the {spec.name} dataset folder, e.g. --set {where}.root=/data/X")
-        ds = open_dataset(spec.name, spec.root, spec.split or None, **spec.options)
+        try:
+            ds = open_dataset(spec.name, spec.root, spec.split or None, **spec.options)
+        except TaskfuseError as e:
+            raise TaskfuseError(f"{where} ({spec.name} at {spec.root}): {e}") from e
     if spec.limit > 0:
         ds = Subset(ds, range(min(spec.limit, len(ds))))  # type: ignore[arg-type]
     if len(ds) == 0:  # type: ignore[arg-type]
         raise TaskfuseError(f"{where}: the dataset is empty; check root, split and limit")
     return ds
+
+
+def loader_workers(setting: int | str, world: int = 1) -> int:
+    """DataLoader worker processes for ``data.workers``: the number given, or for ``auto`` the CPUs this process
+    may use, divided among the ``world`` training processes, less one for the training itself, at most 8."""
+    if setting != "auto":
+        return int(setting)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cpus // world - 1))
 
 
 def build_transform(cfg: DataConfig, crop: int | tuple[int, int] | str) -> T.Compose:
@@ -78,7 +91,7 @@ class Stream:
         sampler = EpochBatches(
             len(self.data), self.phase.batch_size, self.seed, self.rank, self.world, self.epoch, self.position
         )
-        workers = self.cfg.workers
+        workers = loader_workers(self.cfg.workers, self.world)
         loader = DataLoader(
             self.data,
             batch_sampler=sampler,
@@ -114,7 +127,7 @@ class Stream:
 
 def val_loader(dataset: Dataset, cfg: DataConfig) -> DataLoader:
     """Full-size validation batches in dataset order, without augmentation."""
-    workers = min(cfg.workers, 2)
+    workers = min(loader_workers(cfg.workers), 2)
     return DataLoader(
         Augmented(dataset, None, 0, cfg.cache),
         batch_size=cfg.val_batch_size,

@@ -1,8 +1,9 @@
 """The training loop shared by every strategy: steps, logging, validation, EMA, checkpoints and resuming.
 
 >>> from taskfuse.train import load_config, train
->>> result = train(load_config("psfusion_synthetic", ["train.steps=200"]))
->>> result.run_dir / "fusion.safetensors"        # taskfuse fuse --weights ...
+>>> result = train(load_config("seafusion_synthetic", ["log.progress=false"], quick=True), "runs", device="cpu")
+>>> sorted(p.name for p in result.run_dir.glob("*.safetensors"))   # fusion: for taskfuse fuse --weights
+['best.safetensors', 'fusion.safetensors', 'segmenter.safetensors']
 
 ``train`` makes ``RUN = out/<name>-<date>-<time>`` (or continues ``resume``, a run folder), saves the
 resolved config there, and runs ``strategy.train_step(t)`` for every step ``t``. Every ``log.every`` steps
@@ -15,6 +16,7 @@ exactly as the uninterrupted run's would.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -64,22 +66,32 @@ def train(
     device: str | None = None,
     name: str | None = None,
 ) -> TrainResult:
-    """Train as ``cfg`` says; ``resume`` continues the run folder given (its latest checkpoint)."""
+    """Train as ``cfg`` says; ``resume`` continues the run folder given (its latest checkpoint).
+
+    A new run's folder is made only once the datasets, networks and initial weights are built, and removed
+    again when the run stops before its first step is done: a failed start leaves no folder behind."""
     info = distributed.setup(device or cfg.train.device)
     try:
         if resume is not None:
             run_dir = Path(resume)
             if latest_checkpoint(run_dir) is None:
                 raise TaskfuseError(f"{run_dir}: no complete checkpoint to resume from; start a new run instead")
+            trainer = Trainer(cfg, run_dir, info)
             if info.main and stored_config(run_dir) != cfg.to_dict():
                 save_config(cfg, run_dir / "config.yaml")
-        else:
-            stamp = distributed.broadcast(time.strftime("%Y%m%d-%H%M%S"), info)
-            run_dir = Path(out) / f"{name or cfg.method}-{stamp}"
-            if info.main:
-                run_dir.mkdir(parents=True, exist_ok=False)
-                save_config(cfg, run_dir / "config.yaml")
-        return Trainer(cfg, run_dir, info).fit(resume is not None)
+            return trainer.fit(resume=True)
+        stamp = distributed.broadcast(time.strftime("%Y%m%d-%H%M%S"), info)
+        run_dir = Path(out) / f"{name or cfg.method}-{stamp}"
+        trainer = Trainer(cfg, run_dir, info)
+        if info.main:
+            run_dir.mkdir(parents=True, exist_ok=False)
+            save_config(cfg, run_dir / "config.yaml")
+        try:
+            return trainer.fit(resume=False)
+        except BaseException:
+            if info.main and trainer.step == 0:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     finally:
         distributed.teardown(info)
 
@@ -115,6 +127,8 @@ class Trainer:
             self.val = val_loader(build_dataset(cfg.data.val, "data.val"), cfg.data)
         self.best: dict[str, float] = {}
         self.scores: dict[str, float] = {}
+        self.step = 0
+        """Steps done so far."""
         seed_everything(cfg.train.seed + 1 + info.rank)
 
     def served(self) -> int:
@@ -177,7 +191,7 @@ class Trainer:
 
     def fit(self, resume: bool) -> TrainResult:
         cfg, info = self.cfg, self.info
-        start = self.restore() if resume else 0
+        start = self.step = self.restore() if resume else 0
         log = MetricLog(self.run_dir, start if resume else None, cfg.log.tensorboard) if info.main else None
         bar = tqdm(
             total=self.total,
@@ -194,7 +208,7 @@ class Trainer:
                 values = self.strategy.train_step(t)
                 if self.ema is not None:
                     self.ema.update(self.strategy.fusion_net())
-                done = t + 1
+                done = self.step = t + 1
                 final = done == self.total
                 if done % cfg.log.every == 0 or final:
                     values = distributed.mean_across({k: float(v) for k, v in values.items()}, info)
@@ -213,8 +227,14 @@ class Trainer:
                 bar.set_description(f"{cfg.method} {self.strategy.phase_at(t)}", refresh=False)
                 bar.update(1)
         except KeyboardInterrupt:
-            if info.main:
+            if info.main and latest_checkpoint(self.run_dir) is not None:
                 print(f"\ninterrupted; continue with: taskfuse train --resume {self.run_dir}", file=sys.stderr)
+            elif info.main and self.step > 0:
+                print(
+                    f"\ninterrupted before the first checkpoint (log.checkpoint_every): {self.run_dir} cannot be "
+                    "resumed",
+                    file=sys.stderr,
+                )
             raise
         finally:
             bar.close()

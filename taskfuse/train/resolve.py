@@ -24,6 +24,7 @@ from taskfuse.metrics.fusion import FusionMetrics
 from taskfuse.train.config import PHASE_KEYS, DataConfig, LogConfig, PhaseConfig, RunConfig, TrainConfig, plain
 from taskfuse.train.schema import build, closest, coerce, unknown_key
 from taskfuse.train.strategies import STRATEGIES
+from taskfuse.train.strategies.base import Budget
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TOP_KEYS = (
@@ -136,12 +137,46 @@ def apply_override(raw: dict[str, Any], text: str) -> None:
         node[parts[-1]] = parsed
 
 
-def load_config(source: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read, merge, override and validate a config (a path or a shipped name)."""
+QUICK = Budget(fusion_steps=6, batch_size=2, crop=64, rounds=2, task_steps=2, pretext_steps=2, teacher_steps=2)
+"""The budget of ``--quick``: every network of the strategy takes a few steps of two 64 x 64 crops."""
+
+
+def quick_overrides(raw: Mapping[str, Any]) -> list[str]:
+    """``--set`` overrides that turn the config ``raw`` into a check that it trains, before a long run: the
+    strategy's networks take the steps of ``QUICK``, datasets are cut to 8 training and 2 validation samples
+    (synthetic scenes to 96 x 128), data load in the main process, and the run validates and checkpoints once."""
+    method = raw.get("method")
+    if not isinstance(method, str):
+        return []
+    spec = models.get(method)
+    strategy = STRATEGIES.get(str((raw.get("train") or {}).get("strategy") or spec.strategy))
+    out = [
+        *strategy.budget(QUICK, spec),
+        f"train.batch_size={QUICK.batch_size}",
+        f"train.crop={QUICK.crop}",
+        "train.warmup_iters=0",
+        "data.workers=0",
+        "log.every=1",
+        "log.val_every=0",
+        f"log.checkpoint_every={QUICK.fusion_steps}",
+    ]
+    data = raw.get("data") or {}
+    for key, limit in (("train", 8), ("val", 2), ("unlabelled", 8)):
+        if key == "train" or data.get(key) is not None:
+            out += [f"data.{key}.limit={limit}", f"data.{key}.height=96", f"data.{key}.width=128"]
+    return out
+
+
+def load_config(source: str | Path, overrides: Sequence[str] = (), quick: bool = False) -> RunConfig:
+    """Read, merge, override and validate a config (a path or a shipped name). ``quick`` makes it a run of a few
+    small steps (``quick_overrides``); ``overrides`` still have the last word."""
     path = resolve_source(source)
     raw = read_tree(path)
     for text in overrides:
         apply_override(raw, text)
+    if quick:
+        for text in (*quick_overrides(raw), *overrides):
+            apply_override(raw, text)
     return validate(raw, str(path))
 
 
@@ -181,6 +216,7 @@ def validate(raw: Mapping[str, Any], source: str = "") -> RunConfig:
         data.val.name = data.val.name or data.train.name
         if not data.val.root and data.val.name == data.train.name:
             data.val.root = data.train.root
+            data.val.options = data.val.options or dict(data.train.options)
     for key, ds in (("train", data.train), ("val", data.val), ("unlabelled", data.unlabelled)):
         if ds is not None and ds.name != "synthetic" and ds.name not in DATASETS:
             raise TaskfuseError(

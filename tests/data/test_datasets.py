@@ -23,6 +23,7 @@ from taskfuse.data.check import (
     check_dataset,
 )
 from taskfuse.data.datasets import names, open_dataset
+from taskfuse.data.datasets.paired import in_holdout
 from taskfuse.data.io import write_image
 from taskfuse.errors import TaskfuseError
 
@@ -227,12 +228,42 @@ def test_paired_gray_visible_and_custom_folders(tmp_path: Path) -> None:
     ir, vi = gray(), gray()
     write_image(tmp_path / "cropinfrared/FLIR_1.png", ir)
     write_image(tmp_path / "crop_LR_visible/FLIR_1.jpg", vi)
-    with pytest.raises(TaskfuseError, match="pass ir_dir=/vi_dir="):
+    with pytest.raises(TaskfuseError, match="the ir_dir and vi_dir options"):
         open_dataset("paired", tmp_path)
     s = open_dataset("paired", tmp_path, ir_dir="cropinfrared", vi_dir="crop_LR_visible")[0]
     assert s["vi_gray"] is True and s["vi"].shape == (3, H, W)
     assert torch.equal(s["vi"][0], s["vi"][2])
     assert "label" not in s and "boxes" not in s
+
+
+def flat_pairs(root: Path, names: list[str]) -> Path:
+    for name in names:
+        write_image(root / "ir" / f"{name}.png", gray())
+        write_image(root / "vi" / f"{name}.jpg", rgb())
+    return root
+
+
+def test_paired_flat_folder_splits_a_fixed_fifth_by_name_hash(tmp_path: Path) -> None:
+    names = [f"FLIR_{i:05d}" for i in range(1, 21)]
+    root = flat_pairs(tmp_path, names)
+    split = {s: [r.name for r in open_dataset("paired", root, s).records] for s in ("all", "train", "val")}
+    assert split["all"] == names and sorted(split["train"] + split["val"]) == names
+    assert split["val"] == [n for n in names if in_holdout(n)] and 0 < len(split["val"]) < len(names) / 2
+    flat_pairs(tmp_path, [f"FLIR_{i:05d}" for i in range(21, 61)])
+    grown = {s: {r.name for r in open_dataset("paired", root, s).records} for s in ("train", "val")}
+    assert set(split["train"]) <= grown["train"] and set(split["val"]) <= grown["val"]
+    assert 150 < sum(in_holdout(f"{i:05d}") for i in range(1000)) < 250
+
+
+def test_paired_split_folders_win_and_bad_splits_name_the_layouts(tmp_path: Path) -> None:
+    flat_pairs(tmp_path, ["a", "b"])
+    flat_pairs(tmp_path / "train", ["c"])
+    assert [r.name for r in open_dataset("paired", tmp_path, "train").records] == ["c"]
+    with pytest.raises(TaskfuseError, match=r"no ir/ folder for split 'test'.*split folders found: train"):
+        open_dataset("paired", tmp_path, "test")
+    few = flat_pairs(tmp_path / "few", ["FLIR_00001"])
+    with pytest.raises(TaskfuseError, match="none of its 1 pairs falls in split 'val'.*read split 'all'"):
+        open_dataset("paired", few, "val")
 
 
 def test_paired_reads_roadscene(shared_data: Path) -> None:

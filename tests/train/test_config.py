@@ -10,7 +10,8 @@ from train_helpers import tiny_config, write_config
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import save_config
-from taskfuse.train.resolve import load_config, shipped_configs, validate
+from taskfuse.train.resolve import QUICK, load_config, shipped_configs, validate
+from taskfuse.train.strategies import STRATEGIES
 
 
 def test_extends_overrides_and_defaults(tmp_path: Path) -> None:
@@ -96,6 +97,21 @@ def test_every_shipped_config_validates(name: str) -> None:
     cfg = load_config(name)
     assert description and cfg.method
     assert yaml.safe_load(path.read_text())  # not empty
+
+
+@pytest.mark.parametrize("name", sorted(shipped_configs()))
+def test_quick_makes_every_shipped_config_a_few_small_steps(name: str) -> None:
+    cfg = load_config(name, quick=True)
+    phases = STRATEGIES.get(cfg.strategy).phases(cfg)
+    assert all(p.iters <= QUICK.fusion_steps and p.batch_size <= 2 for _, p in phases.values())
+    assert all(d.limit <= 8 for d, _ in phases.values()) and (cfg.data.val is None or cfg.data.val.limit == 2)
+    assert cfg.data.workers == 0 and load_config(name).data.workers == "auto"
+    assert load_config(name, ["train.crop=32"], quick=True).train.crop == 32
+
+
+def test_validation_follows_the_training_folder_and_its_reader_options() -> None:
+    cfg = load_config("lite", ["data.train.root=/x/mine", "data.train.options.ir_dir=Ir"])
+    assert (cfg.data.val.root, cfg.data.val.split, cfg.data.val.options) == ("/x/mine", "val", {"ir_dir": "Ir"})
 
 
 def test_saved_config_reloads_identically_with_provenance(tmp_path: Path) -> None:

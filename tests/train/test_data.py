@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from taskfuse.data.batching import EpochBatches, collate
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DataConfig, PhaseConfig
-from taskfuse.train.data import Stream
+from taskfuse.train.data import Stream, loader_workers
 from taskfuse.train.optim import lr_at
 
 
@@ -84,6 +84,13 @@ def test_collate_refuses_mixed_sizes_and_keeps_boxes_as_lists() -> None:
 def test_too_small_a_dataset_is_an_error() -> None:
     with pytest.raises(TaskfuseError, match="lower train.batch_size"):
         EpochBatches(3, 2, seed=0, world=2)
+
+
+def test_auto_workers_leave_a_cpu_for_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert loader_workers(3) == 3
+    for cpus, world, workers in ((1, 1, 0), (2, 1, 1), (16, 1, 8), (16, 2, 7), (64, 8, 7)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _, n=cpus: set(range(n)), raising=False)
+        assert loader_workers("auto", world) == workers
 
 
 def test_schedules() -> None:

@@ -22,6 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_twice_the_batch(tmp_path: Path) -> None:
     steps = 4
     single = train(validate(tiny_config(steps, train={"batch_size": 4})), tmp_path / "one", device="cpu")

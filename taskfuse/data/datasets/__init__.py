@@ -1,8 +1,11 @@
 """Readers for the published layouts of IR/VIS datasets, behind one registry (one module per layout).
 
 >>> from taskfuse.data.datasets import open_dataset
->>> ds = open_dataset("msrs", "/data/MSRS", split="test")
->>> sample = ds[0]          # {"ir", "vi", "vi_gray", "name", "label"}
+>>> from taskfuse.data.synthetic import write_scenes
+>>> root = write_scenes("scenes", n_train=1, n_test=1, height=48, width=64)   # or a download of MSRS
+>>> sample = open_dataset("msrs", root, split="test")[0]
+>>> sample["ir"].shape, sample["vi"].shape, sample["label"].shape
+(torch.Size([1, 48, 64]), torch.Size([3, 48, 64]), torch.Size([48, 64]))
 
 The layouts, their sources and the sample dict are described in docs/datasets.md and in ``base``.
 """

@@ -1,24 +1,40 @@
 """Plain paired folders without annotations, e.g. TNO, RoadScene, M3FD_Fusion, or any registered set::
 
-    ROOT/                           split "all" (default)
-    ├── ir/<name>.png               any of .png .jpg .jpeg .bmp .tif .tiff; names pair by stem
-    └── vi/<name>.jpg
+    ROOT/                           a flat folder: split "all" (default) reads every pair, splits "train" and
+    ├── ir/<name>.png               "val" a fixed part of them (below); any of .png .jpg .jpeg .bmp .tif .tiff,
+    └── vi/<name>.jpg               names pair by stem
 
-    ROOT/                           any other split S
+    ROOT/                           a folder split by hand: split S reads ROOT/S/
     └── S/
         ├── ir/
         └── vi/
 
-``ir_dir`` and ``vi_dir`` rename the two folders (RoadScene's own release: ``ir_dir="cropinfrared",
-vi_dir="crop_LR_visible"``; M3FD_Fusion: ``ir_dir="Ir", vi_dir="Vis"``).
+In a flat folder, split ``val`` holds the pairs whose name hashes into the lowest fifth (``in_holdout``) and
+``train`` the others, so the split is the same on every machine and adding pairs never moves a pair from one
+split to the other. ``ir_dir`` and ``vi_dir`` rename the two folders (RoadScene's own release:
+``ir_dir="cropinfrared", vi_dir="crop_LR_visible"``; M3FD_Fusion: ``ir_dir="Ir", vi_dir="Vis"``).
+
+>>> [name for name in ("FLIR_00001", "FLIR_00002", "FLIR_00003", "FLIR_00004", "FLIR_00005") if in_holdout(name)]
+['FLIR_00004']
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
 from taskfuse.errors import TaskfuseError
+
+HOLDOUT_PERCENT = 20
+"""Share of a flat folder's pairs in its ``val`` split."""
+
+
+def in_holdout(name: str) -> bool:
+    """Whether the pair named ``name`` (the file stem) is in the ``val`` split of a flat folder: the first four
+    bytes of the name's SHA-256, modulo 100, fall below ``HOLDOUT_PERCENT``."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < HOLDOUT_PERCENT
 
 
 @DATASETS.register("paired")
@@ -26,7 +42,7 @@ class PairedFolders(PairedDataset):
     """Unlabelled IR/VIS pairs from ``ROOT/<ir_dir>`` and ``ROOT/<vi_dir>`` (or ``ROOT/<split>/...``)."""
 
     layout = "paired"
-    splits = ("all",)
+    splits = ("all", "train", "val")
     default_split = "all"
 
     def __init__(
@@ -44,12 +60,24 @@ class PairedFolders(PairedDataset):
         super().__init__(root, split, labels=labels, ir_range=ir_range, skip_incomplete=skip_incomplete)
 
     def scan(self) -> tuple[list[Record], list[str]]:
-        base = self.root if self.split == "all" else self.root / self.split
-        if not (base / self.ir_dir).is_dir():
-            splits = sorted(p.name for p in self.root.iterdir() if (p / self.ir_dir).is_dir())
-            hint = f"; splits found: {', '.join(splits)}" if splits else ""
+        nested = self.root / self.split
+        if self.split != "all" and (nested / self.ir_dir).is_dir():
+            return scan_folders({"ir": nested / self.ir_dir, "vi": nested / self.vi_dir})
+        if not (self.root / self.ir_dir).is_dir() or self.split not in self.splits:
+            found = sorted(p.name for p in self.root.iterdir() if (p / self.ir_dir).is_dir())
+            hint = f"; split folders found: {', '.join(found)}" if found else ""
             raise TaskfuseError(
-                f"{base / self.ir_dir}: no such folder; the paired layout needs {self.ir_dir}/ and {self.vi_dir}/ "
-                f"side by side (pass ir_dir=/vi_dir= for other names){hint}"
+                f"{self.root}: no {self.ir_dir}/ folder for split {self.split!r}; the paired layout reads "
+                f"ROOT/{self.ir_dir}/ + ROOT/{self.vi_dir}/ (splits all, train, val) or ROOT/<split>/{self.ir_dir}/ + "
+                f"{self.vi_dir}/ (folders named otherwise: the ir_dir and vi_dir options){hint}"
             )
-        return scan_folders({"ir": base / self.ir_dir, "vi": base / self.vi_dir})
+        records, incomplete = scan_folders({"ir": self.root / self.ir_dir, "vi": self.root / self.vi_dir})
+        if self.split == "all":
+            return records, incomplete
+        kept = [r for r in records if in_holdout(r.name) == (self.split == "val")]
+        if records and not kept:
+            raise TaskfuseError(
+                f"{self.root}: none of its {len(records)} pairs falls in split {self.split!r} ({HOLDOUT_PERCENT}% of "
+                "the names, by hash, form 'val'); add pairs, or read split 'all'"
+            )
+        return kept, incomplete

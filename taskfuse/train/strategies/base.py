@@ -36,7 +36,8 @@ STRATEGIES: Registry = Registry("training strategy")
 
 @dataclass(frozen=True)
 class Budget:
-    """An equal training budget for comparing strategies: how many optimisation steps each network gets.
+    """A training budget: how many optimisation steps each network gets, equal for the strategies a benchmark
+    compares, or a handful for ``taskfuse train --quick`` (``taskfuse.train.resolve.QUICK``).
 
     ``fusion_steps`` counts every step of the fusion network (pretext and rounds included); a strategy with a
     task network in the loop splits them into ``rounds`` and gives that network ``task_steps`` per round

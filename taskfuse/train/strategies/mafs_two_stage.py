@@ -95,13 +95,13 @@ class MAFSTwoStage(Strategy):
     @classmethod
     def budget(cls, budget: Budget, spec: MethodSpec) -> list[str]:
         """Stage I for ``pretext_steps`` and stage II for the rest of ``fusion_steps``; the teacher segmenter
-        (not the fusion network) for ``teacher_steps``."""
+        (not the fusion network) for ``teacher_steps``; ``budget.teacher`` empty keeps the config's teacher."""
         return [
             f"train.pretext.iters={budget.pretext_steps}",
             "train.pretext.epochs=0",
             f"train.iters={budget.fusion_steps - budget.pretext_steps}",
             "train.epochs=0",
-            f"train.teacher_segmenter={budget.teacher}",
+            *([f"train.teacher_segmenter={budget.teacher}"] if budget.teacher else []),
             f"train.teacher_training.iters={budget.teacher_steps}",
             f"train.teacher_training.warmup_iters={budget.warmup}",
         ]
