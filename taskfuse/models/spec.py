@@ -4,7 +4,8 @@ Every method declares its spec beside its network (``taskfuse/models/<method>/__
 ``classical.py`` for the rules without weights) and registers it with ``register``; everything else in the
 project (the trainer, the benchmarks, the command line, the tests) reads the spec and never branches on a
 method's name. A method of your own registers its spec the same way from a module of its own, which a training
-config lists under ``imports:`` and the command line takes with its global option ``--import MODULE`` (docs/extending.md).
+config lists under ``imports:`` and the command line takes with its global option ``--import MODULE``
+(docs/extending.md).
 """
 
 from __future__ import annotations
