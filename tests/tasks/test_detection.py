@@ -33,7 +33,8 @@ def one_per_level() -> list[torch.Tensor]:
 
 
 def test_registry_lists_the_variants_and_suggests_on_typos() -> None:
-    assert detection.names() == ["yolox-nano", "yolox-s", "yolox-tiny"]
+    sizes = ["yolox-nano", "yolox-s", "yolox-tiny"]
+    assert detection.names() == sorted(sizes + [f"{s}-effnet-lite{i}" for s in sizes for i in range(3)])
     with pytest.raises(TaskfuseError, match="yolox-s"):
         detection.create("yolox-ss", num_classes=3)
     with pytest.raises(TaskfuseError, match="box_loss"):
@@ -47,7 +48,7 @@ def test_parameter_counts_match_the_paper(name: str) -> None:
     assert sum(p.numel() for p in det.parameters()) / 1e6 == pytest.approx(PUBLISHED_M[name], rel=0.01)
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_M))
+@pytest.mark.parametrize("name", [*sorted(PUBLISHED_M), "yolox-nano-effnet-lite0"])
 def test_shapes_at_64x96_and_at_an_odd_size(name: str) -> None:
     det = detection.create(name, num_classes=4).eval()
     with torch.no_grad():

@@ -16,7 +16,7 @@ from taskfuse.tasks.segmentation.loss import main_aux_loss
 from taskfuse.tasks.segmentation.segformer import MIT_SIZES, SegFormer, convert_official_segformer_state_dict
 from taskfuse.tasks.segmentation.segnext import NMF2D
 
-SMALL = ["bisenet", "deeplabv3plus-r50", "segformer-b0", "segnext-t"]
+SMALL = ["bisenet", "deeplabv3plus-r50", "fpn-effnet-lite0", "segformer-b0", "segnext-t"]
 
 # Millions of parameters with 150 classes (ADE20K heads): SegFormer Table 1/7, SegNeXt Table 1.
 PUBLISHED_M = {
@@ -36,7 +36,7 @@ PUBLISHED_M = {
 
 def test_registry_lists_every_family_and_suggests_on_typos() -> None:
     expected = {f"segformer-b{i}" for i in range(6)} | {f"segnext-{s}" for s in "tsbl"}
-    expected |= {"deeplabv3plus-r50", "deeplabv3plus-r101", "bisenet"}
+    expected |= {"deeplabv3plus-r50", "deeplabv3plus-r101", "bisenet"} | {f"fpn-effnet-lite{i}" for i in range(3)}
     assert set(segmentation.names()) == expected
     with pytest.raises(TaskfuseError, match="segformer-b0"):
         create("segformer-bo", num_classes=9)
