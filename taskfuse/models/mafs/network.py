@@ -283,7 +283,7 @@ class MAFS(FusionModel):
     ``boundary`` (two-class logits: background / foreground, interior / boundary), all at input size.
     ``forward_pretext`` is the stage-I masked autoencoder. ``backbone_weights`` is an optional local
     ``.safetensors`` ImageNet ResNet of depth ``depth`` (torchvision or timm naming; the paper's ResNet-152) loaded
-    into both backbones.
+    into both backbones; it needs ``channels`` 64, the width an ImageNet ResNet's layer1 takes.
     """
 
     input_mode = "rgb"
