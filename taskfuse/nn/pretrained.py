@@ -29,7 +29,7 @@ a classifier's or decoder's raises a ``TaskfuseError``; the unused classifier an
 
 >>> report = load_backbone(net.backbone, "resnet34.safetensors", "resnet")   # doctest: +SKIP
 >>> print(report.summary())                                                  # doctest: +SKIP
-resnet34.safetensors: 218 tensors loaded into a resnet backbone (no tensor missing; 2 unused: fc.bias, fc.weight)
+resnet34.safetensors: 216 tensors loaded into a resnet backbone (no tensor missing; 2 unused: fc.bias, fc.weight)
 """
 
 from __future__ import annotations
