@@ -93,14 +93,13 @@ if len(settings) > 1:
 
 def cell(values, scale=100.0, digits=1):
     values = [v * scale for v in values if v is not None]
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    if len(values) < 2:
+        return f"{values[0]:.{digits}f}" if values else "-"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 lines = [
-    f"Detection on {detector}, validation split: mean ± sd over seeds (sd needs two or more).",
+    f"Detection by {detector} on the validation split: mean ± sd over seeds.",
     "",
     "| arm | input | seeds | mAP50 (%) | mAP50:95 (%) | train s / run | wall s / run |",
     "| --- | --- | --- | --- | --- | --- | --- |",
@@ -112,9 +111,9 @@ for (arm, name), seeds in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0
         f"{cell([r['result']['mAP'] for r in rs])} | {cell([r['train_seconds'] for r in rs], 1.0, 0)} | "
         f"{cell([r['wall'] for r in rs], 1.0, 0)} |"
     )
-if runs:
-    any_run = next(iter(next(iter(runs.values())).values()))
-    lines += ["", f"settings: epochs {any_run['epochs']}, {json.dumps(any_run['fingerprint'], sort_keys=True)}"]
+if settings:
+    shared, options, epochs, test = json.loads(settings.pop())
+    lines += ["", f"settings: {epochs} epochs, {json.dumps(shared | options, sort_keys=True)}, test {test}"]
 (out / "table.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

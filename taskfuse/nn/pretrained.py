@@ -29,7 +29,7 @@ a classifier's or decoder's raises a ``TaskfuseError``; the unused classifier an
 
 >>> report = load_backbone(net.backbone, "resnet34.safetensors", "resnet")   # doctest: +SKIP
 >>> print(report.summary())                                                  # doctest: +SKIP
-resnet34.safetensors: 216 tensors loaded into a resnet backbone (no tensor missing; 2 unused: fc.bias, fc.weight)
+resnet34.safetensors: 216 tensors loaded into the resnet backbone (no tensor missing; 2 unused: fc.bias, fc.weight)
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class LoadReport:
 
     def summary(self) -> str:
         """One line: how many tensors loaded, what was missing, unused and adapted."""
-        parts = [f"{self.source}: {len(self.loaded)} tensors loaded into a {self.arch} backbone"]
+        parts = [f"{self.source}: {len(self.loaded)} tensors loaded into the {self.arch} backbone"]
         parts.append(f"{len(self.missing)} missing ({_few(self.missing)})" if self.missing else "no tensor missing")
         if self.unused:
             parts.append(f"{len(self.unused)} unused: {_few(self.unused)}")

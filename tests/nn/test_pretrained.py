@@ -56,7 +56,7 @@ def test_torchvision_resnet_of_every_depth_loads_tensor_for_tensor(depth: int, t
     report = load_backbone(net, path, "resnet", announce=False)
     assert_loaded(net, source)
     assert report.unused == ["fc.bias", "fc.weight"] and not report.missing and not report.adapted
-    assert f"{len(source)} tensors loaded into a resnet backbone" in report.summary()
+    assert f"{len(source)} tensors loaded into the resnet backbone" in report.summary()
 
 
 @pytest.mark.parametrize("prefix", ["module.", "backbone."])
