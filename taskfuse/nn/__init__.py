@@ -2,7 +2,18 @@
 
 from taskfuse.nn.attention import ChannelAttention, SpatialAttention
 from taskfuse.nn.conv import ConvBNAct, make_act
+from taskfuse.nn.efficientnet import EfficientNetLite
 from taskfuse.nn.resnet import ResNet
 from taskfuse.nn.sobel import Sobel, sobel_abs, sobel_xy
 
-__all__ = ["ChannelAttention", "ConvBNAct", "ResNet", "Sobel", "SpatialAttention", "make_act", "sobel_abs", "sobel_xy"]
+__all__ = [
+    "ChannelAttention",
+    "ConvBNAct",
+    "EfficientNetLite",
+    "ResNet",
+    "Sobel",
+    "SpatialAttention",
+    "make_act",
+    "sobel_abs",
+    "sobel_xy",
+]
