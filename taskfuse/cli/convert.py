@@ -1,8 +1,11 @@
-"""``taskfuse convert``: released checkpoints of published methods -> taskfuse safetensors weights.
+"""``taskfuse convert``: released checkpoints -> safetensors, read without running code in them.
 
 Every converter a registered method declares (``MethodSpec.converters``) is offered by name; the converted file
 carries the method, the config that reproduces the authors' inference, and the source file's provenance, and is
-then used like any weights (``taskfuse fuse --weights FILE``).
+then used like any weights (``taskfuse fuse --weights FILE``). ``backbone`` converts ImageNet backbone weights
+released as ``.pth`` (torchvision, timm, mmseg, NVlabs) to a ``.safetensors`` file with the names kept, which the
+``backbone_weights`` / ``seg_pretrained`` / ``--pretrained`` options then read
+(``taskfuse.nn.pretrained.convert_to_safetensors``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from taskfuse.errors import TaskfuseError
 from taskfuse.models.official import convert
 from taskfuse.models.spec import Converter
 from taskfuse.models.weights import read_meta
+from taskfuse.nn.pretrained import convert_to_safetensors
+
+BACKBONE = "backbone"
 
 
 def converters() -> list[tuple[str, Converter]]:
@@ -39,9 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "write .safetensors weights holding the method, the config of the authors' inference and the source "
         "file's provenance (name, SHA-256, licence, training data). Use the result with taskfuse fuse --weights.",
     )
-    p.add_argument("converter", nargs="?", help="converter name (see --list)")
+    p.add_argument("converter", nargs="?", help=f"converter name (see --list), or {BACKBONE} for backbone weights")
     p.add_argument("src", nargs="?", type=Path, help="the released checkpoint file")
-    p.add_argument("--out", type=Path, help="output weights file (.safetensors)")
+    p.add_argument("--out", type=Path, help=f"output weights file (.safetensors; for {BACKBONE}: default SRC's name)")
+    p.add_argument("--overwrite", action="store_true", help=f"{BACKBONE}: replace an existing output file")
     p.add_argument("--list", action="store_true", help="list the converters and exit")
     p.set_defaults(run=run)
 
@@ -50,11 +57,17 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for method, c in converters():
             print(f"{c.name:<20} {method:<10} {c.summary}")
+        print(f"{BACKBONE:<20} {'-':<10} ImageNet backbone weights (.pth) to .safetensors, names kept")
+        return 0
+    if args.converter == BACKBONE and args.src is not None:
+        done = convert_to_safetensors(args.src, args.out or args.src.with_suffix(".safetensors"), args.overwrite)
+        inner = f" (the weights under {done['container']!r})" if done["container"] else ""
+        dropped = f"; dropped {', '.join(done['dropped'])}" if done["dropped"] else ""
+        print(f"{args.src}{inner} -> {done['dst']}: {done['tensors']} tensors, {done['parameters']:,} values{dropped}")
         return 0
     missing = [n for n, v in (("CONVERTER", args.converter), ("SRC", args.src), ("--out", args.out)) if v is None]
     if missing:
-        print(f"taskfuse convert: error: {', '.join(missing)} required (or --list)")
-        return 2
+        raise TaskfuseError(f"{', '.join(missing)} required (or --list)")
     method, converter = find(args.converter)
     out = convert(method, converter, args.src, args.out)
     origin = read_meta(out)["provenance"]

@@ -51,10 +51,15 @@ class DetectionTask(DownstreamTask, Detection):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--detector", default="yolox-s", help="detection network (default: yolox-s)")
+        parser.add_argument(
+            "--pretrained",
+            metavar="FILE|imagenet",
+            help="backbone weights for every fresh detector (-effnet-lite detectors): 'imagenet' or a .safetensors",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, train: Any) -> DetectionTask:
-        return cls(train.classes, model=args.detector)
+        return cls(train.classes, model=args.detector, pretrained=args.pretrained)
 
     def new_meter(self) -> DetectionMetrics:
         return DetectionMetrics(self.classes.num_classes, class_names=self.classes.names, max_dets=self.max_dets)

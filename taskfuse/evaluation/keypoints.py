@@ -49,6 +49,11 @@ class KeypointTask(DownstreamTask, Keypoints):
         parser.add_argument(
             "--keypoint-net", default="simplebaseline-r18", help="keypoint network (default: simplebaseline-r18)"
         )
+        parser.add_argument(
+            "--pretrained",
+            metavar="FILE|imagenet",
+            help="backbone weights for every fresh network: 'imagenet' (-effnet-lite networks) or a .safetensors",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, train: Any) -> KeypointTask:
@@ -57,7 +62,7 @@ class KeypointTask(DownstreamTask, Keypoints):
             raise TaskfuseError(
                 f"--dataset {args.dataset}: the samples name no keypoints; use a keypoint layout (coco_keypoints)"
             )
-        return cls(train.classes, keypoint_names=names, model=args.keypoint_net)
+        return cls(train.classes, keypoint_names=names, model=args.keypoint_net, pretrained=args.pretrained)
 
     def new_meter(self) -> dict[str, KeypointMetrics]:
         """OKS AP accumulators: ``"all"`` objects, plus one per class name, added as classes appear."""

@@ -83,8 +83,9 @@ class SegmentationTask(DownstreamTask, Segmentation):
         parser.add_argument(
             "--pretrained",
             type=Path,
-            metavar="FILE",
-            help="local .safetensors weights loaded into every fresh segmenter",
+            metavar="FILE|imagenet",
+            help="local .safetensors weights (the segmenter's or its encoder's) loaded into every fresh segmenter, "
+            "or 'imagenet' for the fpn-effnet-lite segmenters",
         )
         parser.add_argument(
             "--direct",

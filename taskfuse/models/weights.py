@@ -71,7 +71,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> nn.Module:
-    """Build the method named in the file's metadata with its stored config, load the weights, eval mode."""
+    """Build the method named in the file's metadata with its stored config, load the weights, eval mode.
+
+    The config's ``backbone_weights`` (the ImageNet file a network started from) is not read again: the file's
+    weights replace it, and it need not exist where the weights are used."""
     meta = read_meta(path)
     if not meta.get("method"):
         raise TaskfuseError(f"{path}: the file names no method; re-save it with taskfuse.models.weights.save_weights")
@@ -81,7 +84,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **ov
             f"{path} holds weights of {meta['method']!r}, a method registered by {', '.join(meta['imports'])}; "
             f"import it first (taskfuse {modules} ...)"
         )
-    model = METHODS.get(meta["method"]).network(**{**meta["config"], **overrides})
+    config = {**meta["config"], **overrides}
+    if config.get("backbone_weights"):
+        config["backbone_weights"] = None
+    model = METHODS.get(meta["method"]).network(**config)
     _load_checked(model, path, f"{meta['method']!r}", "was it saved from another method or config?")
     return model.to(device).eval()
 

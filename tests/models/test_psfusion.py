@@ -62,7 +62,14 @@ def test_gray_visible_reduced_attention_eval_determinism_and_round_trip(tmp_path
 
 def test_yaml_config_builds_model_and_loss() -> None:
     cfg = yaml.safe_load(CONFIG.read_text())
-    assert cfg["model"] == {"num_classes": 9, "backbone_depth": 34, "width": 64, "rec_width": 32, "attn_reduction": 1}
+    assert cfg["model"] == {
+        "num_classes": 9,
+        "backbone_depth": 34,
+        "width": 64,
+        "rec_width": 32,
+        "attn_reduction": 1,
+        "backbone_weights": None,
+    }
     loss = PSFusionLoss(**cfg["loss"])
     assert (loss.lambda_f, loss.lambda_sf, loss.lambda_se, loss.alpha) == (10, 5, 10, 0.1)
     assert cfg["train"]["crop"] == 256 and cfg["train"]["optimizer"] == "sgd"

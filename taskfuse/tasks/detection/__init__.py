@@ -1,5 +1,6 @@
 """Object detectors behind one registry, for the downstream evaluation (train the same detector on IR, VIS and
-each fused set, compare mAP): YOLOX-Nano, -Tiny and -S.
+each fused set, compare mAP): YOLOX-Nano, -Tiny and -S, on their CSPDarknet or on EfficientNet-Lite0/1/2
+(``yolox-s-effnet-lite0`` ..., which start from ImageNet weights with ``Detection(pretrained="imagenet")``).
 
 >>> from taskfuse.tasks import detection
 >>> det = detection.create("yolox-s", num_classes=6)

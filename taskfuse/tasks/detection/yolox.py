@@ -8,6 +8,12 @@ regression branch of two 3x3 convolutions each, the latter also predicting objec
 Sec. 2.1): each feature cell predicts the box centre as an offset from the cell's top-left corner and the log of
 its width and height, both in units of the level's stride.
 
+Backbones: the CSPDarknet above, or EfficientNet-Lite0/1/2 (``taskfuse.nn.efficientnet``; the variants
+``yolox-{nano,tiny,s}-effnet-lite{0,1,2}``), whose stride 8, 16 and 32 stage outputs (40, 112, 320 channels for
+Lite0) enter the same PAFPN; the PAFPN's lateral and merge layers take the backbone's widths, its own widths stay
+those of the YOLOX size. Only the EfficientNet-Lite backbones take ImageNet weights (``backbone_arch``; loaded by
+``taskfuse.nn.pretrained.load_network_backbone``, e.g. ``"imagenet"`` with ``taskfuse[pretrained]``).
+
 Modules are named as in the official implementation (``backbone.backbone.dark3``, ``head.cls_preds``...), so
 that its checkpoints' parameter names line up with ours. Initialisation follows its ``init_yolo`` and
 ``initialize_biases``: BatchNorm eps 1e-3 and momentum 0.03, class and objectness biases set to the prior
@@ -31,6 +37,8 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.base import LossTerms
+from taskfuse.nn.efficientnet import VARIANTS as LITE_VARIANTS
+from taskfuse.nn.efficientnet import EfficientNetLite
 from taskfuse.tasks.detection.base import DETECTORS, DetectionOutput
 from taskfuse.tasks.detection.loss import BOX_LOSSES, yolox_loss
 from taskfuse.tasks.detection.nms import batched_nms
@@ -149,19 +157,31 @@ class CSPDarknet(nn.Module):
         return c3, c4, self.dark5(c4)
 
 
+BACKBONES = ("cspdarknet", *(f"efficientnet-{v}" for v in LITE_VARIANTS))
+
+
 class PAFPN(nn.Module):
     """Top-down then bottom-up feature pyramid (PANet) over the backbone's three outputs; widths
-    ``256, 512, 1024`` times ``width`` at strides 8, 16, 32."""
+    ``256, 512, 1024`` times ``width`` at strides 8, 16, 32. ``backbone`` is one of ``BACKBONES``."""
 
-    def __init__(self, depth: float, width: float, in_chans: int, depthwise: bool) -> None:
+    def __init__(
+        self, depth: float, width: float, in_chans: int, depthwise: bool, backbone: str = "cspdarknet"
+    ) -> None:
         super().__init__()
+        if backbone not in BACKBONES:
+            raise TaskfuseError(f"YOLOX backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
         c3, c4, c5 = (int(c * width) for c in (256, 512, 1024))
         n = round(3 * depth)
-        self.backbone = CSPDarknet(depth, width, in_chans, depthwise)
-        self.lateral_conv0 = BaseConv(c5, c4, 1)
-        self.C3_p4 = CSPLayer(2 * c4, c4, n, False, depthwise)
+        if backbone == "cspdarknet":
+            self.backbone: nn.Module = CSPDarknet(depth, width, in_chans, depthwise)
+            b3, b4, b5 = c3, c4, c5
+        else:
+            self.backbone = EfficientNetLite(backbone.removeprefix("efficientnet-"), in_chans)
+            b3, b4, b5 = self.backbone.channels[-3:]
+        self.lateral_conv0 = BaseConv(b5, c4, 1)
+        self.C3_p4 = CSPLayer(c4 + b4, c4, n, False, depthwise)
         self.reduce_conv1 = BaseConv(c4, c3, 1)
-        self.C3_p3 = CSPLayer(2 * c3, c3, n, False, depthwise)
+        self.C3_p3 = CSPLayer(c3 + b3, c3, n, False, depthwise)
         self.bu_conv2 = conv3(c3, c3, 2, depthwise)
         self.C3_n3 = CSPLayer(2 * c3, c4, n, False, depthwise)
         self.bu_conv1 = conv3(c4, c4, 2, depthwise)
@@ -169,7 +189,7 @@ class PAFPN(nn.Module):
         self.out_channels = (c3, c4, c5)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x3, x4, x5 = self.backbone(x)
+        x3, x4, x5 = self.backbone(x)[-3:]
         top5 = self.lateral_conv0(x5)
         p4 = self.C3_p4(torch.cat([F.interpolate(top5, scale_factor=2.0, mode="nearest"), x4], 1))
         top4 = self.reduce_conv1(p4)
@@ -217,8 +237,12 @@ class YOLOX(nn.Module):
 
     ``forward`` pads the input at the bottom and right with zeros (the mean of a normalised image) up to a
     multiple of 32 and returns a ``DetectionOutput``; boxes stay in the unpadded input's pixels. ``box_loss``
-    is ``"iou"`` (1 - IoU^2, YOLOX's default) or ``"giou"``.
+    is ``"iou"`` (1 - IoU^2, YOLOX's default) or ``"giou"``. ``backbone`` is one of ``BACKBONES``;
+    ``backbone_arch`` and ``backbone_path`` tell ``taskfuse.nn.pretrained`` where ImageNet weights go (an
+    EfficientNet-Lite backbone only).
     """
+
+    backbone_path = "backbone.backbone"
 
     def __init__(
         self,
@@ -228,6 +252,7 @@ class YOLOX(nn.Module):
         width: float = 0.5,
         depthwise: bool = False,
         box_loss: str = "iou",
+        backbone: str = "cspdarknet",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -239,7 +264,8 @@ class YOLOX(nn.Module):
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.box_loss = box_loss
-        self.backbone = PAFPN(depth, width, in_chans, depthwise)
+        self.backbone_arch = "" if backbone == "cspdarknet" else "efficientnet-lite"
+        self.backbone = PAFPN(depth, width, in_chans, depthwise, backbone)
         self.head = DecoupledHead(num_classes, self.backbone.out_channels, width, depthwise)
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -312,13 +338,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Depth and width multipliers of the official experiment files (``exps/default/yolox_{nano,tiny,s}.py``)."""
 
 
-def _variant(name: str) -> Any:
+def _variant(name: str, backbone: str = "cspdarknet") -> Any:
     def build(num_classes: int, in_chans: int = 3, **kw: Any) -> YOLOX:
-        return YOLOX(num_classes, in_chans, **{**VARIANTS[name], **kw})
+        return YOLOX(num_classes, in_chans, **{**VARIANTS[name], "backbone": backbone, **kw})
 
-    build.__doc__ = f"{name}: YOLOX with {VARIANTS[name]}."
+    build.__doc__ = f"{name}: YOLOX with {VARIANTS[name]} on the {backbone} backbone."
     return build
 
 
 for _name in VARIANTS:
     DETECTORS.register(_name)(_variant(_name))
+    for _lite in LITE_VARIANTS:
+        DETECTORS.register(f"{_name}-effnet-{_lite}")(_variant(_name, f"efficientnet-{_lite}"))

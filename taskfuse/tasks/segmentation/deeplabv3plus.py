@@ -11,13 +11,13 @@ decoder use plain 3x3 convolutions (the paper makes them depthwise-separable wit
 them R101 has the ~59 M parameters usually quoted for DeepLabV3+ R101. The image-pooling branch has BatchNorm on a
 1x1 map, so training needs a batch of at least 2.
 
-``backbone.*`` follows torchvision's ResNet names: ``load_pretrained`` accepts an ImageNet torchvision ResNet
-converted to safetensors (its bare ``conv1.weight``, ``layer1.0.conv1.weight`` ... are prefixed, ``fc`` dropped).
+``backbone.*`` follows torchvision's ResNet names: ``load_pretrained`` accepts an ImageNet torchvision or timm
+ResNet converted to safetensors (its bare ``conv1.weight``, ``layer1.0.conv1.weight`` ... load into ``backbone``,
+``fc`` unused).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import partial
 
 import torch
@@ -28,13 +28,12 @@ from taskfuse.nn.aspp import ASPP
 from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter
 
-_RESNET_KEYS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
-
 
 class DeepLabV3Plus(Segmenter):
     """DeepLabV3+ with a ResNet-``depth`` backbone; see the module docstring."""
 
     classifier_prefixes = ("classifier.",)
+    backbone_arch = "resnet"
 
     def __init__(
         self,
@@ -59,13 +58,6 @@ class DeepLabV3Plus(Segmenter):
         y = resize(self.aspp(c4), c1.shape[-2:])
         y = self.fuse(torch.cat((y, self.low_proj(c1)), 1))
         return SegmentationOutput(resize(self.classifier(self.dropout(y)), x.shape[-2:]))
-
-    @staticmethod
-    def convert_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Prefix a bare torchvision ResNet state dict with ``backbone.`` (dropping ``fc``); else identity."""
-        if not any(k.startswith(_RESNET_KEYS) for k in state_dict):
-            return dict(state_dict)
-        return {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith("fc.")}
 
 
 SEGMENTERS.register("deeplabv3plus-r50")(partial(DeepLabV3Plus, 50))

@@ -33,8 +33,9 @@ also accepts the ImageNet MiT encoders of that release (``patch_embed1.proj.weig
 ``head.*`` classifier that is dropped) and the HuggingFace ``transformers`` release
 (``segformer.encoder.patch_embeddings.0.proj.weight``, ``segformer.encoder.block.0.0.attention.self.query``,
 separate ``key``/``value`` that are stacked into ``kv``, ``decode_head.linear_c.0.proj``,
-``decode_head.linear_fuse`` + ``decode_head.batch_norm``, ``decode_head.classifier``). The mmseg 1.x
-re-implementation (``backbone.layers.0.0.projection``, ``nn.MultiheadAttention``) is not supported.
+``decode_head.linear_fuse`` + ``decode_head.batch_norm``, ``decode_head.classifier``). Of the mmseg 1.x
+re-implementation (``backbone.layers.0.0.projection``, ``nn.MultiheadAttention``) the ImageNet encoders load
+(``taskfuse.nn.pretrained.mit_names``); its decode head has other layers and is not supported.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskfuse.nn.pretrained import mit_names
 from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
 from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights
@@ -218,6 +220,7 @@ class SegFormer(Segmenter):
     """SegFormer-``size`` (b0..b5) for ``num_classes`` classes; see the module docstring."""
 
     classifier_prefixes = ("decode_head.linear_pred.",)
+    backbone_arch = "mit"
 
     def __init__(
         self,
@@ -241,24 +244,7 @@ class SegFormer(Segmenter):
         return convert_official_segformer_state_dict(state_dict)
 
 
-_HF_RULES: list[tuple[str, str]] = [
-    (r"^segformer\.encoder\.patch_embeddings\.(\d+)\.layer_norm\.", "backbone.patch_embed{}.norm."),
-    (r"^segformer\.encoder\.patch_embeddings\.(\d+)\.", "backbone.patch_embed{}."),
-    (r"^segformer\.encoder\.block\.(\d+)\.", "backbone.block{}."),
-    (r"^segformer\.encoder\.layer_norm\.(\d+)\.", "backbone.norm{}."),
-    (r"^decode_head\.linear_c\.(\d+)\.", "decode_head.linear_c{}."),
-]
-_HF_RENAMES: list[tuple[str, str]] = [
-    (".layer_norm_1.", ".norm1."),
-    (".layer_norm_2.", ".norm2."),
-    (".attention.self.query.", ".attn.q."),
-    (".attention.self.key.", ".attn.key."),
-    (".attention.self.value.", ".attn.value."),
-    (".attention.self.sr.", ".attn.sr."),
-    (".attention.self.layer_norm.", ".attn.norm."),
-    (".attention.output.dense.", ".attn.proj."),
-    (".mlp.dense1.", ".mlp.fc1."),
-    (".mlp.dense2.", ".mlp.fc2."),
+_HF_DECODER: list[tuple[str, str]] = [
     ("decode_head.linear_fuse.", "decode_head.linear_fuse.conv."),
     ("decode_head.batch_norm.", "decode_head.linear_fuse.bn."),
     ("decode_head.classifier.", "decode_head.linear_pred."),
@@ -270,35 +256,24 @@ def convert_official_segformer_state_dict(state_dict: Mapping[str, Tensor]) -> d
 
     Accepts the NVlabs release (``backbone.*``/``decode_head.*``; ``decode_head.conv_seg`` is unused there and
     dropped), its ImageNet MiT encoders (unprefixed ``patch_embed1.*``, ``block1.*``, ``norm1.*``; the ``head``
-    classifier dropped) and the HuggingFace release (``segformer.encoder.*``; ``key``/``value`` stacked into
-    ``kv`` in that order; the ImageNet ``classifier`` dropped). The format is recognised from the key names.
+    classifier dropped), mmseg 1.x MiT encoders and the HuggingFace release (``segformer.encoder.*``; the ImageNet
+    ``classifier`` dropped). Encoder names are mapped by ``taskfuse.nn.pretrained.mit_names``; the format is
+    recognised from the key names.
     """
-    if any(k.startswith("segformer.") for k in state_dict):
-        return _from_huggingface(state_dict)
+    huggingface = any(k.startswith("segformer.") for k in state_dict)
+    encoder: dict[str, Tensor] = {}
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        if key.startswith(("decode_head.conv_seg.", "head.")):
+        if key.startswith(("decode_head.conv_seg.", "head.", "classifier.")):
             continue
-        if key.startswith(("patch_embed", "block", "norm")):
-            key = "backbone." + key
-        out[key] = value
-    return out
-
-
-def _from_huggingface(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith("classifier."):
+        if not key.startswith("decode_head."):
+            encoder[key] = value
             continue
-        for pattern, template in _HF_RULES:
-            key = re.sub(pattern, lambda m, t=template: t.format(int(m[1]) + 1), key)
-        for old, new in _HF_RENAMES:
-            key = key.replace(old, new)
+        key = re.sub(r"^decode_head\.linear_c\.(\d+)\.", lambda m: f"decode_head.linear_c{int(m[1]) + 1}.", key)
+        for old, ours in _HF_DECODER if huggingface else ():
+            key = key.replace(old, ours)
         out[key] = value
-    for key in [k for k in out if ".attn.key." in k]:
-        value_key = key.replace(".attn.key.", ".attn.value.")
-        out[key.replace(".attn.key.", ".attn.kv.")] = torch.cat((out.pop(key), out.pop(value_key)), 0)
-    return out
+    return {f"backbone.{k}": v for k, v in mit_names(encoder).items()} | out
 
 
 for _size in MIT_SIZES:

@@ -35,7 +35,8 @@ call, so its test results vary with the seed; here evaluation mode draws them fr
 Parameter names equal mmseg's (``backbone.patch_embed1.proj.0.weight``, ``backbone.block1.0.attn.
 spatial_gating_unit.conv0_1.weight``, ``decode_head.squeeze.gn.weight``, ``decode_head.hamburger.ham_in.conv.bias``,
 ``decode_head.conv_seg.weight``), so an mmseg SegNeXt checkpoint converted to safetensors should load as is (checked
-against mmseg's module names, not against a released file).
+against mmseg's module names, not against a released file), and so do ImageNet MSCAN encoders (their ``head``
+classifier unused; ``load_pretrained``).
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ class SegNeXt(Segmenter):
     """SegNeXt-``size`` (t, s, b, l); see the module docstring."""
 
     classifier_prefixes = ("decode_head.conv_seg.",)
+    backbone_arch = "mscan"
 
     def __init__(
         self,

