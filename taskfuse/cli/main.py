@@ -9,7 +9,7 @@ import sys
 from taskfuse.errors import TaskfuseError
 from taskfuse.version import __version__
 
-COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train", "benchmark")
+COMMANDS = ("fuse", "demo", "datasets", "evaluate", "train", "benchmark", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
