@@ -105,7 +105,7 @@ def test_metadata(exported) -> None:
     meta = read_metadata(path)
     assert set(meta) == set(METADATA)
     assert meta["method"] == method and meta["weights_sha256"] == sha256(weights) and meta["opset"] == str(OPSET)
-    assert meta["min_size"] == str(model.stride) and "BT.601" in meta["color"]
+    assert meta["min_size"] == str(model.stride) and ("BT.601" in meta["color"]) == (model.output_mode == "y")
     assert json.loads(meta["config"]) == read_meta(weights)["config"]
     session = _session(path)
     assert session.get_modelmeta().custom_metadata_map["taskfuse.method"] == method

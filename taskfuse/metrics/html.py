@@ -45,9 +45,9 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 class Table:
     """A table: ``rows`` of cell texts under ``header``; ``marks[r][c]`` is ``"best"``, ``"second"`` or ``""``.
 
-    Columns sort on a click of their header: by the first number in each cell where the cell has one (cells
-    without, such as ``-`` or ``n/a``, go last either way), else by text. A header ending in ``↑`` or ``↓``
-    sorts best first on the first click.
+    Columns sort on a click of their header: a column with numbers by the first number in each cell (cells
+    without one, such as ``-`` or ``n/a``, go last either way), the first column and columns of words by text.
+    A header ending in ``↑`` or ``↓`` sorts best first on the first click.
     """
 
     header: Sequence[str]
@@ -166,7 +166,7 @@ def _render_table(table: Table) -> str:
     heads = []
     for i, h in enumerate(table.header):
         better = ' data-better="high"' if h.endswith("↑") else ' data-better="low"' if h.endswith("↓") else ""
-        kind = "text" if i == 0 else "number"
+        kind = "number" if i and any(_sort_value(row[i]) for row in table.rows if i < len(row)) else "text"
         heads.append(f'<th scope="col" data-kind="{kind}"{better} title="click to sort">{_e(h)}</th>')
     out.append("<thead><tr>" + "".join(heads) + "</tr></thead><tbody>")
     for r, row in enumerate(table.rows):

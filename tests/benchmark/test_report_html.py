@@ -50,4 +50,6 @@ def test_tables_verdict_and_scenes(tmp_path: Path) -> None:
     scenes = sections[3].blocks
     assert isinstance(scenes[0], Figure) and all(isinstance(b, TileRow) for b in scenes[1:])
     assert [t.label for t in scenes[1].tiles] == ["IR", "VIS", "max"]  # the task-guided row has no fused images
-    assert len(scenes) == 1 + 2 and "<!DOCTYPE html>" in render_page("benchmark", sections)
+    page = render_page("benchmark", sections)
+    assert len(scenes) == 1 + 2 and '<th scope="col" data-kind="text" title="click to sort">Kind</th>' in page
+    assert '<th scope="col" data-kind="number" title="click to sort">mIoU</th>' in page
