@@ -19,11 +19,11 @@ The luminance and the recombination are those of ``taskfuse.data.color``: full-r
 ``Y = 0.299 R + 0.587 G + 0.114 B``, and ``RGB = VIS + (fused - Y(VIS))`` per channel, clamped.
 
 The graph is captured with ``torch.export`` (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``)
-in ONNX opset ``OPSET``. Sizes are left to ``torch.export.Dim.AUTO``: the networks branch in Python on sizes
-(a resize skipped when sizes already match, an attention map reduced to a single token on small inputs), and
-every branch taken at export computes the same values at the other sizes; ``tests/test_export.py`` checks that
-against PyTorch on sizes with and without padding, at the minimum size, and on real pairs. The taskfuse
-facts travel in the model's ``metadata_props`` (``METADATA``).
+in ONNX opset ``OPSET``. Sizes are left to ``torch.export.Dim.AUTO`` rather than declared dynamic, which would
+make the export fail on the guards the networks place on sizes (a resize skipped when the sizes already match,
+padding that is not empty at the example's size); the operations traced compute the same values at the other
+sizes, which ``tests/test_export.py`` checks against PyTorch on sizes with and without padding, at the minimum
+size and on real pairs. The taskfuse facts travel in the model's ``metadata_props`` (``METADATA``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ COLOR_CONVENTION = (
 )
 METADATA = ("method", "config", "weights_sha256", "opset", "color", "inputs", "outputs", "min_size", "version")
 """Keys of the ``metadata_props`` written with every model, each prefixed ``taskfuse.``."""
+TOLERANCE = 1e-4
+"""Largest absolute difference allowed between onnxruntime and PyTorch on the export's check pair."""
 AXES = {0: "batch", 2: "height", 3: "width"}
 """Names given to the dynamic axes of the inputs and the output."""
 
@@ -111,7 +113,8 @@ def _example(graph: FusionGraph) -> tuple[Tensor, Tensor]:
 
 def _name_axes(proto: Any) -> None:
     """Name the dynamic axes of the inputs and the output as in ``AXES`` instead of by the tracer's symbols
-    (the output is cropped to the input's size, so its axes are the same), wherever those symbols appear."""
+    (the output is cropped to the input's size, so its axes are the same), wherever those symbols appear. An axis
+    the network fixed to the example's size (none of taskfuse's do) keeps its number."""
     names = {}
     for axis, name in AXES.items():
         dim = proto.graph.input[0].type.tensor_type.shape.dim[axis]
@@ -123,7 +126,8 @@ def _name_axes(proto: Any) -> None:
                 dim.dim_param = names[dim.dim_param]
     for output in proto.graph.output:
         for axis, name in AXES.items():
-            output.type.tensor_type.shape.dim[axis].dim_param = name
+            if name in names.values():
+                output.type.tensor_type.shape.dim[axis].dim_param = name
 
 
 def _cause(error: BaseException) -> str:
@@ -152,8 +156,10 @@ def export_onnx(
 
     ``method``, ``config`` and the SHA-256 of ``weights`` (the file the model was loaded from; none for an
     untrained network) are stored in the metadata with the opset, the colour convention, the inputs and output,
-    the minimum size and the taskfuse version. Raises ``TaskfuseError`` when onnx or onnxscript is missing,
-    when ``out`` is not a new .onnx path, and when the network cannot be exported (naming the cause).
+    the minimum size and the taskfuse version. Before it is written, the model is run with onnxruntime on the
+    random pair it was traced with and compared with PyTorch (``TOLERANCE``). Raises ``TaskfuseError`` when
+    onnx, onnxscript or onnxruntime is missing, when ``out`` is not a .onnx file path, and when the network
+    cannot be exported, or exports to a graph onnxruntime cannot run or runs differently (naming the cause).
     """
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -164,9 +170,12 @@ def export_onnx(
         raise TaskfuseError(f"--out {out} is a folder; give a file name ending in .onnx")
     try:
         import onnx
+        import onnxruntime
         import onnxscript  # noqa: F401  (torch.onnx.export(dynamo=True) translates with it)
     except ImportError as e:
-        raise TaskfuseError(f"ONNX export needs onnx and onnxscript ({e}); pip install 'taskfuse[onnx]'") from e
+        raise TaskfuseError(
+            f"ONNX export needs onnx, onnxscript and onnxruntime ({e}); pip install 'taskfuse[onnx]'"
+        ) from e
     graph = FusionGraph(model.eval(), color).eval()
     example = _example(graph)
     auto = {0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
@@ -199,6 +208,18 @@ def export_onnx(
     }
     onnx.helper.set_model_props(proto, {f"taskfuse.{k}": facts[k] for k in METADATA})
     onnx.checker.check_model(proto)
+    try:
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"ir": example[0].numpy(), "vi": example[1].numpy()})[0]
+    except Exception as e:
+        raise TaskfuseError(f"method {method!r} exports to ONNX but onnxruntime cannot run it: {_cause(e)}") from e
+    with torch.inference_mode():
+        error = float((torch.from_numpy(got) - graph(*example)).abs().max())
+    if not error <= TOLERANCE:
+        raise TaskfuseError(
+            f"method {method!r} exports to ONNX but onnxruntime computes it differently (largest difference "
+            f"{error:.3g} > {TOLERANCE:g} on a random pair); fuse with taskfuse instead"
+        )
     with atomic_path(out) as tmp:
         onnx.save_model(proto, str(tmp))
     return out

@@ -149,11 +149,14 @@ def test_deployment_snippet_runs(color_model, tmp_path: Path) -> None:
     assert a.size == (71, 45) and diff.max() <= 1
 
 
-def test_a_method_that_cannot_export_says_why(tmp_path: Path, capsys) -> None:
+def test_methods_that_cannot_export_say_why(tmp_path: Path, capsys) -> None:
     assert main(["export", "onnx", "--method", "laplacian", "--out", str(tmp_path / "lap.onnx")]) == 2
     err = capsys.readouterr().err
     assert "'laplacian' cannot be exported to ONNX" in err and "value read back from a tensor" in err
-    assert not (tmp_path / "lap.onnx").exists()
+    assert main(["export", "onnx", "--method", "gff", "--out", str(tmp_path / "gff.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "'gff' exports to ONNX but onnxruntime cannot run it" in err and "Conv" in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_output_names(tmp_path: Path) -> None:
