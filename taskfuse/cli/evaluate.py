@@ -39,7 +39,7 @@ def _add_fusion(tasks: argparse._SubParsersAction) -> None:
         help="fusion-quality metrics of fused images against their IR/VIS sources",
         description="Score the fused images of one or more methods against their infrared and visible "
         "sources. Images pair by file stem across the folders (extensions may differ). Writes per_image.csv, "
-        "summary.md, summary.json and one cdf_<metric>.png per metric to --out.",
+        "summary.md, summary.json and one cdf_<metric>.png per metric to --out, and with --html report.html.",
     )
     p.add_argument("--ir", type=Path, required=True, help="folder of infrared source images")
     p.add_argument("--vi", type=Path, required=True, help="folder of visible source images")
