@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("taskfuse.losses",),
     ("taskfuse.tasks",),
     ("taskfuse.models",),
-    ("taskfuse.inference", "taskfuse.train"),
+    ("taskfuse.inference", "taskfuse.export", "taskfuse.train"),
     ("taskfuse.evaluation",),
     ("taskfuse.benchmark",),
     ("taskfuse.cli", "taskfuse"),

@@ -14,6 +14,11 @@ the classes present in the test labels or predicted):
 
 The verdict states, for every method trained both ways, task-guided minus fusion-only mIoU (and mAP50), and
 compares the best fused row and every task-guided row with the better single modality.
+
+``OUT/report.html`` (``taskfuse.metrics.html``) shows the same tables, sortable, with the chance level and the
+verdict, then one fusion metric (``html_metric``, Qabf by default) over the test scenes for every fused row: its
+cumulative distribution and the crops of the best and worst scenes by it. It is rebuilt with the table every
+time (after each run and with ``--report``), so it never shows other rows than ``table.md``.
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ import torch
 from taskfuse.benchmark.synthetic import OBJECTS
 from taskfuse.benchmark.training import benchmark_methods
 from taskfuse.data.classes import IGNORE_INDEX, MSRS
-from taskfuse.data.io import atomic_path, read_image
+from taskfuse.data.io import atomic_path, read_image, read_ir, read_vi
+from taskfuse.data.pairs import Pair, find_pairs
 from taskfuse.errors import TaskfuseError
 from taskfuse.evaluation import SegmentationTask
 from taskfuse.evaluation.detection import DetectionTask
-from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER
+from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER, FusionMetrics, metric_name
+from taskfuse.metrics.html import PAIRS, Figure, Paragraph, Section, pair_rows, table_from_markdown, write_page
+from taskfuse.metrics.report import cdf_png
 from taskfuse.metrics.segmentation import SegmentationMetrics, iou_from_confusion
 from taskfuse.metrics.table import mark, markdown_table, rank_marks
 
@@ -239,15 +247,23 @@ def build(out: Path) -> dict[str, Any]:
     }
 
 
+def chance_line(report: Mapping[str, Any]) -> str:
+    """The chance levels and the rows at or below them, as a sentence."""
+    level = report["chance"]
+    return (
+        f"Chance mIoU: {level['majority']:.2f} (predicting {level['majority_class']} everywhere), "
+        f"{level['prior']:.2f} (random guesses with the training class frequencies). Rows at or below "
+        f"chance: {', '.join(report['below_chance']) or 'none'}."
+    )
+
+
 def to_markdown(report: Mapping[str, Any]) -> str:
-    s, level = report["settings"], report["chance"]
+    s = report["settings"]
     lines = [
         f"# Synthetic benchmark ({s['scale']} scale, seed {s['seed']})",
         "",
         markdown(report["rows"], report["tasks"]),
-        f"Chance mIoU: {level['majority']:.2f} (predicting {level['majority_class']} everywhere), "
-        f"{level['prior']:.2f} (random guesses with the training class frequencies). Rows at or below "
-        f"chance: {', '.join(report['below_chance']) or 'none'}.",
+        chance_line(report),
         "",
         f"Classes with a test IoU above {LEARNED_IOU:g} % in some row: {', '.join(report['learned']) or 'none'}; "
         f"every other class scores at most {LEARNED_IOU:g} % in every row.",
@@ -277,9 +293,63 @@ def to_csv(report: Mapping[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def write_report(out: Path) -> list[Path]:
-    """Write ``table.md``, ``table.json`` and ``table.csv`` into ``out``; returns their paths."""
+def scene_values(out: Path, rows: Sequence[str], metric: str) -> tuple[list[Pair], dict[str, dict[str, np.ndarray]]]:
+    """The test scenes and ``metric`` of every fused row in ``rows`` on each of them (rows whose fused test
+    images are not all there are left out)."""
+    scenes = find_pairs(out / "scenes" / "test" / "ir", out / "scenes" / "test" / "vi")
+    values = {}
+    for row in rows:
+        folder = out / "fused" / row / "test"
+        if not all((folder / f"{p.name}.png").is_file() for p in scenes):
+            continue
+        meter = FusionMetrics([metric])
+        for p in scenes:
+            meter.update(read_vi(folder / f"{p.name}.png")[None], read_ir(p.ir)[None], read_vi(p.vi)[None])
+        values[row] = {metric: meter.compute()[metric].numpy()}
+    return scenes, values
+
+
+def html_sections(out: Path, report: Mapping[str, Any], metric: str, pairs: int) -> list[Section]:
+    """The sections of ``report.html`` (module docstring)."""
+    tasks = report["tasks"]
+    scores = " and ".join(SCORES[t] for t in tasks)
+    caption = f"{scores} in percent on the test scenes, fusion metrics averaged over them, wall times in seconds."
+    verdicts = [line for t in tasks for line in verdict_lines(report["verdict"][t])]
+    sections = [
+        Section(
+            "Table", [table_from_markdown(markdown(report["rows"], tasks), caption), Paragraph(chance_line(report))]
+        ),
+        Section("Verdict", [Paragraph(items=verdicts)]),
+        *(
+            Section(f"Per class: {t} (percent)", [table_from_markdown(table)])
+            for t, table in report["class_tables"].items()
+        ),
+    ]
+    fused_rows = [r["row"] for r in report["rows"] if r["kind"] != "modality"]
+    scenes, values = scene_values(out, fused_rows, metric)
+    if values:
+        higher = HIGHER_IS_BETTER[metric]
+        plot = Figure(cdf_png(metric, {r: v[metric] for r, v in values.items()}, higher), f"{metric} by test scene")
+        rows = pair_rows(
+            [p.name for p in scenes],
+            values,
+            metric,
+            HIGHER_IS_BETTER,
+            lambda i: (read_ir(scenes[i].ir), read_vi(scenes[i].vi)),
+            lambda row, i: read_vi(out / "fused" / row / "test" / f"{scenes[i].name}.png"),
+            pairs,
+        )
+        sections.append(Section(f"Fused test scenes by {metric}", [plot, *rows]))
+    return sections
+
+
+def write_report(out: Path, html_metric: str = "Qabf", html_pairs: int = PAIRS) -> list[Path]:
+    """Write ``table.md``, ``table.json``, ``table.csv`` and ``report.html`` (best and worst ``html_pairs`` test
+    scenes by ``html_metric``) into ``out``; returns their paths."""
     out = Path(out)
+    metric = metric_name(html_metric)
+    if html_pairs < 0:
+        raise TaskfuseError(f"--html-pairs {html_pairs}: give a number of scenes, 0 or more")
     report = build(out)
     texts = {
         "table.md": to_markdown(report),
@@ -289,4 +359,7 @@ def write_report(out: Path) -> list[Path]:
     for name, text in texts.items():
         with atomic_path(out / name) as tmp:
             tmp.write_text(text)
-    return [out / name for name in texts]
+    s = report["settings"]
+    title = f"Synthetic benchmark ({s['scale']} scale, seed {s['seed']})"
+    page = write_page(out / "report.html", title, html_sections(out, report, metric, html_pairs))
+    return [*(out / name for name in texts), page]

@@ -55,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     s.add_argument("--seed", type=int, default=0, help="seed of the scenes and of every training (default: 0)")
     s.add_argument("--report", action="store_true", help="only rebuild the table from the finished rows")
+    s.add_argument(
+        "--html-metric",
+        default="Qabf",
+        metavar="METRIC",
+        help="fusion metric ranking the test scenes shown in report.html (default: Qabf)",
+    )
+    s.add_argument("--html-pairs", type=int, default=3, metavar="N", help="best and worst scenes shown (default: 3)")
     s.add_argument("--list", action="store_true", help="list the rows of the scale and exit")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     s.set_defaults(run=run_synthetic)
@@ -73,7 +80,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
     if not args.report:
         rows = select_rows(all_rows(scale), args.rows, args.variants)
         run(scale, args.out, rows, args.seed, args.device, args.detection, args.progress)
-    paths = write_report(args.out)
+    paths = write_report(args.out, args.html_metric, args.html_pairs)
     sys.stdout.write(paths[0].read_text())
     print(f"\ntable: {', '.join(str(p) for p in paths)}")
     return 0

@@ -29,6 +29,7 @@ from taskfuse.evaluation.report import grid_indices, write_outputs
 from taskfuse.evaluation.segmentation import sample_names
 from taskfuse.metrics.functional import SF_SCALES
 from taskfuse.metrics.fusion import DEFAULT_METRICS, HIGHER_IS_BETTER, METRICS, FusionMetrics, metric_name
+from taskfuse.metrics.html import PAIRS, write_fusion_page
 from taskfuse.metrics.report import write_report
 
 
@@ -38,7 +39,7 @@ def _add_fusion(tasks: argparse._SubParsersAction) -> None:
         help="fusion-quality metrics of fused images against their IR/VIS sources",
         description="Score the fused images of one or more methods against their infrared and visible "
         "sources. Images pair by file stem across the folders (extensions may differ). Writes per_image.csv, "
-        "summary.md, summary.json and one cdf_<metric>.png per metric to --out.",
+        "summary.md, summary.json and one cdf_<metric>.png per metric to --out, and with --html report.html.",
     )
     p.add_argument("--ir", type=Path, required=True, help="folder of infrared source images")
     p.add_argument("--vi", type=Path, required=True, help="folder of visible source images")
@@ -65,6 +66,15 @@ def _add_fusion(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
+    p.add_argument("--html", action="store_true", help="also write report.html: tables, plots, best/worst pairs")
+    p.add_argument(
+        "--html-metric",
+        metavar="METRIC",
+        help="rank the pairs shown in report.html by this metric (default: the first of --metrics)",
+    )
+    p.add_argument(
+        "--html-pairs", type=int, default=PAIRS, metavar="N", help=f"best and worst pairs shown (default: {PAIRS})"
+    )
     p.set_defaults(run=run_fusion)
 
 
@@ -141,6 +151,9 @@ def _fused_files(name: str, folder: Path, pairs: list[Pair]) -> dict[str, Path]:
 
 def run_fusion(args: argparse.Namespace) -> int:
     metrics = list(dict.fromkeys(metric_name(m) for m in args.metrics))
+    shown = metric_name(args.html_metric or metrics[0])
+    if args.html and (shown not in metrics or args.html_pairs < 0):
+        raise TaskfuseError(f"--html-metric {shown} must be one of --metrics and --html-pairs at least 0")
     methods = dict(args.fused)
     if len(methods) != len(args.fused):
         raise TaskfuseError("two --fused entries share a method name; give each NAME=DIR a distinct NAME")
@@ -168,6 +181,19 @@ def run_fusion(args: argparse.Namespace) -> int:
     print(files.summary_md.read_text(), end="")
     plots = len(files.cdf_plots)
     print(f"\nwrote per_image.csv, summary.md, summary.json and {plots} cdf_<metric>.png to {args.out}")
+    if args.html:
+        page = write_fusion_page(
+            args.out / "report.html",
+            files,
+            [p.name for p in pairs],
+            values,
+            HIGHER_IS_BETTER,
+            lambda i: (read_ir(pairs[i].ir), read_vi(pairs[i].vi)),
+            lambda m, i: read_vi(fused[m][pairs[i].name]),
+            shown,
+            args.html_pairs,
+        )
+        print(f"wrote {page}")
     return 0
 
 

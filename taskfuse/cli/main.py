@@ -12,7 +12,7 @@ from types import FrameType
 from taskfuse.errors import TaskfuseError
 from taskfuse.version import __version__
 
-COMMANDS = ("fuse", "convert", "demo", "datasets", "evaluate", "train", "benchmark")
+COMMANDS = ("fuse", "convert", "export", "demo", "datasets", "evaluate", "train", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

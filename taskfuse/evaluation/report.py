@@ -1,4 +1,7 @@
-"""Output files of a downstream evaluation: ``results.json``, ``table.md`` and the qualitative ``grid.png``.
+"""Output files of a downstream evaluation: ``results.json``, ``table.md``, the qualitative ``grid.png`` and
+``report.html``, which shows the table (sortable, best and second marked) and the grid's images, labelled, in
+one file that opens from disk (``taskfuse.metrics.html``). It is always written: it costs no more than the grid,
+and a report that exists for every finished evaluation is one a reviewer can open without rerunning anything.
 
 The grid has one row per shown test image and the columns IR | VIS | then, for every input, the input image
 and the prediction on it | the ground truth. Tiles are read back from the PNGs the protocol writes
@@ -18,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from taskfuse.data.io import atomic_path
 from taskfuse.evaluation.base import DownstreamTask
+from taskfuse.metrics.html import Paragraph, Section, Tile, TileRow, table_from_markdown, write_page
 
 TILE_HEIGHT = 256
 GAP = 2
@@ -40,6 +44,7 @@ class Outputs:
     results: Path
     table: Path
     grid: Path | None
+    html: Path
 
 
 def _tile(path: Path, height: int) -> Image.Image | None:
@@ -79,6 +84,34 @@ def grid_image(out: Path, rows: Mapping[str, Path], names: Sequence[str]) -> Ima
     return canvas
 
 
+def html_sections(
+    task: DownstreamTask,
+    results: Mapping[str, Mapping[str, Any]],
+    out: Path,
+    rows: Mapping[str, Path],
+    names: Sequence[str],
+    config: Mapping[str, Any],
+) -> list[Section]:
+    """The sections of ``report.html``: the table, the settings, and one row of images per shown test image
+    (IR | VIS | each input and the prediction on it | ground truth), read from the samples the grid is made of."""
+    caption = f"{task.name}: scores in percent on the test split, {task.headline} last; one row per input."
+    settings = Paragraph("Settings of the protocol:", [f"{k}: {v}" for k, v in config.items()])
+    images = []
+    for name in names:
+        sources = [("IR", out / "samples" / f"{name}_ir.png"), ("VIS", out / "samples" / f"{name}_vi.png")]
+        for row, folder in rows.items():
+            sources += [(row, folder / "samples" / f"{name}_input.png")]
+            sources += [(f"{row} prediction", folder / "samples" / f"{name}_pred.png")]
+        truths = [folder / "samples" / f"{name}_gt.png" for folder in rows.values()]
+        sources += [("ground truth", path) for path in truths if path.is_file()][:1]
+        tiles = [Tile(label, tile) for label, path in sources if (tile := _tile(path, TILE_HEIGHT)) is not None]
+        images.append(TileRow(name, tiles))
+    return [
+        Section("Scores", [table_from_markdown(task.table(results), caption), settings]),
+        Section("Test images", images or [Paragraph("No test image shown (--grid 0).")]),
+    ]
+
+
 def write_outputs(
     task: DownstreamTask,
     results: Mapping[str, Mapping[str, Any]],
@@ -87,10 +120,10 @@ def write_outputs(
     names: Sequence[str],
     config: Mapping[str, Any] | None = None,
 ) -> Outputs:
-    """Write ``out/results.json`` (task, headline, config, results by row), ``out/table.md`` (``task.table``)
-    and, when ``names`` lists test images to show, ``out/grid.png``; all atomically."""
+    """Write ``out/results.json`` (task, headline, config, results by row), ``out/table.md`` (``task.table``),
+    ``out/report.html`` and, when ``names`` lists test images to show, ``out/grid.png``; all atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = Outputs(out / "results.json", out / "table.md", out / "grid.png" if names else None)
+    paths = Outputs(out / "results.json", out / "table.md", out / "grid.png" if names else None, out / "report.html")
     data = {"task": task.name, "headline": task.headline, "config": dict(config or {}), "results": dict(results)}
     with atomic_path(paths.results) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -99,4 +132,8 @@ def write_outputs(
     if paths.grid is not None:
         with atomic_path(paths.grid) as tmp:
             grid_image(out, rows, names).save(tmp, format="PNG")
+    sections = html_sections(task, results, out, rows, names, dict(config or {}))
+    write_page(
+        paths.html, f"Downstream evaluation: {task.name}", sections, f"{len(results)} inputs: {', '.join(results)}"
+    )
     return paths

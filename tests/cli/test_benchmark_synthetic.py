@@ -124,6 +124,8 @@ def test_small_scale_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     table = (out / "table.md").read_text()
     assert all(f"| {name} |" in table for name in names)
     assert len((out / "table.csv").read_text().splitlines()) == 1 + len(names)
+    page = (out / "report.html").read_text()
+    assert all(f'<th scope="row">{name}</th>' in page for name in names) and "Fused test scenes by Qabf" in page
 
     chance = report["chance"]
     assert chance["majority"] == pytest.approx(100 * majority_chance(out / "scenes"))

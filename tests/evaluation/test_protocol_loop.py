@@ -66,6 +66,9 @@ def test_outputs_and_own_statistics(scenes, tiny_task, tmp_path: Path) -> None:
     ir, vi = (json.loads((tmp_path / n / "result.json").read_text()) for n in ("ir", "vi"))
     assert ir["mean"][0] == ir["mean"][1] == ir["mean"][2] and ir["mean"] != vi["mean"] and ir["std"] != vi["std"]
     assert (tmp_path / "grid.png").is_file() and len(list((tmp_path / "vi" / "samples").glob("*.png"))) == 6
+    page = (tmp_path / "report.html").read_text()
+    assert '<th scope="row">ir</th>' in page and '<th scope="row">vi</th>' in page and "mIoU" in page
+    assert page.count("data:image/png;base64,") == 2 * (2 + 2 * 2 + 1)  # 2 test images: IR, VIS, 2 x 2, GT
 
 
 def test_same_init_for_every_input(scenes, tiny_task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
