@@ -24,7 +24,8 @@ the same teacher for both settings. SeAFusion trains its fusion network alone (t
 
 Written to OUT: ``results.json`` and ``results.md`` with, per run, every loss term at the first and the last
 step; the share of the gradient each term carries after training (``taskfuse.losses.base.gradient_shares``
-w.r.t. the network's parameters, on the first training batch); and the infrared share on the target pixels of
+on the first training batch, w.r.t. the network's parameters and w.r.t. the fused image, the only way into
+the fusion layers for a term of another head); and the infrared share on the target pixels of
 the held-out scenes: the least-squares ``a`` of ``F = a IR + (1 - a) Y_vi`` over car, person and bike pixels
 where ``|IR - Y_vi| > 0.05`` (F the fused luminance; 1 = all infrared, 0 = all visible). ``<method>.png`` shows
 IR | VIS | the fused image of every setting, one held-out scene per row.
@@ -152,7 +153,9 @@ def run(method: str, setting: dict[str, Any], train: list[dict[str, Tensor]], te
         opt.step()
         history.append(terms.log_dict())
     seconds = time.perf_counter() - start
-    shares = gradient_shares(loss.terms(net(train[0]["ir"], train[0]["vi"]), train[0]), params)
+    out = net(train[0]["ir"], train[0]["vi"])
+    terms = loss.terms(out, train[0])
+    shares = {"params": gradient_shares(terms, params), "fused": gradient_shares(terms, [out.fused])}
     net.eval()
     with torch.no_grad():
         fused = net(test["ir"], test["vi"]).fused
@@ -171,13 +174,16 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Names
         f"Scale {args.scale}, {args.steps} steps of batch {args.batch}, {args.scenes} training and "
         f"{args.test_scenes} held-out {args.size[0]} x {args.size[1]} scenes, seed {args.seed}, device {args.device}.",
         "",
-        "| method | setting | total first → last | terms at the last step | gradient shares | IR share on targets |",
+        "| method | setting | total first → last | terms at the last step | gradient shares: parameters; fused image "
+        "| IR share on targets |",
         "| --- | --- | --: | --- | --- | --: |",
     ]
     for method, runs in results.items():
         for name, r in runs.items():
             terms = ", ".join(f"{k} {v:.4g}" for k, v in r["last"].items() if k != "total")
-            shares = ", ".join(f"{k} {v:.2f}" for k, v in r["gradient_shares"].items())
+            shares = "; ".join(
+                ", ".join(f"{k} {v:.3f}" for k, v in r["gradient_shares"][wrt].items()) for wrt in ("params", "fused")
+            )
             total = f"{r['first']['total']:.4g} → {r['last']['total']:.4g}"
             lines.append(f"| {method} | {name} | {total} | {terms} | {shares} | {r['infrared_share']:.3f} |")
     return "\n".join(lines) + "\n"
