@@ -24,7 +24,7 @@ from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.evaluation import DOWNSTREAM, DownstreamTask
 from taskfuse.evaluation.inputs import name_and_path, parse_inputs
-from taskfuse.evaluation.loop import ProtocolConfig, evaluate
+from taskfuse.evaluation.loop import INPUT_NORMS, ProtocolConfig, evaluate
 from taskfuse.evaluation.report import grid_indices, write_outputs
 from taskfuse.evaluation.segmentation import sample_names
 from taskfuse.metrics.functional import SF_SCALES
@@ -114,6 +114,13 @@ def _add_protocol(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes (default: 0)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     p.add_argument("--grid", type=int, default=defaults.grid, help="test images in grid.png (default: 4)")
+    p.add_argument(
+        "--input-norm",
+        choices=INPUT_NORMS,
+        default=defaults.input_norm,
+        help="minmax: stretch every fused image to the full 0-255 range before quantising, as the SeAFusion and "
+        "PSFusion test scripts save theirs (IR and VIS as read); default: none",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes it)")
 
 
@@ -223,6 +230,7 @@ def _protocol_config(args: argparse.Namespace) -> ProtocolConfig:
         workers=args.workers,
         amp=args.amp,
         grid=args.grid,
+        input_norm=args.input_norm,
     )
 
 

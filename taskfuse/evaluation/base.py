@@ -64,6 +64,11 @@ class DownstreamTask(TaskFamily):
     def compute(self, meter: Any) -> dict[str, Any]:
         """JSON-able scores (NaN written as None), containing ``self.headline``."""
 
+    def rescore(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored ``compute`` result scored with this task's current scoring options (a rerun reads results
+        back instead of testing again); unchanged by default."""
+        return dict(result)
+
     @abstractmethod
     def table(self, results: Mapping[str, Mapping[str, Any]]) -> str:
         """Markdown table of ``compute`` results keyed by input name, one row per input, in the seeds' layout

@@ -3,7 +3,10 @@
 For each input (``taskfuse.evaluation.inputs``), in the order given:
 
 1. its training images are made (IR repeated, VIS, a classical rule's fused images, or a fused folder's) and
-   quantised to 8 bits, as every fused image saved to disk is, so that no row gains from finer levels;
+   quantised to 8 bits, as every fused image saved to disk is, so that no row gains from finer levels; with
+   ``input_norm="minmax"`` every fused image (rules and folders; IR and VIS stay as read) is first stretched
+   to the full range over all its channels, ``(x - min) / (max - min)``, as the SeAFusion and PSFusion test
+   scripts save the fused images their segmenters were trained on;
 2. the per-channel mean and std over those training images normalise that input's images, train and test
    (the PSFusion authors' answer on how their Table 2 was made: statistics of each input's own training set);
 3. ``task.build(3)`` is created right after ``torch.manual_seed(cfg.seed)``, so every input starts from the
@@ -55,6 +58,7 @@ from taskfuse.evaluation.report import grid_indices, write_outputs
 WARMUP = 0.05
 POLY_POWER = 0.9
 SGD_MOMENTUM = 0.9
+INPUT_NORMS = ("none", "minmax")
 
 
 @dataclass
@@ -62,7 +66,8 @@ class ProtocolConfig:
     """Training and testing settings shared by every input (CLI flag in brackets).
 
     ``crop`` None trains on full images (they must then share one size); ``amp`` runs bfloat16 autocast on
-    CUDA and is ignored on the CPU; ``grid`` is the number of test images in the qualitative grid.
+    CUDA and is ignored on the CPU; ``grid`` is the number of test images in the qualitative grid;
+    ``input_norm`` is ``none`` or ``minmax`` (step 1 of the module docstring).
     """
 
     epochs: int = 50
@@ -77,6 +82,7 @@ class ProtocolConfig:
     workers: int = 0
     amp: bool = False
     grid: int = 4
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr}
@@ -89,6 +95,8 @@ class ProtocolConfig:
             raise TaskfuseError(f"--optimizer {self.optimizer!r}: choose adamw or sgd")
         if self.crop is not None and self.crop < 1:
             raise TaskfuseError(f"--crop {self.crop}: give a positive crop size in pixels, or leave it out")
+        if self.input_norm not in INPUT_NORMS:
+            raise TaskfuseError(f"--input-norm {self.input_norm!r}: choose {' or '.join(INPUT_NORMS)}")
 
 
 def channel_stats(images: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -119,6 +127,12 @@ def lr_factor(step: int, total: int) -> float:
 
 def _quantise(x: Tensor) -> Tensor:
     return (x.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def stretch(x: Tensor) -> Tensor:
+    """``(x - min) / (max - min)`` over the whole image, all channels together; a constant image gives 0."""
+    lo, hi = x.min(), x.max()
+    return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
 def _pack(sample: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +197,7 @@ def fingerprint(task: DownstreamTask, spec: InputSpec, cfg: ProtocolConfig, trai
         "options": options,
         "input": f"{spec.name}={spec.folder.resolve()}" if spec.folder is not None else spec.text,
         **{k: getattr(cfg, k) for k in keep},
+        **({"input_norm": cfg.input_norm} if cfg.input_norm != "none" else {}),
         "train": {"count": len(train_names), "digest": _digest(train_names)},
     }
 
@@ -390,10 +405,16 @@ def write_samples(
             write_image(folder / "samples" / f"{sample['name']}_{kind}.png", picture)
 
 
-def _items(source: InputSource, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Training/test items: the input image (8-bit) in ``ir``, the annotations and name of the sample."""
+def _items(source: InputSource, samples: list[dict[str, Any]], input_norm: str = "none") -> list[dict[str, Any]]:
+    """Training/test items: the input image (8-bit) in ``ir``, the annotations and name of the sample; fused
+    images stretched first with ``input_norm="minmax"``."""
     keys = ("label", "boxes", "keypoints", "name")
-    return [{"ir": _quantise(source(_unpack(s))), **{k: s[k] for k in keys if k in s}} for s in samples]
+    fused = input_norm == "minmax" and source.spec.kind in ("method", "folder")
+    items = []
+    for s in samples:
+        image = source(_unpack(s))
+        items.append({"ir": _quantise(stretch(image) if fused else image), **{k: s[k] for k in keys if k in s}})
+    return items
 
 
 def _run_input(
@@ -418,9 +439,10 @@ def _run_input(
         record = json.loads(record_path.read_text())
         _check_fingerprint(record_path, record["fingerprint"], current)
         if record["epochs"] == cfg.epochs and record["test"] == test_id and all(p.is_file() for p in needed):
-            return record["result"]
+            return task.rescore(record["result"])
 
-    train_items, test_items = _items(sources[0], train_samples), _items(sources[1], test_samples)
+    train_items = _items(sources[0], train_samples, cfg.input_norm)
+    test_items = _items(sources[1], test_samples, cfg.input_norm)
     if cfg.crop is None and len({item["ir"].shape for item in train_items}) > 1:
         raise TaskfuseError("the training images differ in size; pass --crop N to train on N x N crops")
     mean, std = channel_stats([item["ir"] for item in train_items])

@@ -12,13 +12,15 @@ prediction and ground truth has IoU 0/0: it is NaN and left out of the mIoU (a c
 never present has IoU 0 and does count). A class absent from the ground truth has NaN accuracy, left out of
 the mean class accuracy likewise.
 
-Seed 000 (Table 1) averages the mIoU over seven MFNet classes only, leaving out ``unlabelled`` (background)
+Seed 000 (Tables 1-2) averages the mIoU over seven MFNet classes only, leaving out ``unlabelled`` (background)
 and ``guardrail`` to compare with methods that report those seven; ``compute(classes=MFNET_7_CLASSES)`` gives
-that number.
+that number. Seed 002 (MAFS, Tables IV and VI) averages over the eight object classes, all but
+``unlabelled`` (``MFNET_8_CLASSES``). ``CLASS_SUBSETS`` names both for the command line.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +33,18 @@ from taskfuse.metrics.table import json_number, mark, markdown_table, rank_marks
 
 MFNET_7_CLASSES = ("car", "person", "bike", "curve", "car_stop", "color_cone", "bump")
 """The MFNet/MSRS classes of seed 000's mIoU: all but ``unlabelled`` and ``guardrail``."""
+MFNET_8_CLASSES = ("car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump")
+"""The MFNet/MSRS classes of seed 002's mIoU: all but ``unlabelled``."""
+CLASS_SUBSETS = {"mfnet7": MFNET_7_CLASSES, "mfnet8": MFNET_8_CLASSES}
+"""Named class subsets of the papers' tables, by the name the command line accepts."""
+
+
+def mean_over(values: Mapping[str, float | None], classes: Sequence[str]) -> float:
+    """NaN-skipping mean of ``values[c]`` over ``classes`` (None counts as NaN, as results.json writes it); NaN
+    when every one is NaN. Recomputes ``compute``'s mIoU of another subset from its per-class IoU."""
+    picked = [values[c] for c in classes]
+    kept = [v for v in picked if v is not None and not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 def _labels(pred: Tensor, num_classes: int) -> Tensor:

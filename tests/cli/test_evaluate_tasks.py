@@ -124,3 +124,25 @@ def test_keypoints_command_runs_the_protocol(tmp_path: Path, capsys) -> None:
     assert saved["task"] == "keypoints" and saved["headline"] == "AP" and list(saved["results"]) == ["ir", "mean"]
     assert all(0.0 <= r["AP"] <= 1.0 for r in saved["results"].values())
     assert (out / "grid.png").is_file()
+
+
+def test_segmentation_command_takes_a_class_subset_and_minmax_inputs(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from taskfuse.cli import evaluate as command
+
+    seen = {}
+
+    def fake(task, train, test, specs, out, cfg):
+        seen.update(task=task, cfg=cfg)
+        out.mkdir(parents=True)
+        (out / "table.md").write_text("| Method | car | mIoU |\n")
+        return {}
+
+    monkeypatch.setattr(command, "evaluate", fake)
+    args = [*_args(setup, tmp_path / "out", "ir"), "--classes", "mfnet7", "--input-norm", "minmax"]
+    assert main(args) == 0
+    assert seen["task"].scored == ["car", "person", "bike", "curve", "car_stop", "color_cone", "bump"]
+    assert seen["cfg"].input_norm == "minmax"
+    assert main([*_args(setup, tmp_path / "bad", "ir"), "--classes", "truck"]) == 2
+    assert "'truck' is not one of" in capsys.readouterr().err

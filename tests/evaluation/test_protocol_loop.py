@@ -136,3 +136,33 @@ def test_checkpoint_left_by_a_crash_between_renames_is_used(tiny_task, tmp_path:
     state = loop.load_checkpoint(tmp_path / "checkpoint", fresh, loop.make_optimizer(fresh, _cfg()), {"a": 1})
     assert state is not None and state["epoch"] == 3
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+
+
+def test_another_class_subset_rescores_without_training(
+    scenes, tiny_task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = evaluate(tiny_task, *scenes, [IR], tmp_path, _cfg(epochs=1, grid=0), progress=False)["ir"]
+    calls = []
+    real = loop.train_input
+    monkeypatch.setattr(loop, "train_input", lambda *a, **k: calls.append(1) or real(*a, **k))
+    subset = type(tiny_task)(tiny_task.classes, model="segformer-b0", aux_weight=0.0, scored=["car", "person"])
+    again = evaluate(subset, *scenes, [IR], tmp_path, _cfg(epochs=1, grid=0), progress=False)["ir"]
+    assert calls == [] and again["classes"] == ["car", "person"] and again["iou"] == first["iou"]
+    assert (tmp_path / "table.md").read_text().splitlines()[0] == "| Method | car | person | mIoU |"
+
+
+def test_minmax_input_norm_stretches_fused_images_only(scenes, tiny_task, tmp_path: Path) -> None:
+    dim = InputSpec("mean", "method")
+    plain = loop.InputSource(dim, "train", tmp_path / "inputs", torch.device("cpu"))
+    samples = [loop._pack(scenes[0][i]) for i in range(2)]
+    stretched = loop._items(plain, samples, "minmax")
+    kept = loop._items(plain, samples)
+    assert all(int(item["ir"].min()) == 0 and int(item["ir"].max()) == 255 for item in stretched)
+    assert any(int(item["ir"].max()) < 255 or int(item["ir"].min()) > 0 for item in kept)
+    ir = loop.InputSource(IR, "train", tmp_path / "inputs", torch.device("cpu"))
+    pairs = zip(loop._items(ir, samples, "minmax"), loop._items(ir, samples), strict=True)
+    assert all(torch.equal(a["ir"], b["ir"]) for a, b in pairs)
+    assert "input_norm" not in loop.fingerprint(tiny_task, dim, _cfg(), ["a"])
+    assert loop.fingerprint(tiny_task, dim, _cfg(input_norm="minmax"), ["a"])["input_norm"] == "minmax"
+    with pytest.raises(TaskfuseError, match="input-norm"):
+        _cfg(input_norm="zscore")

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from taskfuse import models
-from taskfuse.data.classes import ClassSet
+from taskfuse.data.classes import MSRS, ClassSet
 from taskfuse.errors import TaskfuseError
-from taskfuse.evaluation.segmentation import SegmentationTask, colorize, direct_segmentation
+from taskfuse.evaluation.segmentation import SegmentationTask, colorize, direct_segmentation, scored
+from taskfuse.metrics.segmentation import MFNET_7_CLASSES
 from taskfuse.models.weights import save_weights
 from taskfuse.tasks.segmentation.task import cross_entropy
 
@@ -61,3 +62,25 @@ def test_direct_needs_a_segmentation_head(scenes, tmp_path: Path) -> None:
     task = SegmentationTask(THREE, model="segformer-b0")
     with pytest.raises(TaskfuseError, match=r"seafusion has no segmentation head \(its outputs: none\)"):
         direct_segmentation(weights, scenes[1], task, tmp_path / "direct", device="cpu", progress=False)
+
+
+def test_miou_over_a_class_subset_and_rescoring_a_stored_result() -> None:
+    target = torch.tensor([[[0, 1, 1, 2]]])
+    pred = torch.tensor([[0, 1, 0, 0]])
+    every = SegmentationTask(THREE, model="segformer-b0")
+    objects = SegmentationTask(THREE, model="segformer-b0", scored=["car", 2])
+    meter = every.new_meter()
+    every.update(meter, [pred], {"label": target})
+    full, subset = every.compute(meter), objects.compute(meter)
+    assert subset["classes"] == ["car", "person"] and subset["mIoU"] == pytest.approx(0.25)
+    assert subset["iou"] == full["iou"] and full["mIoU"] == pytest.approx((1 / 3 + 0.5) / 3)
+    assert objects.rescore(full) == subset and every.rescore(subset) == full
+    assert objects.table({"a": subset}).splitlines()[0] == "| Method | car | person | mIoU |"
+    with pytest.raises(TaskfuseError, match="'truck' is not one of"):
+        SegmentationTask(THREE, model="segformer-b0", scored=["truck"])
+
+
+def test_classes_option_takes_names_values_or_a_named_subset() -> None:
+    assert scored(None) is None and scored(["car", "2"]) == ["car", 2]
+    assert scored(["MFNet7"]) == list(MFNET_7_CLASSES)
+    assert SegmentationTask(MSRS, model="segformer-b0", scored=scored(["mfnet8"])).scored == list(MSRS.names[1:])

@@ -1,5 +1,6 @@
 """DSIFuse: registration, shapes, gradients from the full objective, determinism, checkpoints, calibration and
-FiLM blocks, a short training run and ``taskfuse fuse`` on real pairs (narrow decoder, ResNet-18)."""
+FiLM blocks, the feedback of the refined features into the encoder, a short training run and ``taskfuse fuse``
+on real pairs (narrow decoder, ResNet-18)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from methods_helpers import fuse_roadscene, scene_batch, train_steps
 
 from taskfuse import models
+from taskfuse.errors import TaskfuseError
 from taskfuse.models.dsifuse.loss import DSIFuseLoss
 from taskfuse.models.dsifuse.network import CrossModalCalibration
 from taskfuse.models.weights import load_model, save_weights
@@ -69,6 +71,31 @@ def test_calibration_mixes_the_other_modality_and_film_starts_near_identity() ->
     torch.nn.init.zeros_(film.affine.bias)
     x = torch.randn(1, 4, 6, 6)
     assert torch.equal(film(x, torch.randn(1, 3, 3, 3)), x)
+
+
+@pytest.mark.parametrize("feedback", ["encoder", "decoder"])
+def test_refined_features_reach_the_encoder_blocks_that_follow(feedback: str) -> None:
+    torch.manual_seed(0)
+    model = models.create("dsifuse", **SMALL, feedback=feedback).eval()
+    seen: dict[str, list] = {"block4": [], "cfc3": [], "cfb": []}
+    hooks = [
+        model.encoder_vi.layer3.register_forward_pre_hook(lambda m, args: seen["block4"].append(args[0])),
+        model.cfc[2].register_forward_hook(lambda m, args, out: seen["cfc3"].append(out[0])),
+        model.cfb.register_forward_hook(lambda m, args, out: seen["cfb"].append(out[0])),
+    ]
+    with torch.no_grad():
+        model(torch.rand(1, 1, 64, 64), torch.rand(1, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    first_f3, m1 = seen["cfc3"][0], seen["cfb"][0]
+    assert torch.equal(seen["block4"][0], first_f3)
+    if feedback == "encoder":
+        # the second pass of block 4 reads F~3 = F3 + M1 (Sec. 3.1: M^1 residually added to F^3)
+        assert len(seen["block4"]) == 2 and torch.allclose(seen["block4"][1], first_f3 + m1)
+    else:
+        assert len(seen["block4"]) == 1
+    with pytest.raises(TaskfuseError, match="feedback"):
+        models.create("dsifuse", **SMALL, feedback="both")
 
 
 @pytest.mark.slow

@@ -1,12 +1,16 @@
-"""DSIFuse objective (Sec. 3.5) and its contrast masks, against values worked out by hand."""
+"""DSIFuse objective (Sec. 3.5) and its contrast masks, against values worked out by hand; how many target pixels
+the label mask acts on as written and with compared contrast masks; the RGB-vs-infrared comparison."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from taskfuse.data.color import luminance
+from taskfuse.data.synthetic import render_scene
 from taskfuse.errors import TaskfuseError
 from taskfuse.losses.fusion_terms import minmax_local_variance
+from taskfuse.losses.masks import foreground_from_labels
 from taskfuse.models.base import FusionOutput
 from taskfuse.models.dsifuse.loss import DSIFuseLoss, semantic_prior_loss
 
@@ -70,3 +74,38 @@ def test_semantic_prior_loss_with_uniform_priors() -> None:
 def test_gray_visible_is_refused() -> None:
     with pytest.raises(TaskfuseError, match="RGB"):
         DSIFuseLoss()(_out(0.5), {"ir": torch.zeros(1, 1, 4, 4), "vi": torch.zeros(1, 1, 4, 4)})
+
+
+def _scenes() -> dict[str, torch.Tensor]:
+    scenes = [render_scene(i, 64, 80) for i in range(2)]
+    return {k: torch.stack([s[k] for s in scenes]) for k in ("ir", "vi", "label")}
+
+
+@pytest.mark.parametrize(("masks", "low", "high"), [("written", 0.0, 0.01), ("compared", 1.0, 1.0)])
+def test_share_of_target_pixels_whose_weights_the_label_mask_changes(masks: str, low: float, high: float) -> None:
+    batch = _scenes()
+    loss = DSIFuseLoss(object_classes=[1, 2, 3], masks=masks)
+    m_label = foreground_from_labels(batch["label"], [1, 2, 3])
+    with_label = loss.intensity_weights(batch["ir"], batch["vi"], m_label)
+    without = loss.intensity_weights(batch["ir"], batch["vi"], torch.zeros_like(m_label))
+    changed = (with_label[0] != without[0]) | (with_label[1] != without[1])
+    target = m_label > 0
+    assert target.sum() > 100
+    assert low <= changed[target].float().mean().item() <= high
+    assert not changed[~target].any()
+
+
+def test_infrared_is_compared_with_the_fused_luminance_or_with_every_channel() -> None:
+    ir = torch.full((1, 1, 4, 4), 0.5)
+    vi = torch.tensor([0.7, 0.4, 0.6]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    coloured = vi - luminance(vi) + 0.5  # the visible colour at the infrared's luminance
+    boxes = [torch.tensor([[1.0, 0.0, 0.0, 4.0, 4.0]])]  # every pixel salient: only the infrared term acts
+    batch = {"ir": ir, "vi": vi, "boxes": boxes}
+    out = FusionOutput(coloured, {})
+    assert DSIFuseLoss(ir_compare="luminance").terms(out, batch)["int"].item() == pytest.approx(0.0, abs=1e-4)
+    literal = DSIFuseLoss(ir_compare="channels").terms(out, batch)["int"].item()
+    assert literal == pytest.approx(155 * (coloured - 0.5).abs().mean().item(), rel=1e-5)
+    with pytest.raises(TaskfuseError, match="ir_compare"):
+        DSIFuseLoss(ir_compare="rgb")
+    with pytest.raises(TaskfuseError, match="masks"):
+        DSIFuseLoss(masks="soft")

@@ -55,9 +55,12 @@ def test_distillation_of_one_pixel_two_classes() -> None:
     student = torch.zeros(1, 2, 1, 1)
     teacher = torch.tensor([4 * math.log(3.0), 0.0]).view(1, 2, 1, 1)  # /T = 4 -> p_t = (3/4, 1/4)
     expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
-    assert distillation_loss(student, teacher, 4.0).item() == pytest.approx(expected, rel=1e-5)
+    assert distillation_loss(student, teacher, 4.0, t2=False).item() == pytest.approx(expected, rel=1e-5)
     coarse = teacher.expand(1, 2, 2, 2)
-    assert distillation_loss(student.expand(1, 2, 4, 4), coarse).item() == pytest.approx(expected, rel=1e-5)
+    assert distillation_loss(student.expand(1, 2, 4, 4), coarse, t2=False).item() == pytest.approx(expected, rel=1e-5)
+    # the released CriterionKD scales by T^2, so the softened gradients keep their size across temperatures
+    assert distillation_loss(student, teacher, 4.0).item() == pytest.approx(16 * expected, rel=1e-5)
+    assert distillation_loss(student, teacher / 2, 2.0).item() == pytest.approx(4 * expected, rel=1e-5)
 
 
 def test_alpha_fair_dwa_weights_follow_eqs_20_21() -> None:
@@ -156,7 +159,7 @@ def test_teacher_segmenter_gives_the_distillation_target_and_stays_out_of_the_st
         "label": torch.zeros(1, 4, 4, dtype=torch.long),
     }
     terms = loss(FusionOutput(torch.rand(1, 1, 4, 4), aux), batch)
-    expected = 0.5 * math.log(0.5 * 3) + 2 * 0.25 * math.log(0.25 * 3)
+    expected = 16 * (0.5 * math.log(0.5 * 3) + 2 * 0.25 * math.log(0.25 * 3))  # T^2 = 16
     assert terms.parts["kd"].item() == pytest.approx(expected, rel=1e-5)
     assert set(loss.state_dict()) == {
         "weighting.weights",
@@ -166,3 +169,67 @@ def test_teacher_segmenter_gives_the_distillation_target_and_stays_out_of_the_st
     }
     assert [p.shape for p in loss.parameters()] == [torch.Size([2])]
     assert not any(p.requires_grad for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("through", [False, True])
+def test_distillation_reaches_the_fused_image_only_through_a_teacher_asked_to_pass_it(through: bool) -> None:
+    torch.manual_seed(0)
+    teacher = torch.nn.Conv2d(3, 3, 1)
+    segmenter = _ConstantTeacher([0.0, 0.0, 0.0])
+    segmenter.conv = teacher
+    loss = MAFSLoss(weighting="equal", teacher=segmenter, kd_through_teacher=through)
+    fused = torch.rand(1, 1, 4, 4, requires_grad=True)
+    student = torch.randn(1, 3, 4, 4, requires_grad=True)
+    aux = {"seg": student, "seg_aux": student, "binary": torch.zeros(1, 2, 4, 4), "boundary": torch.zeros(1, 2, 4, 4)}
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    batch = {"ir": torch.rand(1, 1, 4, 4), "vi": torch.rand(1, 3, 4, 4), "label": label}
+    kd = loss(FusionOutput(fused, aux), batch).total
+    grad_fused, grad_student = torch.autograd.grad(kd, [fused, student], allow_unused=True)
+    fused_path = grad_fused is not None and grad_fused.abs().sum() > 0
+    # the intensity and gradient terms also reach the fused image: compare with the loss without a teacher
+    plain = MAFSLoss(weighting="equal")(FusionOutput(fused, aux), batch).total
+    (grad_plain,) = torch.autograd.grad(plain, fused)
+    assert fused_path and torch.equal(grad_fused, grad_plain) is not through
+    assert grad_student.abs().sum() > 0
+    assert teacher.weight.grad is None and not teacher.weight.requires_grad
+
+
+def test_given_teacher_logits_are_detached() -> None:
+    given = torch.randn(1, 3, 4, 4, requires_grad=True)
+    student = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    aux = {"seg": student, "seg_aux": student, "binary": torch.zeros(1, 2, 4, 4), "boundary": torch.zeros(1, 2, 4, 4)}
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    batch = {"ir": torch.rand(1, 1, 4, 4), "vi": torch.rand(1, 3, 4, 4), "label": label}
+    total = MAFSLoss(weighting="equal")(FusionOutput(torch.rand(1, 1, 4, 4), aux), {**batch, "teacher_logits": given})
+    assert torch.autograd.grad(total.total, [student, given], allow_unused=True)[1] is None
+
+
+def test_dwa_at_the_papers_temperature_keeps_the_weights_at_one() -> None:
+    w = TaskWeighting(2, "fair_dwa", alpha=0.8, temperature=500.0)
+    torch.manual_seed(0)
+    seen = []
+    for _ in range(50):
+        pair = 1 + 0.2 * (2 * torch.rand(2) - 1)  # each task's loss moves by up to 20 % per step
+        w([pair[0], pair[1]])
+        seen.append(w.current_weights())
+    spread = torch.stack(seen).sub(1).abs().max().item()
+    assert 0 < spread < 4e-4
+
+
+@pytest.mark.parametrize("weighting", ["fair_dwa", "uncertainty"])
+def test_terms_carry_each_components_part_of_the_total_gradient(weighting: str) -> None:
+    torch.manual_seed(0)
+    fused = torch.rand(1, 1, 6, 6, requires_grad=True)
+    student = torch.randn(1, 3, 6, 6, requires_grad=True)
+    aux = {"seg": student, "seg_aux": student * 0.5, "binary": student[:, :2], "boundary": student[:, 1:]}
+    label = torch.randint(0, 3, (1, 6, 6))
+    batch = {"ir": torch.rand(1, 1, 6, 6), "vi": torch.rand(1, 3, 6, 6), "label": label}
+    batch["teacher_logits"] = torch.randn(1, 3, 6, 6)
+    loss = MAFSLoss(weighting=weighting)
+    loss(FusionOutput(fused, aux), batch)  # one step, so DWA has a history
+    terms = loss.terms(FusionOutput(fused, aux), batch)
+    total = loss(FusionOutput(fused, aux), batch).total
+    summed = torch.autograd.grad(sum(terms.values()), [fused, student], retain_graph=True)
+    expected = torch.autograd.grad(total, [fused, student])
+    assert set(terms) == {"int", "grad", "seg", "boundary", "binary", "seg_aux", "kd"}
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(summed, expected, strict=True))

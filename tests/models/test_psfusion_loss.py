@@ -1,4 +1,5 @@
-"""PSFusion's targets and full objective (seed 001 eqs. 16-22) against hand-computed values."""
+"""PSFusion's targets and full objective (seed 001 eqs. 16-22, and the authors' released form) against
+hand-computed values; which source pulls on the target pixels under each variant."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 import torch
 
 from taskfuse.errors import TaskfuseError
+from taskfuse.losses.fusion_terms import contrast_masks
 from taskfuse.losses.masks import BINARY_WEIGHTS, binary_target, boundary_target
 from taskfuse.models.base import FusionOutput
-from taskfuse.models.psfusion.loss import PSFusionLoss
+from taskfuse.models.psfusion.loss import PSFusionFusionLoss, PSFusionLoss, local_squared_error
 from taskfuse.tasks.segmentation.loss import weighted_cross_entropy
 
 LABEL = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 1]]])
@@ -73,7 +75,7 @@ def test_masked_intensity_part_with_targets_on_half_the_image() -> None:
     label = torch.zeros(1, 4, 4, dtype=torch.long)
     label[..., :2] = 2  # person: a salient target
     fused = torch.zeros(1, 1, 4, 4)
-    terms = PSFusionLoss(lambda_f=1.0)(_out(fused, ir, vi[:, :1]), {"ir": ir, "vi": vi, "label": label})
+    terms = PSFusionLoss("paper", lambda_f=1.0)(_out(fused, ir, vi[:, :1]), {"ir": ir, "vi": vi, "label": label})
     # flat images: equal (zero) variances, so M_ir = M_vi = 0; M_tar = 1 on half the pixels
     s0, s1 = 0.5, 1 / (1 + math.exp(-1))
     expected = a * (s1 + s0) / 2 + b * (s0 + s1) / 2
@@ -106,3 +108,63 @@ def test_missing_labels_are_a_clear_error() -> None:
     x = torch.rand(1, 1, 4, 4)
     with pytest.raises(TaskfuseError, match="label"):
         PSFusionLoss()(_out(x, x, x), {"ir": x, "vi": x.expand(-1, 3, -1, -1)})
+
+
+def _target_scene() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    torch.manual_seed(0)
+    ir, vi = torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12).expand(-1, 3, -1, -1)
+    label = torch.zeros(1, 12, 12, dtype=torch.long)
+    label[:, 3:9, 2:7] = 2  # a person
+    return {"ir": ir, "vi": vi, "label": label}, label[:, None] == 2
+
+
+@pytest.mark.parametrize(
+    ("variant", "source", "visible_pulls"),
+    [("paper", "ir", 1.0), ("released", "ir", 0.0), ("released_as_run", "vi", 0.0)],
+)
+def test_which_source_pulls_on_the_target_pixels(variant: str, source: str, visible_pulls: float) -> None:
+    batch, target = _target_scene()
+    vi_y = batch["vi"][:, :1]
+    fused = (batch["ir"] if source == "ir" else vi_y).clone().requires_grad_(True)
+    intensity = PSFusionLoss(variant, mse_window=1).terms(_out(fused, batch["ir"], vi_y), batch)["int"]
+    (grad,) = torch.autograd.grad(intensity, fused)
+    # at F = the source a variant assigns to targets, any gradient left there is the other source pulling:
+    # the sigmoid of eq. 17 keeps the visible weight at 0.5 or more on every target pixel, hard masks at 0
+    assert (grad[target].abs() > 1e-6).float().mean().item() == visible_pulls
+
+
+def test_released_intensity_is_the_local_squared_error_of_the_picked_source() -> None:
+    batch, target = _target_scene()
+    ir, vi_y = batch["ir"], batch["vi"][:, :1]
+    fused = torch.rand(1, 1, 12, 12)
+    released = PSFusionLoss("released", lambda_f=1.0).terms(_out(fused, ir, vi_y), batch)["int"]
+    m_ir, _ = contrast_masks(ir, vi_y)  # eq. 16, as the released std() comparison
+    pick = ((m_ir + target.float()) > 0).float()
+    expected = pick * local_squared_error(fused, ir) + (1 - pick) * local_squared_error(fused, vi_y)
+    assert released.item() == pytest.approx(expected.mean().item(), rel=1e-6)
+
+
+def test_label_free_form_follows_the_variant() -> None:
+    batch, _ = _target_scene()
+    ir, vi_y = batch["ir"], batch["vi"][:, :1]
+    out = _out(torch.rand(1, 1, 12, 12), ir, vi_y)
+    no_targets = {**batch, "label": torch.zeros_like(batch["label"])}
+    for variant in ("paper", "released", "released_as_run"):
+        free = PSFusionFusionLoss(variant)(out, {"ir": ir, "vi": batch["vi"]}).parts
+        labelled = PSFusionLoss(variant)(out, no_targets).parts
+        assert set(free) == {"int", "text", "corr", "sf_ir", "sf_vi"}
+        assert all(free[k].item() == pytest.approx(labelled[k].item(), rel=1e-6) for k in free)
+    paper, released = PSFusionFusionLoss("paper")(out, batch).parts, PSFusionFusionLoss("released")(out, batch).parts
+    assert paper["int"].item() != pytest.approx(released["int"].item(), rel=1e-3)
+
+
+def test_unknown_variant_names_the_choices() -> None:
+    with pytest.raises(TaskfuseError, match="released_as_run"):
+        PSFusionLoss("sigmoid")
+
+
+def test_local_squared_error_matches_the_unfold_form_of_the_released_code() -> None:
+    a, b = torch.rand(1, 1, 10, 13), torch.rand(1, 1, 10, 13)
+    cols = torch.nn.functional.unfold(a, 9, padding=4) - torch.nn.functional.unfold(b, 9, padding=4)
+    expected = (cols**2).sum(1, keepdim=True).view(1, 1, 10, 13) / 81
+    assert torch.allclose(local_squared_error(a, b, 9), expected, atol=1e-6)

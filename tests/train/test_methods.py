@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from taskfuse import models
-from taskfuse.models.weights import load_model, load_weights
+from taskfuse.errors import TaskfuseError
+from taskfuse.models.weights import load_model, load_weights, read_meta, save_weights
 from taskfuse.tasks import segmentation
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import train
@@ -111,6 +112,33 @@ def test_mafs_stages_and_exact_resume(tmp_path: Path) -> None:
 
     cfg = {"method": "mafs", "data": DATA, "log": {**LOG, "checkpoint_every": 7}, "model": model, "train": stages}
     resumes_exactly(run_dir, logged, 7, cfg, ("train/total", "train/w_fusion", "train/w_segmentation"))
+
+
+@pytest.mark.slow
+def test_mafs_reads_a_trained_teacher_instead_of_training_one(tmp_path: Path) -> None:
+    """``train.teacher``: a segmenter file written by taskfuse names its network (here not the configured
+    ``teacher_segmenter``); the teacher phase is skipped and the teacher keeps the file's weights."""
+    torch.manual_seed(1)
+    trained = segmentation.create("segformer-b0", 9)
+    file = save_weights(trained, tmp_path / "teacher.safetensors", "segformer-b0", {"num_classes": 9})
+    stages = {
+        **PHASE,
+        "iters": 2,
+        "pretext": {"iters": 1},
+        "teacher": str(file),
+        "teacher_segmenter": "segnext-t",
+        "teacher_training": {**PHASE, "iters": 50},
+    }
+    run_dir, logged = run("mafs", tmp_path / "run", model=dict(models.get("mafs").small), train=stages)
+    assert "train/teacher/total" not in logged and set(logged["train/total"]) == {1, 2, 3}
+    assert "train/kd" in logged
+    saved, given = load_weights(run_dir / "teacher.safetensors"), load_weights(file)
+    assert read_meta(run_dir / "teacher.safetensors")["method"] == "segformer-b0"
+    assert all(torch.equal(saved[k], given[k]) for k in given)
+    five = segmentation.create("segformer-b0", 5)
+    other = save_weights(five, tmp_path / "five.safetensors", "segformer-b0", {"num_classes": 5})
+    with pytest.raises(TaskfuseError, match="5 classes"):
+        run("mafs", tmp_path / "bad", model=dict(models.get("mafs").small), train={**stages, "teacher": str(other)})
 
 
 @pytest.mark.slow

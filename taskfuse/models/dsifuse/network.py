@@ -18,9 +18,17 @@ Three-level interaction (Sec. 3.3):
   and a visual-recovery path (F_I^n queries that result), concatenated, projected, and FiLM-modulated by S_I
   (eqs. 9-10), ``F~_I^n = M_I^t + F_I^n``.
 
-The priors come from the deepest features, so the interaction cannot feed stages that run before it; here the
-refined maps F~ replace the encoder outputs that the decoder reads (the residual addition of eqs. 8 and 10),
-rather than re-running later encoder stages.
+Feedback (Sec. 3.1: "M_I^t is residually added to the corresponding modality-specific encoder feature";
+Sec. 3.3.2: "fed back into the encoder layer"; Fig. 1(c), a hybrid of direct and feedback fusion). The priors
+come from the deepest features, so the encoder runs once to give them; with ``feedback="encoder"`` (the
+default) the refinement then flows back through the encoder: F~^3 = F^3 + M^1 goes through encoder block 4 and
+its CFC again, that output is refined by level 2 (F~^4 = F^4' + M^2), goes through block 5 and its CFC again,
+and is refined by level 3. The decoder reads F^1, F^2 and the three refined maps; the priors and S_G stay those
+of the first pass (they are what the refinement is conditioned on and what L_sem supervises). Blocks 4 and 5 run
+twice, with the same weights. ``feedback="decoder"`` adds the refinements to the first pass's maps without
+re-running blocks 4-5, so the refined stage-3 map never reaches the deeper encoder features; that is what
+taskfuse did before this option: weights trained then name no ``feedback`` and run as trained with
+``load_model(path, feedback="decoder")``.
 
 Decoder (Sec. 3.4): per stage the two refined maps are concatenated and projected; a top-down decoder
 (upsample, concatenate the next skip, conv) runs from stage 5 to stage 1. The semantic compensation block
@@ -131,8 +139,13 @@ class SemanticCompensation(nn.Module):
         return d + self.project(x * self.attention(x))
 
 
+FEEDBACK = ("encoder", "decoder")
+"""Where the interaction maps M^t go: back through encoder blocks 4-5 (the paper), or to the decoder only."""
+
+
 class DSIFuse(FusionModel):
     """DSIFuse; ``aux`` holds the prior logits ``prior_vi``, ``prior_ir`` (1/32) and ``prior_global`` (1/8).
+    ``feedback`` chooses where the refined features go (module docstring).
     ``backbone_weights``: optional local ``.safetensors`` ImageNet ResNet of depth ``depth`` for both encoders."""
 
     input_mode = "rgb"
@@ -148,8 +161,12 @@ class DSIFuse(FusionModel):
         lambda_c: float = 0.5,
         lambda_s: float = 0.5,
         backbone_weights: str | None = None,
+        feedback: str = "encoder",
     ) -> None:
         super().__init__()
+        if feedback not in FEEDBACK:
+            raise TaskfuseError(f"dsifuse: feedback {feedback!r} is not one of {', '.join(FEEDBACK)}")
+        self.feedback = feedback
         dec = tuple(int(c) for c in decoder_channels)
         if len(dec) != 5:
             raise TaskfuseError(f"dsifuse: decoder_channels needs five widths (stages 1-5), got {decoder_channels}")
@@ -181,12 +198,15 @@ class DSIFuse(FusionModel):
         with the CFC after every block."""
         fv, fr = [], []
         x_v, x_r = vi, ir
-        for n, cfc in enumerate(self.cfc):
-            x_v, x_r = self._block(self.encoder_vi, n, x_v), self._block(self.encoder_ir, n, x_r)
-            x_v, x_r = cfc(x_v, x_r)
+        for n in range(len(self.cfc)):
+            x_v, x_r = self.stage(n, x_v, x_r)
             fv.append(x_v)
             fr.append(x_r)
         return fv, fr
+
+    def stage(self, n: int, x_v: Tensor, x_r: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder block ``n`` (0-based) of both modalities followed by its CFC."""
+        return self.cfc[n](self._block(self.encoder_vi, n, x_v), self._block(self.encoder_ir, n, x_r))
 
     @staticmethod
     def _block(encoder: ResNet, n: int, x: Tensor) -> Tensor:
@@ -208,6 +228,8 @@ class DSIFuse(FusionModel):
         m = [torch.cat((mv1, mr1), 1)]
         fv[2], fr[2] = fv[2] + mv1, fr[2] + mr1
         for t, n in enumerate((3, 4)):
+            if self.feedback == "encoder":
+                fv[n], fr[n] = self.stage(n, fv[n - 1], fr[n - 1])
             mv, mr = self.imb_vi[t](fv[n], sv), self.imb_ir[t](fr[n], sr)
             m.append(torch.cat((mv, mr), 1))
             fv[n], fr[n] = fv[n] + mv, fr[n] + mr

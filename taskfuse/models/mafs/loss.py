@@ -17,11 +17,21 @@ Stage II (eq. 14): ``λ_f L_fus + λ_s L_seg-task`` with
 
 λ_f, λ_s come from ``TaskWeighting``: α-fair losses ``L^(1-α) / (1-α)`` (eq. 20, α = 0.8) re-weighted by
 dynamic weight average (eq. 21, T = 500) by default; equal weights, uncertainty weighting (Kendall et al. 2018)
-and plain DWA are the alternatives of the paper's Table X.
+and plain DWA are the alternatives of the paper's Table X. At the paper's T = 500 the DWA weights stay within
+``1 ± |w_f - w_s| / 1000`` of 1, where ``w_k`` is a task's loss ratio between consecutive steps: with ratios
+that differ by 0.4 at most, the weights are ``1 ± 4e-4``, so the paper's weighting is in effect the plain sum
+of the α-fair losses. This is a property of the paper's setting, kept as written.
 
-Eq. 19 writes ``KL(ρ(L^s/T) || ρ(L^t/T))``; as in the usual distillation code it is computed as the
-divergence of the student's softened distribution from the teacher's, ``Σ_c p_t (log p_t - log p_s)``, and
-averaged over pixels (the paper sums over h, w; the mean keeps it on the scale of the other per-pixel terms).
+Eq. 19 writes ``KL(ρ(L^s/T) || ρ(L^t/T))``; as in the usual distillation code, and in the authors' released
+``CriterionKD`` (github.com/Abraham-Einstein/MAFS ``losses.py``), it is computed as the divergence of the
+student's softened distribution from the teacher's, ``Σ_c p_t (log p_t - log p_s)``, averaged over pixels (the
+paper sums over h, w; ``CriterionKD``'s ``batchmean`` over pixel rows is the same mean). ``CriterionKD``
+multiplies by ``T²`` (Hinton et al. 2015: the softened gradients shrink as ``1/T²``), which eq. 19 omits:
+``kd_t2`` (default true) follows the code. The teacher's logits are targets: ``kd_through_teacher`` false (the
+default, as the authors' ``CriterionCWD`` detaches ``preds_T``) computes them without gradient, so the
+distillation trains the student head only; true lets the gradient run back through the frozen teacher into the
+fused image and the fusion network, one reading of the paper's Fig. 1(b) ("the teacher is training the fusion
+network"). The teacher's own parameters never train here.
 """
 
 from __future__ import annotations
@@ -57,14 +67,16 @@ def masked_reconstruction_loss(
     return alpha1 * (rm - sm).abs().mean() + alpha2 * ((rx - sx).abs() + (ry - sy).abs()).mean()
 
 
-def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 4.0) -> Tensor:
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 4.0, t2: bool = True) -> Tensor:
     """Eq. 19: per-pixel KL divergence between temperature-softened teacher and student class distributions,
-    averaged over pixels. Teacher logits at another resolution are resized (bilinear) to the student's."""
+    averaged over pixels, times ``T²`` when ``t2`` (the released ``CriterionKD``). Teacher logits at another
+    resolution are resized (bilinear) to the student's. Gradient reaches ``teacher`` unless it is detached."""
     if teacher.shape[-2:] != student.shape[-2:]:
         teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
     log_s = F.log_softmax(student / temperature, dim=1)
     log_t = F.log_softmax(teacher / temperature, dim=1)
-    return (log_t.exp() * (log_t - log_s)).sum(1).mean()
+    kl = (log_t.exp() * (log_t - log_s)).sum(1).mean()
+    return kl * temperature**2 if t2 else kl
 
 
 class TaskWeighting(nn.Module):
@@ -102,6 +114,12 @@ class TaskWeighting(nn.Module):
         if self.log_vars is not None:
             return torch.exp(-self.log_vars.detach())
         return self.weights.clone()
+
+    def slope(self, losses: Tensor) -> Tensor:
+        """The derivative of ``transform`` at ``losses``: ``L^(-α)`` for ``fair_dwa``, ones otherwise."""
+        if self.strategy != "fair_dwa":
+            return torch.ones_like(losses)
+        return losses.clamp_min(1e-12) ** (-self.alpha)
 
     def transform(self, losses: Tensor) -> Tensor:
         """The α-fair utility of eq. 20 for ``fair_dwa``; the identity otherwise."""
@@ -156,7 +174,8 @@ class MAFSPretextLoss:
 class MAFSLoss(nn.Module):
     """Stage II (eq. 14). ``teacher`` is a frozen segmenter (``taskfuse.tasks.segmentation``; SegNeXt in the
     paper) applied to the fused colour image; without one, ``batch["teacher_logits"]`` is used if present,
-    else the distillation term is left out. The batch needs ``ir``, ``vi`` (RGB) and ``label``.
+    else the distillation term is left out. The batch needs ``ir``, ``vi`` (RGB) and ``label``. ``kd_t2`` and
+    ``kd_through_teacher`` are described in the module docstring.
 
     The teacher stays outside this module's parameters and state (move it to the device yourself); the task
     weighting is a submodule, so ``state_dict`` resumes it and ``parameters()`` holds the uncertainty weights.
@@ -170,6 +189,8 @@ class MAFSLoss(nn.Module):
         alpha: float = 0.8,
         dwa_temperature: float = 500.0,
         kd_temperature: float = 4.0,
+        kd_t2: bool = True,
+        kd_through_teacher: bool = False,
         teacher: nn.Module | None = None,
         ohem_thresh: float = 0.7,
         binary_weights: Sequence[float] = BINARY_WEIGHTS,
@@ -178,7 +199,7 @@ class MAFSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.weighting = TaskWeighting(2, weighting, alpha, dwa_temperature)
-        self.kd_temperature = kd_temperature
+        self.kd_temperature, self.kd_t2, self.kd_through_teacher = kd_temperature, kd_t2, kd_through_teacher
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.ohem_thresh = ohem_thresh
         self.binary_weights = tuple(binary_weights)
@@ -186,11 +207,16 @@ class MAFSLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def teacher_logits(self, out: FusionOutput, batch: Mapping[str, Any]) -> Tensor | None:
-        if self.teacher is not None:
+        """The distillation target: the teacher on the recombined fused image (without gradient unless
+        ``kd_through_teacher``), else ``batch["teacher_logits"]`` (detached), else None."""
+        if self.teacher is None:
+            given = batch.get("teacher_logits")
+            return None if given is None else given.detach()
+        with torch.set_grad_enabled(self.kd_through_teacher and torch.is_grad_enabled()):
             return self.teacher(recombine(out.fused, batch["vi"])).logits
-        return batch.get("teacher_logits")
 
-    def forward(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
+    def components(self, out: FusionOutput, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The unweighted terms of eq. 14 (``kd`` when there is a teacher), attached to the graph."""
         missing = [k for k in ("ir", "vi", "label") if k not in batch]
         missing += [f"aux[{k!r}]" for k in ("seg", "seg_aux", "binary", "boundary") if k not in out.aux]
         if missing:
@@ -214,12 +240,29 @@ class MAFSLoss(nn.Module):
         }
         teacher = self.teacher_logits(out, batch)
         if teacher is not None:
-            comp["kd"] = distillation_loss(aux["seg"], teacher, self.kd_temperature)
+            comp["kd"] = distillation_loss(aux["seg"], teacher, self.kd_temperature, self.kd_t2)
+        return comp
+
+    @staticmethod
+    def task_losses(comp: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(L_fus, L_seg-task)`` of eq. 14 from ``components``."""
         fusion = comp["int"] + comp["grad"]
-        segmentation = comp["seg"] + comp.get("kd", fusion.new_zeros(())) + comp["boundary"] + comp["binary"]
-        segmentation = segmentation + comp["seg_aux"]
+        segmentation = comp["seg"] + comp["boundary"] + comp["binary"] + comp["seg_aux"]
+        return fusion, segmentation + comp["kd"] if "kd" in comp else segmentation
+
+    def terms(self, out: FusionOutput, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Every component times the weight it has in the gradient of the total (its task's λ times the slope of
+        the α-fair transform at the task loss, detached), so each term's gradient is its part of the total's
+        gradient (``taskfuse.losses.base.gradient_shares`` reads them). Does not advance the DWA weights."""
+        comp = self.components(out, batch)
+        losses = torch.stack(self.task_losses(comp)).detach()
+        scale = self.weighting.current_weights().to(losses) * self.weighting.slope(losses)
+        return {k: scale[0 if k in ("int", "grad") else 1] * v for k, v in comp.items()}
+
+    def forward(self, out: FusionOutput, batch: Mapping[str, Any]) -> LossTerms:
+        comp = self.components(out, batch)
         weights = self.weighting.current_weights()
-        terms = self.weighting([fusion, segmentation])
+        terms = self.weighting(list(self.task_losses(comp)))
         parts = {"fusion": terms[0], "segmentation": terms[1], **comp}
         logged = {k: v.detach() for k, v in parts.items()}
         logged["w_fusion"], logged["w_segmentation"] = weights[0], weights[1]

@@ -4,10 +4,13 @@ a teacher segmenter. Three phases, each with its own optimiser and schedule:
 1. ``train.pretext`` (stage I; the paper's 100 epochs): ``MAFS.forward_pretext`` masks 32 x 32 patches of
    both inputs with a random ratio and the network reconstructs them; ``MAFSPretextLoss`` (eqs. 10-13,
    α1 = α2 = 5).
-2. ``train.teacher_training``: the segmenter whose logits the student distils (eq. 19). ``train.teacher``
-   names a ``.safetensors`` checkpoint of ``teacher_segmenter`` (the paper pre-trains SegNeXt on each
-   dataset) and the phase is skipped; without one the engine trains the teacher here on images fused by the
-   classical rule ``teacher_fusion`` (the MAFS network cannot fuse yet), with OHEM cross-entropy.
+2. ``train.teacher_training``: the segmenter whose logits the student distils (eq. 19). The paper's teacher is
+   a SegNeXt-L pre-trained on each dataset (Sec. IV-A2, Table XII); give such a segmenter as ``train.teacher``
+   (a ``.safetensors`` file) and this phase is skipped. A file written by taskfuse (a run's
+   ``teacher.safetensors``) names its segmenter and options, and that segmenter is built; a bare state dict is
+   loaded into ``teacher_segmenter``. Without a file the engine trains the teacher here, from scratch, on images
+   fused by the classical rule ``teacher_fusion`` (the MAFS network cannot fuse yet), with OHEM cross-entropy:
+   a stand-in for the paper's pre-trained teacher, not the same thing.
 3. ``train`` itself (stage II; the paper's 400 epochs): ``MAFSLoss`` (eqs. 14-21) with the frozen teacher;
    its α-fair dynamic weight average is checkpointed with the optimiser.
 
@@ -30,6 +33,7 @@ from taskfuse.data.color import recombine
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.models.spec import MethodSpec
+from taskfuse.models.weights import read_meta
 from taskfuse.tasks import segmentation
 from taskfuse.tasks.segmentation.loss import main_aux_loss, ohem_cross_entropy
 from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, StrategyOptions
@@ -76,7 +80,8 @@ class MAFSOptions(StrategyOptions):
     alpha2: float = 5.0
     """Gradient weight of the masked reconstruction loss (eqs. 12-13)."""
     teacher: str = ""
-    """.safetensors weights of a trained teacher segmenter; empty = train one in ``teacher_training``."""
+    """.safetensors weights of a trained teacher segmenter, used instead of training one in ``teacher_training``;
+    empty = train one there."""
     teacher_segmenter: str = "segnext-l"
     """Teacher network (taskfuse.tasks.segmentation name; the paper's SegNeXt-L)."""
     teacher_args: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +90,24 @@ class MAFSOptions(StrategyOptions):
     """Classical fusion rule (mean, max, laplacian, gff) making the teacher's training images."""
     teacher_training: PhaseConfig = field(default_factory=_teacher_training)
     """The teacher's phase (SegNeXt's recipe by default: AdamW 6e-5, warm-up 1500, poly power 1)."""
+
+
+def teacher_network(o: MAFSOptions, num_classes: int) -> tuple[str, dict[str, Any]]:
+    """The teacher's segmenter name and options: those stored in ``train.teacher`` when taskfuse wrote it (its
+    class count must match the model's), else ``teacher_segmenter`` and ``teacher_args``."""
+    if not o.teacher:
+        return o.teacher_segmenter, dict(o.teacher_args)
+    meta = read_meta(o.teacher)
+    if meta.get("method") not in segmentation.names():
+        return o.teacher_segmenter, dict(o.teacher_args)
+    stored = dict(meta["config"])
+    classes = stored.pop("num_classes", num_classes)
+    if classes != num_classes:
+        raise TaskfuseError(
+            f"train.teacher {o.teacher}: a {meta['method']} for {classes} classes, but model.num_classes is "
+            f"{num_classes}; give a teacher trained on this label set"
+        )
+    return meta["method"], stored
 
 
 @STRATEGIES.register("mafs_two_stage")
@@ -127,12 +150,13 @@ class MAFSTwoStage(Strategy):
         if not hasattr(self.net, "forward_pretext"):
             raise TaskfuseError(f"mafs_two_stage needs a network with forward_pretext; {cfg.method!r} has none")
         num_classes = int(cfg.model.get("num_classes", 9))
-        self.teacher = segmentation.create(o.teacher_segmenter, num_classes, 3, **o.teacher_args).to(ctx.device)
+        self.teacher_name, self.teacher_args = teacher_network(o, num_classes)
+        self.teacher = segmentation.create(self.teacher_name, num_classes, 3, **self.teacher_args).to(ctx.device)
         if o.teacher:
             missing = segmentation.load_pretrained(self.teacher, o.teacher)
             if missing:
                 raise TaskfuseError(
-                    f"train.teacher {o.teacher}: {len(missing)} parameters of {o.teacher_segmenter} are "
+                    f"train.teacher {o.teacher}: {len(missing)} parameters of {self.teacher_name} are "
                     f"missing (e.g. {missing[:3]}); give a fully trained teacher or leave train.teacher empty"
                 )
         self.teacher_fusion = models.create(o.teacher_fusion).to(ctx.device).eval()
@@ -161,10 +185,9 @@ class MAFSTwoStage(Strategy):
         return self.net
 
     def networks(self) -> dict[str, tuple[Any, str, dict[str, Any]]]:
-        o = self.options
         num_classes = int(self.cfg.model.get("num_classes", 9))
-        teacher_cfg = {"num_classes": num_classes, **o.teacher_args}
-        return {**super().networks(), "teacher": (self.teacher, o.teacher_segmenter, teacher_cfg)}
+        teacher_cfg = {"num_classes": num_classes, **self.teacher_args}
+        return {**super().networks(), "teacher": (self.teacher, self.teacher_name, teacher_cfg)}
 
     def phase_at(self, step: int) -> str:
         return self.locate(step)[0]
