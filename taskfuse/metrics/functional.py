@@ -207,7 +207,24 @@ def en(fused: Tensor, ir: Tensor | None = None, vi: Tensor | None = None) -> Ten
 
 @fusion_metric("MI")
 def mi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
-    """Mutual information MI = MI(IR, F) + MI(VI, F), in bits, with MI(A, F) = H(A) + H(F) - H(A, F).
+    """Mutual information MI = MI(IR, F) + MI(VI, F), in bits (``mi_sources``)."""
+    return mi_sources(fused, ir, vi).sum(1)
+
+
+@fusion_metric("MI_ir")
+def mi_ir(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """MI(IR, F), the infrared half of MI: how much of the infrared image the fused one keeps."""
+    return mi_sources(fused, ir, vi)[:, 0]
+
+
+@fusion_metric("MI_vi")
+def mi_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """MI(VI, F), the visible half of MI."""
+    return mi_sources(fused, ir, vi)[:, 1]
+
+
+def mi_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """(B, 2): MI(IR, F) and MI(VI, F) in bits, with MI(A, F) = H(A) + H(F) - H(A, F).
 
     Reference: ``MI_evaluation.m`` (grey_level 256) of the SeAFusion ``Evaluation/`` scripts on uint8 images:
     H(A) and H(F) are ``entropy`` of each image, the joint entropy comes from ``Hab.m`` (Qu Xiao-bo, 2006),
@@ -221,12 +238,12 @@ def mi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     h_f = _entropy_of_counts(_histograms(f), n)
     f_joint = f.clamp(max=254).long().reshape(batch, -1)
     offsets = 65536 * torch.arange(batch, device=f.device)[:, None]
-    total = torch.zeros(batch, dtype=torch.float64, device=f.device)
+    halves = []
     for src in (a, b):
         joint_idx = src.clamp(max=254).long().reshape(batch, -1) * 256 + f_joint + offsets
         joint = torch.bincount(joint_idx.reshape(-1), minlength=batch * 65536).reshape(batch, 65536)
-        total = total + _entropy_of_counts(_histograms(src), n) + h_f - _entropy_of_counts(joint, n)
-    return total
+        halves.append(_entropy_of_counts(_histograms(src), n) + h_f - _entropy_of_counts(joint, n))
+    return torch.stack(halves, 1)
 
 
 @fusion_metric("SD", sources=False)
@@ -443,9 +460,26 @@ def vif(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     ``ref.*dist`` are uint8 products that saturate at 255; that is what produces the published numbers and
     is reproduced here. Images must be at least 41x41.
     """
+    return vif_sources(fused, ir, vi).sum(1)
+
+
+@fusion_metric("VIF_ir")
+def vif_ir(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """vifp(IR, F), the infrared half of VIF."""
+    return vif_sources(fused, ir, vi)[:, 0]
+
+
+@fusion_metric("VIF_vi")
+def vif_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """vifp(VI, F), the visible half of VIF: how much of the visible image's information the fused one keeps."""
+    return vif_sources(fused, ir, vi)[:, 1]
+
+
+def vif_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """(B, 2): vifp(IR, F) and vifp(VI, F) as ``vif`` computes them."""
     f, a, b = _levels(fused, ir, vi, sources=True)
     _check_min_size(f, VIF_MIN_SIZE, "VIF")
-    return vifp_levels(a, b, f, saturate=True).sum(1)
+    return vifp_levels(a, b, f, saturate=True)
 
 
 def vifp_levels(ir: Tensor, vi: Tensor, fused: Tensor, saturate: bool = False) -> Tensor:
@@ -622,12 +656,29 @@ def ssim(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     dynamic range 1 on ``im2double`` images (identical to L = 255 on levels), exponents 1, replicate
     borders, same-size map (Wang et al., IEEE TIP 13(4), 2004).
     """
+    return ssim_sources(fused, ir, vi).sum(1)
+
+
+@fusion_metric("SSIM_ir")
+def ssim_ir(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """SSIM(F, IR), the infrared half of SSIM."""
+    return ssim_sources(fused, ir, vi)[:, 0]
+
+
+@fusion_metric("SSIM_vi")
+def ssim_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """SSIM(F, VI), the visible half of SSIM."""
+    return ssim_sources(fused, ir, vi)[:, 1]
+
+
+def ssim_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+    """(B, 2): SSIM(F, IR) and SSIM(F, VI) as ``ssim`` computes them."""
     f, a, b = _levels(fused, ir, vi, sources=True)
     g = _fspecial_gaussian_1d(11, 1.5, f.device)
     padded = F.pad(torch.stack((a, b, f), 1), (5, 5, 5, 5), mode="replicate")
     stats = _filter_valid(_ssim_inputs(padded[:, :2], padded[:, 2:]), g)
     ssim_sum, _ = _chunked_sums(_ssim_terms, stats)
-    return ssim_sum.sum(1) / f[0].numel()
+    return ssim_sum / f[0].numel()
 
 
 @fusion_metric("MS-SSIM")

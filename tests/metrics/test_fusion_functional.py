@@ -207,3 +207,11 @@ def test_accumulator_rejects_bad_options() -> None:
     with pytest.raises(TaskfuseError, match="sf_scale"):
         FusionMetrics(sf_scale="0-255")
     assert FusionMetrics().names == list(DEFAULT_METRICS)
+
+
+@pytest.mark.parametrize("name", ["MI", "VIF", "SSIM"])
+def test_per_source_halves_add_up_to_the_metric(triple, name: str) -> None:
+    fused, ir, vi = triple
+    halves = METRICS[f"{name}_ir"](fused, ir, vi) + METRICS[f"{name}_vi"](fused, ir, vi)
+    torch.testing.assert_close(halves, METRICS[name](fused, ir, vi), rtol=1e-12, atol=1e-12)
+    assert not torch.equal(METRICS[f"{name}_ir"](fused, ir, vi), METRICS[f"{name}_vi"](fused, ir, vi))
