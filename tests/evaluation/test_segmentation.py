@@ -10,8 +10,8 @@ from taskfuse import models
 from taskfuse.data.classes import ClassSet
 from taskfuse.errors import TaskfuseError
 from taskfuse.evaluation.segmentation import SegmentationTask, colorize, direct_segmentation
-from taskfuse.tasks.segmentation.task import cross_entropy
 from taskfuse.models.weights import save_weights
+from taskfuse.tasks.segmentation.task import cross_entropy
 
 THREE = ClassSet(("bg", "car", "person"), ((0, 0, 0), (255, 0, 0), (0, 0, 255)))
 
