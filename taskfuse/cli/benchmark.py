@@ -1,5 +1,9 @@
 """``taskfuse benchmark``: end-to-end benchmarks of the project (docs/benchmark.md).
 
+taskfuse benchmark claim --root /data/msrs_det --scale full --device cuda --out runs/claim   # the whole design
+taskfuse benchmark claim --out runs/claim --plan               # units ready to run now, one per line
+taskfuse benchmark claim --out runs/claim --units cell:ir:-:d0 # one unit (scripts/claim_full.sh runs them)
+taskfuse benchmark claim --out runs/claim --report             # rebuild the table from the cells present
 taskfuse benchmark synthetic                                   # --scale small, on the CPU in a few minutes
 taskfuse benchmark synthetic --scale full --device cuda --rows ir vi mean max laplacian gff
 taskfuse benchmark synthetic --scale full --device cuda --rows seafusion --variants task-guided
@@ -59,6 +63,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     s.set_defaults(run=run_synthetic)
 
+    c = benchmarks.add_parser(
+        "claim",
+        help="real MSRS pairs with boxes: task-guided vs fusion-only by paired continuation, seeds and intervals",
+        description="The seeds' claim on real labels (msrs_det): fusion networks pre-trained to a plateau, then "
+        "continued with and without a detector in the loop (and a reseeded control), every row judged by the same "
+        "detector over several fusion and downstream seeds, with paired bootstrap intervals and the smallest "
+        "detectable difference (docs/benchmark.md). Work goes in resumable units under file locks, so pieces "
+        "can run side by side into one OUT; the table rebuilds from the cells present.",
+    )
+    c.add_argument("--out", type=Path, default=Path("runs/benchmark-claim"), help="output folder")
+    c.add_argument("--root", help="the msrs_det folder (ir/, vi/, labels/); stored in OUT/claim.json")
+    c.add_argument("--scale", help="preset: tiny, cpu (default for a new OUT) or full (one GPU)")
+    c.add_argument("--detector", help="downstream detector (default: the preset's YOLOX, from scratch)")
+    c.add_argument("--fusion-seeds", nargs="+", type=int, help="fusion seeds (default: the preset's)")
+    c.add_argument("--downstream-seeds", nargs="+", type=int, help="downstream seeds (default: the preset's)")
+    c.add_argument("--methods", nargs="+", help="methods trained both ways (default: every one detection guides)")
+    c.add_argument(
+        "--weights",
+        nargs="+",
+        default=[],
+        metavar="NAME=FILE",
+        help="rows of released weights, e.g. seafusion-released=SeAFusion.safetensors",
+    )
+    c.add_argument("--rows", nargs="+", default=[], metavar="ROW", help="rows to run (a row or a method; default all)")
+    c.add_argument("--units", nargs="+", default=[], metavar="UNIT", help="run only these units (see --plan)")
+    c.add_argument("--plan", action="store_true", help="print the units whose inputs are done, one per line")
+    c.add_argument("--list", action="store_true", help="list the rows and every unit with its state")
+    c.add_argument("--report", action="store_true", help="only rebuild the table from the finished cells")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    c.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    c.set_defaults(run=run_claim)
+
 
 def run_synthetic(args: argparse.Namespace) -> int:
     from taskfuse.benchmark.report import write_report
@@ -73,6 +109,42 @@ def run_synthetic(args: argparse.Namespace) -> int:
     if not args.report:
         rows = select_rows(all_rows(scale), args.rows, args.variants)
         run(scale, args.out, rows, args.seed, args.device, args.detection, args.progress)
+    paths = write_report(args.out)
+    sys.stdout.write(paths[0].read_text())
+    print(f"\ntable: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def run_claim(args: argparse.Namespace) -> int:
+    from taskfuse.benchmark.claim import Claim, parse_released, settle_design
+    from taskfuse.benchmark.claim_report import write_report
+
+    given = {
+        "root": args.root,
+        "scale": args.scale,
+        "detector": args.detector,
+        "fusion_seeds": args.fusion_seeds,
+        "downstream_seeds": args.downstream_seeds,
+        "methods": args.methods,
+        "released": parse_released(args.weights),
+    }
+    claim = Claim(args.out, settle_design(args.out, given), args.device, args.progress)
+    rows = claim.select(args.rows)
+    if args.plan:
+        print("\n".join(claim.plan(rows)))
+        return 0
+    if args.list:
+        for row in rows:
+            print(f"{row.name:<28} {row.kind}")
+        for unit in claim.units(rows):
+            print(f"{'done' if claim.done(unit) else 'todo'}  {unit}")
+        return 0
+    if args.units:
+        for unit in args.units:
+            claim.run(unit)
+        return 0
+    if not args.report:
+        claim.run_all(rows)
     paths = write_report(args.out)
     sys.stdout.write(paths[0].read_text())
     print(f"\ntable: {', '.join(str(p) for p in paths)}")
