@@ -131,7 +131,8 @@ def run_claim(args: argparse.Namespace) -> int:
     claim = Claim(args.out, settle_design(args.out, given), args.device, args.progress)
     rows = claim.select(args.rows)
     if args.plan:
-        print("\n".join(claim.plan(rows)))
+        for unit in claim.plan(rows):
+            print(unit)
         return 0
     if args.list:
         for row in rows:
