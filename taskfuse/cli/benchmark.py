@@ -9,6 +9,7 @@ taskfuse benchmark synthetic --scale full --device cuda --rows ir vi mean max la
 taskfuse benchmark synthetic --scale full --device cuda --rows seafusion --variants task-guided
 taskfuse benchmark synthetic --scale full --list               # the rows, to split a run into pieces
 taskfuse benchmark synthetic --out runs/benchmark-synthetic --report
+taskfuse benchmark synthetic --combine runs/s0 runs/s1 runs/s2 --out runs/seeds   # mean ± sd over seeds
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     s.add_argument("--seed", type=int, default=0, help="seed of the scenes and of every training (default: 0)")
     s.add_argument("--report", action="store_true", help="only rebuild the table from the finished rows")
+    s.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="summarise output folders that differ only in --seed into OUT/seeds.md and seeds.json, and exit",
+    )
     s.add_argument("--list", action="store_true", help="list the rows of the scale and exit")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     s.set_defaults(run=run_synthetic)
@@ -97,10 +106,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synthetic(args: argparse.Namespace) -> int:
-    from taskfuse.benchmark.report import write_report
+    from taskfuse.benchmark.report import write_report, write_seed_summary
     from taskfuse.benchmark.scales import get_scale
     from taskfuse.benchmark.synthetic import all_rows, run, select_rows
 
+    if args.combine:
+        paths = write_seed_summary(args.combine, args.out)
+        sys.stdout.write(paths[0].read_text())
+        return 0
     scale = get_scale(args.scale)
     if args.list:
         for row in all_rows(scale):
