@@ -202,7 +202,7 @@ FULL = ClaimScale(
         task_lr_warmup=200,
         networks="benchmark",
         checkpoint_every=250,
-        workers=2,
+        workers=0,
     ),
     classical=("mean", "max", "laplacian", "gff"),
     detector="yolox-s",
