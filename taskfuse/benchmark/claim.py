@@ -249,6 +249,10 @@ def all_rows(scale: ClaimScale, released: Mapping[str, str], methods: Sequence[s
     rows += [Row(name, "released", path) for name, path in released.items()]
     rows += [Row(f"{m}-{v}", v, m) for m in methods for v in VARIANTS]
     rows.append(Row("oracle", "oracle", ""))
+    taken = [r.name for r in rows if r.kind != "released"]
+    clash = [name for name in released if name in taken]
+    if clash:
+        raise TaskfuseError(f"--weights {', '.join(clash)}: a row of that name exists; name released weights otherwise")
     return rows
 
 

@@ -80,6 +80,12 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
         settle_design(tmp_path / "other", {"root": data, "methods": ["psfusion"]})
     with pytest.raises(TaskfuseError, match="not a file"):
         parse_released([f"sf={tmp_path / 'none.safetensors'}"])
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    released = parse_released([f"sf={weights}"])
+    assert [r.kind for r in Claim(tmp_path, replace(design, released=released)).rows].count("released") == 1
+    with pytest.raises(TaskfuseError, match="a row of that name exists"):
+        Claim(tmp_path, replace(design, released={"max": str(weights)}))
     claim = Claim(tmp_path, design)
     rows = [r.name for r in claim.rows]
     assert rows[:4] == ["ir", "vi", "max", "lite"] and rows[-1] == "oracle"
