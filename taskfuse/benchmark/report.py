@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from taskfuse.benchmark.stats import Difference, detectable, mean_sd
 from taskfuse.benchmark.synthetic import OBJECTS
 from taskfuse.benchmark.training import benchmark_methods
 from taskfuse.data.classes import IGNORE_INDEX, MSRS
@@ -341,6 +342,84 @@ def html_sections(out: Path, report: Mapping[str, Any], metric: str, pairs: int)
         )
         sections.append(Section(f"Fused test scenes by {metric}", [plot, *rows]))
     return sections
+
+
+def seed_summary(folders: Sequence[Path]) -> dict[str, Any]:
+    """Several output folders of one scale that differ only in seed, summarised: every row's headline scores as
+    mean ± sd over the seeds, and per method task-guided minus fusion-only paired by seed (mean, sd over the
+    seeds, and the smallest difference that many seeds detect given that spread, ``stats.detectable``; the
+    synthetic protocol keeps no per-image results, so the test scenes are not resampled)."""
+    found = [settings(Path(f)) for f in folders]
+    seeds = [f["seed"] for f in found]
+    if len(set(seeds)) != len(seeds) or any(
+        (f["scale"], f["detection"]) != (found[0]["scale"], found[0]["detection"]) for f in found
+    ):
+        raise TaskfuseError(
+            f"{', '.join(map(str, folders))}: give folders of one scale and detection setting with distinct seeds"
+        )
+    records = [{r["row"]: r for r in load_records(Path(f))} for f in folders]
+    tasks = [t for t in SCORES if any(t in r for rec in records for r in rec.values())]
+    rows = []
+    for name in dict.fromkeys(n for rec in records for n in rec):
+        row: dict[str, Any] = {"row": name, "seeds": sum(name in rec for rec in records)}
+        for t in tasks:
+            row[SCORES[t]], row[f"{SCORES[t]}_sd"] = mean_sd([headline(rec[name], t) for rec in records if name in rec])
+        rows.append(row)
+    guidance = {}
+    for t in tasks:
+        for m in benchmark_methods():
+            diffs = [
+                headline(rec[f"{m}-task-guided"], t) - headline(rec[f"{m}-fusion-only"], t)
+                for rec in records
+                if headline(rec.get(f"{m}-task-guided", {}), t) is not None
+                and headline(rec.get(f"{m}-fusion-only", {}), t) is not None
+            ]
+            if diffs:
+                mean, sd = mean_sd(diffs)
+                spread = Difference(len(diffs), mean, math.nan, math.nan, 0.0, sd)
+                guidance[f"{SCORES[t]} {m}"] = {
+                    "mean": mean,
+                    "sd": sd,
+                    "seeds": len(diffs),
+                    "detectable": detectable(spread),
+                }
+    return {"seeds": seeds, "scale": found[0]["scale"], "rows": rows, "guidance": guidance}
+
+
+def seeds_markdown(summary: Mapping[str, Any]) -> str:
+    """The cross-seed summary as Markdown."""
+    cols = [c for c in ("mIoU", "mAP50") if any(c in r for r in summary["rows"])]
+    body = [[r["row"], str(r["seeds"]), *(_pm(r[c], r[f"{c}_sd"]) for c in cols)] for r in summary["rows"]]
+    lines = [
+        f"# Synthetic benchmark over seeds {', '.join(map(str, summary['seeds']))} ({summary['scale']} scale)",
+        "",
+        markdown_table(["Row", "Seeds", *cols], body).rstrip("\n"),
+        "",
+        "Task-guided minus fusion-only, paired by seed (points; smallest detectable: 80 % power, 5 % level):",
+        "",
+    ]
+    lines += [
+        f"- {k}: {g['mean']:+.2f} ± {g['sd']:.2f} over {g['seeds']} seeds; smallest detectable "
+        f"{_cell(g['detectable'], 2)}"
+        for k, g in summary["guidance"].items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, sd: float) -> str:
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def write_seed_summary(folders: Sequence[Path], out: Path) -> list[Path]:
+    """Write ``seeds.md`` and ``seeds.json`` (``seed_summary``) into ``out``; returns their paths."""
+    summary = seed_summary(folders)
+    texts = {"seeds.md": seeds_markdown(summary), "seeds.json": json.dumps(summary, indent=1) + "\n"}
+    for name, text in texts.items():
+        with atomic_path(Path(out) / name) as tmp:
+            tmp.write_text(text)
+    return [Path(out) / name for name in texts]
 
 
 def write_report(out: Path, html_metric: str = "Qabf", html_pairs: int = PAIRS) -> list[Path]:

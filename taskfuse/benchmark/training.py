@@ -116,13 +116,13 @@ def task_guided_overrides(scale: Scale, method: str) -> list[str]:
     return out
 
 
-def fusion_only_overrides(scale: Scale, method: str, guided: RunConfig) -> list[str]:
-    """``fusion_only`` with the options of the method's own strategy removed, the same fusion steps, and the
-    optimiser, schedule and warm-up the task-guided run (``guided``) gives its fusion network."""
-    spec = models.get(method)
+def switch_to_fusion_only(config: str, guided: RunConfig) -> list[str]:
+    """Overrides of the shipped ``config`` that train with ``fusion_only``: the options of the method's own
+    strategy removed, and the optimiser, schedule and warm-up the task-guided run (``guided``) gives its fusion
+    network."""
     engine = {f.name for f in dataclasses.fields(TrainConfig)}
     kept = {f.name for f in dataclasses.fields(FusionOnlyOptions)}
-    own = read_tree(resolve_source(synthetic_config(method))).get("train", {})
+    own = read_tree(resolve_source(config)).get("train", {})
     phase = STRATEGIES.get(guided.strategy).fusion_phase(guided)
     keys = ("optimizer", "lr", "momentum", "betas", "weight_decay", "lr_schedule", "poly_power", "lr_decay")
     keys += ("warmup_iters", "warmup_start_lr", "grad_clip")
@@ -130,7 +130,14 @@ def fusion_only_overrides(scale: Scale, method: str, guided: RunConfig) -> list[
         "train.strategy=fusion_only",
         *(f"train.{k}=null" for k in own if k not in engine | kept),
         *(f"train.{k}={value(plain(getattr(phase, k)))}" for k in keys),
-        *STRATEGIES.get("fusion_only").budget(budget(scale), spec),
+    ]
+
+
+def fusion_only_overrides(scale: Scale, method: str, guided: RunConfig) -> list[str]:
+    """``fusion_only`` (``switch_to_fusion_only``) with the same fusion steps as the task-guided run."""
+    return [
+        *switch_to_fusion_only(synthetic_config(method), guided),
+        *STRATEGIES.get("fusion_only").budget(budget(scale), models.get(method)),
     ]
 
 
@@ -166,14 +173,25 @@ def train_variant(
     and its resumable checkpoints are deleted (they only serve to resume); a rerun returns the record. An
     interrupted run is resumed from its latest checkpoint.
     """
+    name = f"{method}-{variant}"
+    if (out / "runs" / f"{name}.json").is_file():
+        return finished(out, name)
+    cfg = training_config(scale, method, variant, out / "scenes", seed, progress)
+    return train_recorded(cfg, out, name, device)
+
+
+def finished(out: Path, name: str) -> Trained:
+    """The record of the finished training ``out/runs/<name>.json``."""
+    data = json.loads((out / "runs" / f"{name}.json").read_text())
+    return Trained(out / data["weights"], data["seconds"], data["steps"], data["resumed"])
+
+
+def train_recorded(cfg: RunConfig, out: Path, name: str, device: str) -> Trained:
+    """Train ``cfg`` into ``out/runs/<name>-<stamp>``, resuming the latest such run that has a checkpoint; then
+    record it in ``out/runs/<name>.json`` (weights relative to ``out``) and delete its resumable checkpoints."""
     from taskfuse.train.loop import train
 
-    name = f"{method}-{variant}"
     record = out / "runs" / f"{name}.json"
-    if record.is_file():
-        data = json.loads(record.read_text())
-        return Trained(out / data["weights"], data["seconds"], data["steps"], data["resumed"])
-    cfg = training_config(scale, method, variant, out / "scenes", seed, progress)
     started = sorted(d for d in (out / "runs").glob(f"{name}-*") if d.is_dir() and latest_checkpoint(d) is not None)
     resume = started[-1] if started else None
     start = time.perf_counter()

@@ -1,10 +1,15 @@
 """``taskfuse benchmark``: end-to-end benchmarks of the project (docs/benchmark.md).
 
+taskfuse benchmark claim --root /data/msrs_det --scale full --device cuda --out runs/claim   # the whole design
+taskfuse benchmark claim --out runs/claim --plan               # units ready to run now, one per line
+taskfuse benchmark claim --out runs/claim --units cell:ir:-:d0 # one unit (scripts/claim_full.sh runs them)
+taskfuse benchmark claim --out runs/claim --report             # rebuild the table from the cells present
 taskfuse benchmark synthetic                                   # --scale small, on the CPU in a few minutes
 taskfuse benchmark synthetic --scale full --device cuda --rows ir vi mean max laplacian gff
 taskfuse benchmark synthetic --scale full --device cuda --rows seafusion --variants task-guided
 taskfuse benchmark synthetic --scale full --list               # the rows, to split a run into pieces
 taskfuse benchmark synthetic --out runs/benchmark-synthetic --report
+taskfuse benchmark synthetic --combine runs/s0 runs/s1 runs/s2 --out runs/seeds   # mean ± sd over seeds
 """
 
 from __future__ import annotations
@@ -62,16 +67,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fusion metric ranking the test scenes shown in report.html (default: Qabf)",
     )
     s.add_argument("--html-pairs", type=int, default=3, metavar="N", help="best and worst scenes shown (default: 3)")
+    s.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="summarise output folders that differ only in --seed into OUT/seeds.md and seeds.json, and exit",
+    )
     s.add_argument("--list", action="store_true", help="list the rows of the scale and exit")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     s.set_defaults(run=run_synthetic)
 
+    c = benchmarks.add_parser(
+        "claim",
+        help="real MSRS pairs with boxes: task-guided vs fusion-only by paired continuation, seeds and intervals",
+        description="The seeds' claim on real labels (msrs_det): fusion networks pre-trained to a plateau, then "
+        "continued with and without a detector in the loop (and a reseeded control), every row judged by the same "
+        "detector over several fusion and downstream seeds, with paired bootstrap intervals and the smallest "
+        "detectable difference (docs/benchmark.md). Work goes in resumable units under file locks, so pieces "
+        "can run side by side into one OUT; the table rebuilds from the cells present.",
+    )
+    c.add_argument("--out", type=Path, default=Path("runs/benchmark-claim"), help="output folder")
+    c.add_argument("--root", help="the msrs_det folder (ir/, vi/, labels/); stored in OUT/claim.json")
+    c.add_argument("--scale", help="preset: tiny, cpu (default for a new OUT) or full (one GPU)")
+    c.add_argument("--detector", help="downstream detector (default: the preset's YOLOX, from scratch)")
+    c.add_argument("--fusion-seeds", nargs="+", type=int, help="fusion seeds (default: the preset's)")
+    c.add_argument("--downstream-seeds", nargs="+", type=int, help="downstream seeds (default: the preset's)")
+    c.add_argument("--methods", nargs="+", help="methods trained both ways (default: every one detection guides)")
+    c.add_argument(
+        "--weights",
+        nargs="+",
+        default=[],
+        metavar="NAME=FILE",
+        help="rows of released weights, e.g. seafusion-released=SeAFusion.safetensors",
+    )
+    c.add_argument("--rows", nargs="+", default=[], metavar="ROW", help="rows to run (a row or a method; default all)")
+    c.add_argument("--units", nargs="+", default=[], metavar="UNIT", help="run only these units (see --plan)")
+    c.add_argument("--plan", action="store_true", help="print the units whose inputs are done, one per line")
+    c.add_argument("--list", action="store_true", help="list the rows and every unit with its state")
+    c.add_argument("--report", action="store_true", help="only rebuild the table from the finished cells")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    c.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    c.set_defaults(run=run_claim)
+
 
 def run_synthetic(args: argparse.Namespace) -> int:
-    from taskfuse.benchmark.report import write_report
+    from taskfuse.benchmark.report import write_report, write_seed_summary
     from taskfuse.benchmark.scales import get_scale
     from taskfuse.benchmark.synthetic import all_rows, run, select_rows
 
+    if args.combine:
+        paths = write_seed_summary(args.combine, args.out)
+        sys.stdout.write(paths[0].read_text())
+        return 0
     scale = get_scale(args.scale)
     if args.list:
         for row in all_rows(scale):
@@ -81,6 +130,43 @@ def run_synthetic(args: argparse.Namespace) -> int:
         rows = select_rows(all_rows(scale), args.rows, args.variants)
         run(scale, args.out, rows, args.seed, args.device, args.detection, args.progress)
     paths = write_report(args.out, args.html_metric, args.html_pairs)
+    sys.stdout.write(paths[0].read_text())
+    print(f"\ntable: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def run_claim(args: argparse.Namespace) -> int:
+    from taskfuse.benchmark.claim import Claim, parse_released, settle_design
+    from taskfuse.benchmark.claim_report import write_report
+
+    given = {
+        "root": args.root,
+        "scale": args.scale,
+        "detector": args.detector,
+        "fusion_seeds": args.fusion_seeds,
+        "downstream_seeds": args.downstream_seeds,
+        "methods": args.methods,
+        "released": parse_released(args.weights),
+    }
+    claim = Claim(args.out, settle_design(args.out, given), args.device, args.progress)
+    rows = claim.select(args.rows)
+    if args.plan:
+        for unit in claim.plan(rows):
+            print(unit)
+        return 0
+    if args.list:
+        for row in rows:
+            print(f"{row.name:<28} {row.kind}")
+        for unit in claim.units(rows):
+            print(f"{'done' if claim.done(unit) else 'todo'}  {unit}")
+        return 0
+    if args.units:
+        for unit in args.units:
+            claim.run(unit)
+        return 0
+    if not args.report:
+        claim.run_all(rows)
+    paths = write_report(args.out)
     sys.stdout.write(paths[0].read_text())
     print(f"\ntable: {', '.join(str(p) for p in paths)}")
     return 0

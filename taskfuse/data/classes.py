@@ -115,3 +115,7 @@ M3FD = ClassSet(
 
 LLVIP = ClassSet(names=("person",), palette=((255, 0, 0),))
 """LLVIP (Jia et al., ICCV 2021): one detection class, ``person`` in the VOC XML files; the colour is ours."""
+
+MSRS_DET = ClassSet(names=("person", "bicycle", "car"), palette=((220, 20, 60), (255, 160, 0), (0, 90, 255)))
+"""Detection classes of the MSRS test pairs with boxes (``msrs_det``), in the order of the label set's
+``classes.txt`` (0 person, 1 bicycle, 2 car); the colours are ours."""

@@ -52,6 +52,9 @@ class MethodSpec:
     """A label-free pretext objective for the network's ``forward_pretext`` (MAFS stage I); None = no pretext."""
     seg_head: str = ""
     """Key of ``FusionOutput.aux`` holding the network's own class logits, when it has a segmentation head."""
+    tasks: tuple[str, ...] = ("segmentation",)
+    """Task families (``taskfuse.tasks``) whose annotations can guide the method's training (``train.task``):
+    ``segmentation`` (label masks), ``detection`` (boxes), ``keypoints``; the first is its paper's."""
     strategy: str = "fusion_only"
     """The training strategy of the method's paper (``taskfuse.train.strategies``)."""
     config: str = ""

@@ -97,6 +97,13 @@ class Wrapped:
             return self._ddp(name, *args, **kwargs)
         return getattr(self.module, name)(*args, **kwargs)
 
+    def __getattr__(self, name: str) -> Any:
+        """The bare network's other attributes (``w.loss``, ``w.parameters()``), so that code written for a
+        network, such as a task family's loss, runs its forward pass through the wrapper."""
+        if name == "module":
+            raise AttributeError(name)
+        return getattr(self.module, name)
+
 
 def mean_across(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     """Average scalar logs over the processes (every process must pass the same keys)."""

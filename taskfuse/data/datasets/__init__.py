@@ -23,6 +23,7 @@ from taskfuse.data.datasets import (  # noqa: F401  (each module registers its l
     m3fd,
     mfnet,
     msrs,
+    msrs_det,
     paired,
     pst900,
 )

@@ -7,7 +7,8 @@ Every reader yields the same dict::
     vi_gray    bool, True when the visible image was stored gray
     name       str, the file stem shared by the files of the sample
     label      (H, W) int64 class indices, 255 = ignore             (segmentation sets)
-    boxes      (N, 5) float32 [class, x1, y1, x2, y2] in pixels      (detection and keypoint sets)
+    boxes      (N, 5) float32 [class, x1, y1, x2, y2] in pixels      (detection and keypoint sets; VOC XML or
+                                                                     YOLO text files, ``yolo.py``)
     keypoints  (N, K, 3) float32 [x, y, v], v as in COCO (0, 1, 2)  (keypoint sets)
 
 Construction lists folders and reads the small text, JSON or XML indexes only; images and labels are decoded
@@ -31,7 +32,8 @@ from torch.utils.data import Dataset
 
 from taskfuse.data.classes import IGNORE_INDEX, ClassSet
 from taskfuse.data.datasets.voc import BoxTable, parse_voc
-from taskfuse.data.io import IR_RANGES, read_ir, read_vi
+from taskfuse.data.datasets.yolo import parse_yolo
+from taskfuse.data.io import IR_RANGES, image_size, read_ir, read_vi
 from taskfuse.data.pairs import list_images, listing
 from taskfuse.errors import TaskfuseError
 from taskfuse.registry import Registry
@@ -42,7 +44,7 @@ DATASETS: Registry = Registry("dataset")
 
 @dataclass(frozen=True)
 class Record:
-    """The files of one sample; ``label`` is an index-label image, ``boxes`` a VOC XML file."""
+    """The files of one sample; ``label`` is an index-label image, ``boxes`` a VOC XML or YOLO text file."""
 
     name: str
     ir: Path
@@ -96,15 +98,17 @@ def scan_folders(
     boxes: Path | None = None,
     stems: list[str] | None = None,
     primary: tuple[str, ...] | None = None,
+    box_suffix: str = ".xml",
 ) -> tuple[list[Record], list[str]]:
-    """Records from image folders by role ("ir", "vi", optional "label") and an optional VOC XML folder.
+    """Records from image folders by role ("ir", "vi", optional "label") and an optional folder of box files
+    (``box_suffix`` ".xml" for VOC XML, ".txt" for YOLO text).
 
     Missing or empty image folders raise (``list_images``); see ``join_stems`` for ``stems`` and ``primary``.
     """
     listed = {role: list_images(folder) for role, folder in folders.items()}
     where = dict(folders)
     if boxes is not None:
-        listed["boxes"] = list_files(boxes, ".xml")
+        listed["boxes"] = list_files(boxes, box_suffix)
         where["boxes"] = boxes
     complete, missing = join_stems(listed, where, stems, primary)
     records = [Record(stem, g["ir"], g["vi"], g.get("label"), g.get("boxes")) for stem, g in complete.items()]
@@ -159,6 +163,9 @@ class PairedDataset(Dataset, ABC):
     default_split: ClassVar[str] = "train"
     annotations: ClassVar[str] = "none"
     classes: ClassSet | None = None
+    box_classes: ClassSet | None = None
+    """Classes of the boxes' class column when they differ from ``classes`` (YOLO boxes beside segmentation
+    labels); None = ``classes``."""
 
     def __init__(
         self,
@@ -235,11 +242,14 @@ class PairedDataset(Dataset, ABC):
         return torch.from_numpy(arr)
 
     def read_boxes(self, rec: Record) -> BoxTable | None:
-        """Boxes of ``rec`` from its VOC XML file, or None when the sample has none."""
+        """Boxes of ``rec`` from its VOC XML or YOLO text file (by suffix), or None when the sample has none."""
         if rec.boxes is None:
             return None
-        assert self.classes is not None
-        return parse_voc(rec.boxes, self.classes)
+        classes = self.box_classes or self.classes
+        assert classes is not None
+        if rec.boxes.suffix.lower() == ".txt":
+            return parse_yolo(rec.boxes, image_size(rec.ir), classes.num_classes)
+        return parse_voc(rec.boxes, classes)
 
     def read_keypoints(self, rec: Record) -> np.ndarray | None:
         """(N, K, 3) keypoints of ``rec``, or None for sets without keypoints."""
@@ -267,7 +277,8 @@ class PairedDataset(Dataset, ABC):
         table = self.read_boxes(rec)
         if table is not None:
             if table.unknown:
-                names = self.classes.names if self.classes else ()
+                known = self.box_classes or self.classes
+                names = known.names if known else ()
                 raise TaskfuseError(
                     f"{rec.boxes or rec.name}: unknown class(es) {', '.join(sorted(set(table.unknown)))}; "
                     f"{self.layout} classes are {', '.join(names)}. Correct the annotation "

@@ -13,6 +13,9 @@ In a flat folder, split ``val`` holds the pairs whose name hashes into the lowes
 ``train`` the others, so the split is the same on every machine and adding pairs never moves a pair from one
 split to the other. ``ir_dir`` and ``vi_dir`` rename the two folders (RoadScene's own release:
 ``ir_dir="cropinfrared", vi_dir="crop_LR_visible"``; M3FD_Fusion: ``ir_dir="Ir", vi_dir="Vis"``).
+``yolo_labels`` names a folder of YOLO text boxes, one ``<name>.txt`` per pair (relative to the split's folder,
+or absolute; ``yolo.py``), whose ``classes.txt`` (in it or its parent) becomes the layout's classes: the pairs
+are then a detection set.
 
 >>> [name for name in ("FLIR_00001", "FLIR_00002", "FLIR_00003", "FLIR_00004", "FLIR_00005") if in_holdout(name)]
 ['FLIR_00004']
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from taskfuse.data.datasets.base import DATASETS, PairedDataset, Record, scan_folders
+from taskfuse.data.datasets.yolo import yolo_classes
 from taskfuse.errors import TaskfuseError
 
 HOLDOUT_PERCENT = 20
@@ -52,17 +57,19 @@ class PairedFolders(PairedDataset):
         *,
         ir_dir: str = "ir",
         vi_dir: str = "vi",
+        yolo_labels: str | os.PathLike | None = None,
         labels: bool = True,
         ir_range: str = "auto",
         skip_incomplete: bool = False,
     ) -> None:
         self.ir_dir, self.vi_dir = ir_dir, vi_dir
+        self.yolo_labels = yolo_labels
         super().__init__(root, split, labels=labels, ir_range=ir_range, skip_incomplete=skip_incomplete)
 
     def scan(self) -> tuple[list[Record], list[str]]:
         nested = self.root / self.split
         if self.split != "all" and (nested / self.ir_dir).is_dir():
-            return scan_folders({"ir": nested / self.ir_dir, "vi": nested / self.vi_dir})
+            return self._scan(nested)
         if not (self.root / self.ir_dir).is_dir() or self.split not in self.splits:
             found = sorted(p.name for p in self.root.iterdir() if (p / self.ir_dir).is_dir())
             hint = f"; split folders found: {', '.join(found)}" if found else ""
@@ -71,7 +78,7 @@ class PairedFolders(PairedDataset):
                 f"ROOT/{self.ir_dir}/ + ROOT/{self.vi_dir}/ (splits all, train, val) or ROOT/<split>/{self.ir_dir}/ + "
                 f"{self.vi_dir}/ (folders named otherwise: the ir_dir and vi_dir options){hint}"
             )
-        records, incomplete = scan_folders({"ir": self.root / self.ir_dir, "vi": self.root / self.vi_dir})
+        records, incomplete = self._scan(self.root)
         if self.split == "all":
             return records, incomplete
         kept = [r for r in records if in_holdout(r.name) == (self.split == "val")]
@@ -81,3 +88,13 @@ class PairedFolders(PairedDataset):
                 "the names, by hash, form 'val'); add pairs, or read split 'all'"
             )
         return kept, incomplete
+
+    def _scan(self, base: Path) -> tuple[list[Record], list[str]]:
+        """The pairs of ``base/<ir_dir>`` and ``base/<vi_dir>``, with their boxes when ``yolo_labels`` is set."""
+        boxes = None
+        if self.yolo_labels is not None and self.labels:
+            boxes = base / Path(self.yolo_labels)
+            self.classes = yolo_classes(boxes)
+            self.annotations = "boxes"
+        folders = {"ir": base / self.ir_dir, "vi": base / self.vi_dir}
+        return scan_folders(folders, boxes=boxes, primary=("ir", "vi"), box_suffix=".txt")

@@ -1,5 +1,6 @@
 """DSIFuse (seed 004): semantic-guided multi-level collaborative fusion. Network (``network.py``) and objective
-(``loss.py``); without labels the objective keeps its intensity and gradient terms.
+(``loss.py``); without labels the objective keeps its intensity and gradient terms. Detection guidance
+(``train.task: detection``) draws ``M_label`` from the boxes, without the semantic prior loss (``tasks``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ SPEC = register(
         name="dsifuse",
         network=DSIFuse,
         loss=DSIFuseLoss,
+        tasks=("segmentation", "detection"),
         strategy="single_stage",
         config="dsifuse",
         small={"depth": 18, "decoder_channels": [8, 8, 16, 16, 32]},

@@ -1,5 +1,6 @@
 """FGFusion (seed 003): foreground-guided fusion. Network (``network.py``) and objective (``loss.py``); without
-labels or boxes the objective drops its foreground term.
+labels or boxes the objective drops its foreground term. Detection guidance (``train.task: detection``) draws the
+foreground masks from the boxes (``tasks``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ SPEC = register(
         name="fgfusion",
         network=FGFusion,
         loss=FGFusionLoss,
+        tasks=("segmentation", "detection"),
         strategy="single_stage",
         config="fgfusion",
         small={

@@ -1,5 +1,7 @@
 """MAFS (seed 002): one network for fusion and segmentation. Network with its masked-autoencoder pretext
-(``network.py``), stage-I, stage-II and label-free objectives (``loss.py``), trained by ``mafs_two_stage``.
+(``network.py``), stage-I, stage-II and label-free objectives (``loss.py``), trained by ``mafs_two_stage``. Its
+segmentation decoder and distilled teacher learn from label masks, so only segmentation can guide it (``tasks``);
+detection boxes are refused when a config asks for them.
 
 The full-scale synthetic benchmark uses ResNet-50 encoders instead of the paper's ResNet-152 so that a run fits
 a GPU session (``benchmark``).
@@ -19,6 +21,7 @@ SPEC = register(
         fusion_loss=MAFSFusionLoss,
         pretext_loss=MAFSPretextLoss,
         seg_head="seg",
+        tasks=("segmentation",),
         strategy="mafs_two_stage",
         config="mafs",
         small={"depth": 18, "channels": 16, "inn_blocks": 1, "mask_patch": 8},

@@ -1,5 +1,6 @@
 """PSFusion (seed 001): progressive semantic injection and scene fidelity. Network (``network.py``), objective of
-eq. 22 and its label-free form (``loss.py``).
+eq. 22 and its label-free form (``loss.py``). Its semantic, binary and boundary heads learn from label masks, so
+only segmentation can guide it (``tasks``); detection boxes are refused when a config asks for them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ SPEC = register(
         loss=PSFusionLoss,
         fusion_loss=PSFusionFusionLoss,
         seg_head="semantic",
+        tasks=("segmentation",),
         strategy="single_stage",
         config="psfusion",
         small={"backbone_depth": 18, "width": 16, "rec_width": 8},

@@ -1,5 +1,6 @@
 """SeAFusion (Tang, Yuan, Ma 2022, Inf. Fusion 82), the network seed 000 (AGF) retrains with the segmenter in the
-loop: network (``network.py``), original and seed-000 objectives (``loss.py``), trained by ``iterative_joint``;
+loop: network (``network.py``), original and seed-000 objectives (``loss.py``), trained by ``iterative_joint``,
+whose task network in the loop may be a segmenter (the paper's), a detector or a keypoint network (``tasks``);
 the authors' released weights convert with ``taskfuse convert seafusion-official`` (``convert.py``).
 """
 
@@ -15,6 +16,7 @@ SPEC = register(
         name="seafusion",
         network=SeAFusion,
         loss=SeAFusionLoss,
+        tasks=("segmentation", "detection", "keypoints"),
         strategy="iterative_joint",
         config="seafusion",
         small={"widths": [8, 16, 16]},

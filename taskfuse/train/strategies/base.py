@@ -24,6 +24,7 @@ from taskfuse.losses.base import LossTerms
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.models.spec import MethodSpec
 from taskfuse.registry import Registry
+from taskfuse.tasks.base import TASKS
 from taskfuse.tasks.segmentation.base import SegmentationOutput
 from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, StrategyOptions
 from taskfuse.train.data import Stream
@@ -41,7 +42,8 @@ class Budget:
 
     ``fusion_steps`` counts every step of the fusion network (pretext and rounds included); a strategy with a
     task network in the loop splits them into ``rounds`` and gives that network ``task_steps`` per round
-    (after ``warmup`` steps of warm-up); a teacher network (MAFS) gets ``teacher_steps``."""
+    (after ``warmup`` steps of learning-rate warm-up, and ``task_warmup`` steps before the first round); a
+    teacher network (MAFS) gets ``teacher_steps``."""
 
     fusion_steps: int
     batch_size: int
@@ -52,6 +54,14 @@ class Budget:
     teacher_steps: int = 0
     teacher: str = ""
     warmup: int = 0
+    task: str = "segmentation"
+    """The task family of the network in the loop (``train.task``)."""
+    task_model: str = ""
+    """Its network (a name of the family's registry); empty = the config's."""
+    task_warmup: int = 0
+    """Steps the task network trains on the starting fusion network's images before the first round."""
+    weights: tuple[float, ...] = ()
+    """λ of the task loss in each round; empty = the round index (0, 1, 2, ...), the authors' schedule."""
 
     @property
     def phase(self) -> list[str]:
@@ -128,6 +138,13 @@ class Strategy:
         return [f"train.iters={budget.fusion_steps}", "train.epochs=0"]
 
     @classmethod
+    def without_task(cls, budget: Budget, spec: MethodSpec) -> list[str] | None:
+        """``--set`` overrides that train ``spec``'s method on ``budget`` the same way with the task term removed,
+        when this strategy can do so itself (SeAFusion's rounds with λ = 0); None: train it with
+        ``fusion_only`` instead."""
+        return None
+
+    @classmethod
     def fusion_phase(cls, cfg: RunConfig) -> PhaseConfig:
         """The settings the fusion network is optimised with (optimiser, learning rate, schedule)."""
         return cfg.train
@@ -187,13 +204,51 @@ def seg_as_float(out: SegmentationOutput) -> SegmentationOutput:
     return SegmentationOutput(out.logits.float(), [a.float() for a in out.aux])
 
 
-def require_labels(batch: dict[str, Any], who: str) -> None:
-    if "label" not in batch:
+ANNOTATIONS = ("label", "boxes", "keypoints")
+"""Batch keys holding ground truth (``taskfuse.data.batching.collate``)."""
+
+
+def reads(task: str) -> tuple[str, ...]:
+    """The batch keys the task family ``task`` learns from: its target, and the boxes keypoints belong to."""
+    target = TASKS.get(task).target
+    return ("boxes", target) if target == "keypoints" else (target,)
+
+
+def guided_by(task: str) -> list[str]:
+    """The learned methods whose training ``task`` can guide (``MethodSpec.tasks``)."""
+    return [n for n in models.names(learned=True) if task in models.get(n).tasks]
+
+
+def check_task(cfg: RunConfig, task: str) -> None:
+    """Refuse a ``train.task`` that is no task family or that the method cannot learn from."""
+    if task not in TASKS:
+        raise TaskfuseError(f"train.task {task!r}: not a task family; choose from {', '.join(TASKS.names())}")
+    spec = models.get(cfg.method)
+    if task not in spec.tasks:
         raise TaskfuseError(
-            f"{who} needs semantic labels, but data.train has none; train on a labelled dataset (synthetic, "
-            "msrs, "
-            "mfnet, fmb, pst900) or use strategy fusion_only"
+            f"train.task {task}: {cfg.method} learns only from {' and '.join(spec.tasks)} annotations "
+            f"({', '.join(reads(spec.tasks[0]))}), not from {'/'.join(reads(task))}; {task} guidance trains "
+            f"{', '.join(guided_by(task)) or 'no registered method'}"
         )
+
+
+def require_annotations(batch: dict[str, Any], task: str, who: str) -> None:
+    """Raise, saying what the data holds, when ``batch`` lacks what ``task`` learns from."""
+    missing = [k for k in reads(task) if k not in batch]
+    if missing:
+        have = [k for k in ANNOTATIONS if k in batch]
+        raise TaskfuseError(
+            f"{who} learns {task} from {'/'.join(reads(task))}, but data.train gives "
+            f"{'/'.join(have) or 'no annotations'}; train on a dataset with {'/'.join(missing)}, set train.task to "
+            f"what the data holds ({task} guidance trains {', '.join(guided_by(task))}), or use strategy fusion_only"
+        )
+
+
+def keep_annotations(batch: dict[str, Any], task: str) -> dict[str, Any]:
+    """``batch`` without the annotations ``task`` does not learn from (a loss reading whatever it finds, such as
+    FGFusion's foreground masks, then learns from this task alone)."""
+    kept = reads(task)
+    return {k: v for k, v in batch.items() if k not in ANNOTATIONS or k in kept}
 
 
 @contextlib.contextmanager

@@ -43,10 +43,11 @@ from taskfuse.train.strategies.base import (
     Context,
     Strategy,
     as_float,
+    check_task,
     logged,
     make_fusion,
     make_loss,
-    require_labels,
+    require_annotations,
     seg_as_float,
 )
 
@@ -73,6 +74,8 @@ def _teacher_training() -> PhaseConfig:
 
 @dataclass
 class MAFSOptions(StrategyOptions):
+    task: str = "segmentation"
+    """The annotations that guide training: MAFS's segmentation decoder and teacher learn from label masks only."""
     pretext: PhaseConfig = field(default_factory=_pretext)
     """Stage I, the masked-autoencoder pretext."""
     alpha1: float = 5.0
@@ -133,6 +136,7 @@ class MAFSTwoStage(Strategy):
     def check(cls, cfg: RunConfig) -> None:
         if "teacher" in cfg.loss:
             raise TaskfuseError("loss.teacher: the teacher is set by train.teacher (a .safetensors file)")
+        check_task(cfg, cfg.options.task)
 
     @classmethod
     def phases(cls, cfg: RunConfig) -> dict[str, tuple[DatasetConfig, PhaseConfig]]:
@@ -212,7 +216,7 @@ class MAFSTwoStage(Strategy):
                 out = self.run.call("forward_pretext", batch["ir"], batch["vi"])
             terms = self.pretext_loss(as_float(out), batch)
             return {**logged(terms), "lr": self.opts["pretext"].step(terms.total, t)}
-        require_labels(batch, "mafs_two_stage")
+        require_annotations(batch, "segmentation", "mafs_two_stage")
         if phase == "teacher":
             return self.teacher_step(t, batch)
         self.net.train()

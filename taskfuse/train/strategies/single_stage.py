@@ -6,7 +6,8 @@ runs the network on a batch and back-propagates ``loss(out, batch)``, where the 
 what it needs from the batch (``label``, or ``boxes`` for foreground masks) and from ``out.aux``. The
 optimiser, schedule, length, batch size and crop are ``train.*`` (the papers: SGD, lr 1e-3, poly decay); a
 loss holding parameters of its own is optimised with the network, and a loss with state (``state_dict``) is
-checkpointed.
+checkpointed. ``train.task`` picks the annotations that guide the loss (``detection``: FGFusion's and DSIFuse's
+masks from boxes even where label masks exist); a method guided by label masks only (PSFusion) refuses boxes.
 """
 
 from __future__ import annotations
@@ -19,11 +20,27 @@ from torch import Tensor, nn
 from taskfuse import models
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.train.config import RunConfig, StrategyOptions
-from taskfuse.train.strategies.base import STRATEGIES, Context, Strategy, as_float, logged, make_fusion, make_loss
+from taskfuse.train.strategies.base import (
+    STRATEGIES,
+    Context,
+    Strategy,
+    as_float,
+    check_task,
+    keep_annotations,
+    logged,
+    make_fusion,
+    make_loss,
+    reads,
+    require_annotations,
+)
 
 
 @dataclass
 class SingleStageOptions(StrategyOptions):
+    task: str = ""
+    """The annotations that guide the loss: ``segmentation`` (label masks) or ``detection`` (boxes, e.g. FGFusion's
+    and DSIFuse's foreground masks), one of the method's ``MethodSpec.tasks``; the batches then carry that
+    task's annotations only. Empty = whatever the data holds (label masks, else boxes)."""
     seg_key: str = ""
     """Key of ``out.aux`` holding class logits, whose mIoU validation reports; empty = the method's segmentation
     head (``MethodSpec.seg_head``); no such output: no mIoU."""
@@ -34,6 +51,11 @@ class SingleStageOptions(StrategyOptions):
 class SingleStage(Strategy):
     name = "single_stage"
     Options = SingleStageOptions
+
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        if cfg.options.task:
+            check_task(cfg, cfg.options.task)
 
     def __init__(self, cfg: RunConfig, ctx: Context, **loss_args: Any) -> None:
         super().__init__(cfg, ctx)
@@ -55,12 +77,25 @@ class SingleStage(Strategy):
 
     def loss_step(self, step: int, batch: dict[str, Any]) -> dict[str, Tensor | float]:
         """Forward, loss and update on one batch; the logged loss terms and learning rate."""
+        batch = self.task_batch(batch)
         self.net.train()
         with self.ctx.autocast():
             out = self.run(batch["ir"], batch["vi"])
         terms = self.loss(as_float(out), batch)
         lr = self.opt.step(terms.total, step)
         return {**logged(terms), "lr": lr}
+
+    def task_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``batch`` with the annotations of ``train.task`` only; without one, checked to hold annotations of a
+        task the method learns from."""
+        task = self.options.task
+        if task:
+            require_annotations(batch, task, self.cfg.method)
+            return keep_annotations(batch, task)
+        spec = models.get(self.cfg.method)
+        if not any(all(k in batch for k in reads(t)) for t in spec.tasks):
+            require_annotations(batch, spec.tasks[0], self.cfg.method)
+        return batch
 
     def train_step(self, step: int) -> dict[str, Tensor | float]:
         return self.loss_step(step, self.ctx.batch("train"))

@@ -1,0 +1,139 @@
+"""``taskfuse benchmark claim``: the paired continuation's variants differ only in the task term (or the seed),
+the plateau rule, the design record, and a tiny end-to-end run on synthetic pairs in the msrs_det layout whose
+cells, predictions and report agree."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from msrs_det_scenes import write_msrs_det_scenes
+
+from taskfuse.benchmark.claim import TINY, Claim, parse_released, settle_design
+from taskfuse.benchmark.claim_report import pairs, write_report
+from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, variant_config
+from taskfuse.benchmark.stats import image_matches, scores_on
+from taskfuse.cli.main import main
+from taskfuse.data.datasets import open_dataset
+from taskfuse.errors import TaskfuseError
+from taskfuse.train.config import RunConfig
+
+DESIGN = replace(TINY.fusion, steps=4, rounds=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("msrs_det")
+    write_msrs_det_scenes(root, 6, 3, height=64, width=64)
+    return root
+
+
+def fusion_steps(cfg: RunConfig) -> int:
+    o = cfg.options
+    return o.rounds * o.fusion.iters if cfg.strategy == "iterative_joint" else cfg.train.iters
+
+
+@pytest.mark.parametrize("method", claim_methods())
+def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Path) -> None:
+    init = Path("/runs/pretrain/x.safetensors")
+    guided, plain, reseed = (
+        variant_config(DESIGN, method, v, 3, data, init) for v in ("task-guided", "fusion-only", "reseed")
+    )
+    for cfg in (guided, plain, reseed):
+        assert fusion_steps(cfg) == DESIGN.steps and cfg.train.init == str(init)
+        assert (cfg.data.train.name, cfg.data.train.split, cfg.data.val) == ("msrs_det", "train", None)
+    assert guided.train.seed == plain.train.seed == 3 and reseed.train.seed == 3 + RESEED
+    assert guided.data.train.options == {} and plain.data.train.options == {"labels": False}
+    assert plain.to_dict()["train"] == {**reseed.to_dict()["train"], "seed": 3}
+    if guided.strategy == "iterative_joint":
+        assert plain.strategy == "iterative_joint" and guided.options.task == "detection"
+        assert guided.options.seg_weight_per_round == [1.0, 2.0] and plain.options.seg_weight_per_round == [0.0, 0.0]
+        assert guided.options.task_warmup == DESIGN.task_warmup and guided.options.task_model == DESIGN.task_model
+        assert guided.options.fusion == plain.options.fusion
+    else:
+        assert (guided.strategy, plain.strategy, guided.options.task) == ("single_stage", "fusion_only", "detection")
+        keys = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "warmup_iters", "batch_size", "crop")
+        assert all(getattr(guided.train, k) == getattr(plain.train, k) for k in keys)
+        assert guided.train.lr_schedule == "constant"
+
+
+def test_plateau_rule() -> None:
+    rising = {s: {"Qabf": 0.1 * s, "SSIM": 0.5} for s in (1, 2, 3, 4)}
+    assert plateau_step(rising, ("Qabf", "SSIM"), 1, 0.01, 0) is None
+    flat = {1: {"Qabf": 0.40, "SSIM": 0.5}, 2: {"Qabf": 0.401, "SSIM": 0.6}, 3: {"Qabf": 0.402, "SSIM": 0.601}}
+    assert plateau_step(flat, ("Qabf", "SSIM"), 1, 0.01, 0) == 3
+    assert plateau_step(flat, ("Qabf",), 1, 0.01, 0) == 2 and plateau_step(flat, ("Qabf",), 1, 0.01, 3) == 3
+    assert plateau_step(flat, ("Qabf",), 2, 0.01, 0) == 3
+
+
+def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Path) -> None:
+    design = settle_design(tmp_path, {"root": data, "scale": "tiny", "methods": ["seafusion"]})
+    assert design.fusion_seeds == TINY.fusion_seeds and design.detector == TINY.detector
+    again = settle_design(tmp_path, {})
+    assert again == design
+    with pytest.raises(TaskfuseError, match="made with fusion_seeds"):
+        settle_design(tmp_path, {"fusion_seeds": [5]})
+    with pytest.raises(TaskfuseError, match="detection guides only"):
+        settle_design(tmp_path / "other", {"root": data, "methods": ["psfusion"]})
+    with pytest.raises(TaskfuseError, match="not a file"):
+        parse_released([f"sf={tmp_path / 'none.safetensors'}"])
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    released = parse_released([f"sf={weights}"])
+    assert [r.kind for r in Claim(tmp_path, replace(design, released=released)).rows].count("released") == 1
+    with pytest.raises(TaskfuseError, match="a row of that name exists"):
+        Claim(tmp_path, replace(design, released={"max": str(weights)}))
+    claim = Claim(tmp_path, design)
+    rows = [r.name for r in claim.rows]
+    assert rows[:4] == ["ir", "vi", "max", "lite"] and rows[-1] == "oracle"
+    plan = claim.plan(claim.rows)
+    assert plan[:2] == ["pretrain:seafusion:f0", "pretrain:seafusion:f1"] and "cell:ir:-:d0" in plan
+    assert not any(u.startswith(("train:", "fuse:oracle")) for u in plan)
+    with pytest.raises(TaskfuseError, match="not a unit of this benchmark"):
+        claim.run("cell:nowhere:-:d0")
+
+
+def test_cells_pair_by_seeds() -> None:
+    learned, fixed = [(0, 0), (0, 1), (1, 0), (1, 1)], [(None, 0), (None, 1)]
+    assert pairs(learned, learned[:3]) == [((0, 0), (0, 0)), ((0, 1), (0, 1)), ((1, 0), (1, 0))]
+    assert pairs(fixed, learned) == [((None, 0), (0, 0)), ((None, 1), (0, 1)), ((None, 0), (1, 0)), ((None, 1), (1, 1))]
+    assert pairs(fixed, fixed) == [((None, 0), (None, 0)), ((None, 1), (None, 1))]
+
+
+@pytest.mark.slow
+def test_tiny_claim_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "claim"
+    args = ["benchmark", "claim", "--root", str(data), "--out", str(out), "--scale", "tiny", "--methods", "seafusion"]
+    args += ["--downstream-seeds", "0", "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| seafusion | " in table and "## Pre-training" in table
+    claim = Claim(out, settle_design(out, {}))
+    assert all(claim.done(u) for u in claim.units(claim.rows)) and claim.plan(claim.rows) == []
+    report = json.loads((out / "table.json").read_text())
+    assert [r["row"] for r in report["rows"]] == [r.name for r in claim.rows]
+    guidance = {c["what"]: c for c in report["comparisons"]}
+    assert guidance["task guidance"]["mAP50"]["pairs"] == 2 and guidance["noise floor"]["mAP50"]["pairs"] == 2
+    assert report["methods"][0]["verdict"]
+    base = json.loads((out / "oracle.json").read_text())["base"]
+    assert guidance["room: oracle over its base"]["a"] == base
+    assert (out / "rows" / "seafusion-task-guided.json").is_file()
+
+    val = open_dataset("msrs_det", data, "val")
+    targets = [val.read_boxes(r).boxes for r in val.records]
+    for path in sorted((out / "cells").glob("*/*.json")):
+        cell = json.loads(path.read_text())
+        stored = json.loads((out / cell["predictions"]).read_text())
+        assert stored["names"] == [r.name for r in val.records]
+        scores = scores_on(
+            image_matches([np.asarray(p) for p in stored["predictions"]], targets, 3), range(len(targets))
+        )
+        assert scores.map50 == pytest.approx(cell["result"]["mAP50"], abs=1e-9)
+        assert not (out / "downstream" / cell["row"] / path.stem / cell["row"] / "checkpoint").exists()
+    stamp = (out / "cells" / "ir" / "d0.json").stat().st_mtime_ns
+    assert main([*args[:6], "--device", "cpu", "--no-progress"]) == 0
+    assert (out / "cells" / "ir" / "d0.json").stat().st_mtime_ns == stamp
+    write_report(out)
