@@ -8,14 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from taskfuse import models
-from taskfuse.data.io import IR_COLOURS, IR_RANGES
+from taskfuse.data.io import IR_COLOURS, IR_RANGES, PNG_LEVEL, QUALITY
 from taskfuse.data.manifest import MANIFEST
 from taskfuse.data.pairs import apply_pattern, check_output, find_pairs, name_pattern
 from taskfuse.device import DEVICES, resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.inference import FuseJob, FuseOptions, Tile, is_output_file, load, plan_fuse
 
-FORMATS = ("png", "jpg", "bmp", "tif")
+FORMATS = ("png", "jpg", "bmp", "tif", "webp")
 
 
 def tile_arg(text: str) -> Tile:
@@ -85,7 +85,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="false-colour (palette) infrared images: refuse them (error, default) or fuse their BT.601 luma",
     )
     p.add_argument("--ext", choices=FORMATS, help="output format (default: png, or the suffix of an --out file)")
+    p.add_argument(
+        "--png-level",
+        type=int,
+        choices=range(10),
+        default=PNG_LEVEL,
+        metavar="0-9",
+        help=f"zlib level of PNG outputs: higher is smaller and slower, the pixels are the same (default: {PNG_LEVEL})",
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=QUALITY,
+        metavar="1-100",
+        help=f"quality of jpg and webp outputs (default: {QUALITY})",
+    )
     p.add_argument("--gray", action="store_true", help="write the fused luminance Y (one channel) instead of colour")
+    p.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="pairs of one size fused per forward pass (default: 16 on CUDA, 1 on the CPU)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="threads decoding and threads encoding images, each (default: one per CPU, at most 16)",
+    )
     p.add_argument(
         "--tile",
         type=tile_arg,
@@ -163,7 +190,10 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
         args.gray,
         args.tile,
         args.tile_overlap,
+        args.png_level,
+        args.quality,
     )
+    options.check()
     name_pattern(args.out_pattern, "--out-pattern")
     check_output(args.out, [args.ir, args.vi])
     pairs = find_pairs(args.ir, args.vi, args.skip_unpaired, args.ir_pattern, args.vi_pattern, args.recursive)
@@ -173,7 +203,9 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
     for method in methods:
         model = load(method, args.weights, str(device))
         out = args.out / method if len(methods) > 1 else args.out
-        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device))
+        jobs.append(
+            plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
+        )
     return jobs
 
 
