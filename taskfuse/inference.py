@@ -21,13 +21,15 @@ import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,6 +46,7 @@ from taskfuse.data.io import (
     decode_ir,
     decode_vi,
     encode_image,
+    ir_array,
     quantize,
     remove_parts,
     to_unit,
@@ -52,6 +55,7 @@ from taskfuse.data.io import (
 )
 from taskfuse.data.manifest import MANIFEST, Manifest, changed, file_sha256, read_manifest, write_manifest
 from taskfuse.data.pairs import SIZE_FIX, Pair, check_output, check_sizes, listing, size_mismatch
+from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
@@ -362,15 +366,24 @@ def decode_pair(pair: Pair, options: FuseOptions) -> tuple[Tensor, Tensor]:
     """Decode one pair for the model: (1, H, W) IR and (1|3, H, W) VIS of one size, uint8 levels where the
     files hold 8 bits (``taskfuse.data.io.to_unit`` divides them where the model runs), float32 in [0, 1]
     otherwise. The tensors are views of the decoded arrays: VIS lies channel-last in memory."""
-    ir, vi = as_chw(decode_ir(pair.ir, options.ir_range, options.ir_colour)), as_chw(decode_vi(pair.vi))
+    ir, vi = decode_ir(pair.ir, options.ir_range, options.ir_colour), decode_vi(pair.vi)
+    return _model_inputs(pair.name, as_chw(ir), as_chw(vi), options.resize)
+
+
+def _model_inputs(name: str, ir: Tensor, vi: Tensor, resize: str | None) -> tuple[Tensor, Tensor]:
+    """Decoded IR and VIS of one size: as they are when the sizes agree, else resized (``_match_size``)."""
     if ir.shape[-2:] == vi.shape[-2:]:
         return ir, vi
-    if options.resize is None:
+    if resize is None:
         raise TaskfuseError(
-            f"sizes differ: {pair.name} (ir {ir.shape[-1]}x{ir.shape[-2]}, vi {vi.shape[-1]}x{vi.shape[-2]}). "
-            + SIZE_FIX
+            f"sizes differ: {name} (ir {ir.shape[-1]}x{ir.shape[-2]}, vi {vi.shape[-1]}x{vi.shape[-2]}). " + SIZE_FIX
         )
-    return _match_size(to_unit(ir), to_unit(vi), options.resize)
+    return _match_size(to_unit(ir), to_unit(vi), resize)
+
+
+def frame_name(index: int) -> str:
+    """The name of a video's fused frame ``index`` (``000042``), for frame folders."""
+    return f"{index:06d}"
 
 
 def read_pair(pair: Pair, options: FuseOptions) -> tuple[Tensor, Tensor]:
@@ -411,13 +424,15 @@ class FuseSummary:
     seconds: float
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(pair name, why) of every pair left out under ``keep_going``."""
+    unit: str = "image"
+    """What a pair is: an image, or a video frame."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         failed = f", {len(self.failed)} failed" if self.failed else ""
         return (
-            f"fused {self.written} image(s), skipped {self.skipped} already done{failed}, in {self.seconds:.2f} s "
-            f"({rate:.2f} images/s) -> {out}"
+            f"fused {self.written} {self.unit}(s), skipped {self.skipped} already done{failed}, in "
+            f"{self.seconds:.2f} s ({rate:.2f} {self.unit}s/s) -> {out}"
         )
 
 
@@ -438,6 +453,8 @@ class FuseJob:
     ``targets`` maps every pair to fuse to its output path; ``manifest`` is None for a single output file;
     ``stale`` lists images of other settings that ``start`` removes (``--overwrite``); ``batch`` is the
     number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each.
+    With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
+    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``.
     """
 
     model: FusionModel
@@ -453,6 +470,8 @@ class FuseJob:
     device: torch.device | None
     batch: int = 1
     workers: int = 1
+    video: VideoPair | None = None
+    codec: str | None = None
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -478,52 +497,114 @@ class FuseJob:
 
         A pair that cannot be read or fused raises (after writing the pairs before it), or with
         ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
-        interruption leaves only whole outputs: the threads only decode and encode in memory, and every
-        file is written by the calling thread.
+        interruption leaves only whole outputs: the threads only decode and encode in memory, every file is
+        written by the calling thread, and a video file is renamed into place only when complete.
         """
         failed = list(self.failed)
         start = time.perf_counter()
+        unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
-        bar = tqdm(total=len(self.pairs), desc="fuse", unit="img", disable=shown, dynamic_ncols=True)
-        readers = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-decode")
+        bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
+        readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
         encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
-        pipeline = _Pipeline(self, encoders, bar)
         try:
-            for pair, decoded in self._decoded(readers):
-                try:
-                    ir, vi = decoded.result()
-                except TaskfuseError as e:
-                    if not self.keep_going:
-                        pipeline.finish()
-                        raise
-                    failed.append((pair.name, str(e)))
-                    bar.update()
-                    continue
-                failed += pipeline.add(pair, ir, vi)
-            failed += pipeline.finish()
+            with ExitStack() as outputs:
+                pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
+                for pair, decoded in self._decoded(readers):
+                    try:
+                        ir, vi = decoded.result()
+                    except TaskfuseError as e:
+                        if not self.keep_going:
+                            pipeline.finish()
+                            raise
+                        failed.append((pair.name, str(e)))
+                        bar.update()
+                        continue
+                    failed += pipeline.add(pair, ir, vi)
+                failed += pipeline.finish()
         finally:
             readers.shutdown(wait=True, cancel_futures=True)
             encoders.shutdown(wait=True, cancel_futures=True)
             bar.close()
-        return FuseSummary(pipeline.written, self.skipped, time.perf_counter() - start, failed)
+        seconds = time.perf_counter() - start
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, "frame" if self.video else "image")
+
+    def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None]]:
+        """How a fused image is encoded (in a thread) and written (in order): an image file per pair, or a
+        frame of the output video, whose writer ``stack`` closes."""
+        options = self.options
+        if self.video is not None and self.manifest is None:
+            size = self.video.size(options.resize)
+            writer = stack.enter_context(VideoWriter(self.out, self.video.rate, *size, self.codec))
+
+            def write_frame(pair: Pair, frame: Any) -> None:
+                try:
+                    writer.write(frame)
+                except OSError as e:
+                    raise TaskfuseError(f"{self.out}: cannot write the fused video ({e.strerror or e})") from e
+
+            return (lambda fused, i: writer.convert(_levels(fused, i, rgb=True))), write_frame
+
+        def write_file(pair: Pair, data: bytes) -> None:
+            target = self.targets[pair.name]
+            try:
+                write_image(target, data)
+            except OSError as e:
+                raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
+
+        def encode(fused: _Fused, i: int) -> bytes:
+            return encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
+
+        return encode, write_file
 
     def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
-        """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead."""
+        """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
+        (video frames one after the other in a single thread, as a stream decodes)."""
         ahead: deque[tuple[Pair, Future]] = deque()
-        todo = iter(self.pairs)
         depth = 2 * (self.batch + self.workers)
-        for pair in todo:
+        if self.video is not None:
+            frames = self._frames()
+            while True:
+                while len(ahead) < depth:
+                    ahead.append((None, readers.submit(next, frames, None)))
+                item = ahead.popleft()[1].result()
+                if item is None:
+                    return
+                pair, decoded = item
+                done: Future = Future()
+                done.set_result(decoded)
+                yield pair, done
+        for pair in self.pairs:
             ahead.append((pair, readers.submit(decode_pair, pair, self.options)))
             if len(ahead) >= depth:
                 yield ahead.popleft()
         yield from ahead
 
+    def _frames(self) -> Iterator[tuple[Pair, tuple[Tensor, Tensor]]]:
+        """The planned frame pairs of ``video``, decoded as ``decode_pair`` decodes image pairs."""
+        assert self.video is not None
+        todo = {pair.name: pair for pair in self.pairs}
+        options = self.options
+        for i, ir, vi in self.video.pairs():
+            pair = todo.get(frame_name(i))
+            if pair is not None:
+                source = f"{self.video.ir_path} frame {i}"
+                ir_levels = as_chw(ir_array(ir, options.ir_range, options.ir_colour, source))
+                yield pair, _model_inputs(pair.name, ir_levels, as_chw(vi), options.resize)
+
 
 class _Pipeline:
     """The fusing and writing side of ``FuseJob.run``: batches by size, fuses, encodes in threads, writes."""
 
-    def __init__(self, job: FuseJob, encoders: ThreadPoolExecutor, bar: tqdm) -> None:
-        self.job, self.encoders, self.bar = job, encoders, bar
+    def __init__(
+        self,
+        job: FuseJob,
+        encoders: ThreadPoolExecutor,
+        bar: tqdm,
+        encode: Callable[[_Fused, int], Any],
+        write: Callable[[Pair, Any], None],
+    ) -> None:
+        self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
         self.align = tile_context(job.model, job.options.overlap)[1]
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
@@ -606,22 +687,15 @@ class _Pipeline:
         return _Fused([pair for pair, _, _ in items], host, ready)
 
     def _encode(self, fused: _Fused) -> None:
-        options = self.job.options
-        ext = self.job.targets[fused.pairs[0].name].suffix
         for i, pair in enumerate(fused.pairs):
-            future = self.encoders.submit(_encode_one, fused, i, ext, options.png_level, options.quality)
-            self.encoded.append((pair, future))
+            self.encoded.append((pair, self.encoders.submit(self.encode, fused, i)))
 
     def _write(self, wait: bool) -> None:
         """Write the encoded outputs at the head of the queue: all finished ones, and with ``wait`` at least
         the first."""
         while self.encoded and (wait or self.encoded[0][1].done()):
             pair, future = self.encoded.popleft()
-            target = self.job.targets[pair.name]
-            try:
-                write_image(target, future.result())
-            except OSError as e:
-                raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
+            self.write(pair, future.result())
             self.written += 1
             self.bar.update()
             wait = False
@@ -634,12 +708,15 @@ def _stack(tensors: list[Tensor], pinned: bool) -> Tensor:
     return torch.stack(tensors, out=out)
 
 
-def _encode_one(fused: _Fused, i: int, ext: str, png_level: int, quality: int) -> bytes:
-    """Encode image ``i`` of a fused batch once its bytes are on the CPU (runs in an encoding thread)."""
+def _levels(fused: _Fused, i: int, rgb: bool = False) -> np.ndarray:
+    """Image ``i`` of a fused batch as uint8 (H, W) or (H, W, 3), once its bytes are on the CPU (runs in an
+    encoding thread); ``rgb`` repeats a gray image into three channels."""
     if fused.ready is not None:
         fused.ready.synchronize()
     image = fused.images[i].numpy()
-    return encode_image(image[..., 0] if image.shape[-1] == 1 else image, ext, png_level, quality)
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1) if rgb else image[..., 0]
+    return image
 
 
 def plan_fuse(
@@ -652,6 +729,8 @@ def plan_fuse(
     device: torch.device | None = None,
     batch: int | None = None,
     workers: int | None = None,
+    video: VideoPair | None = None,
+    codec: str | None = None,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -665,6 +744,9 @@ def plan_fuse(
     and encoding threads (default: ``default_workers``). Neither changes the pixels on the CPU (tested);
     on CUDA the backend may pick other kernels for other batch sizes, which can change float rounding as a
     change of device does, so the manifest records both under ``info``.
+
+    With ``video`` (``plan_video`` makes the pairs), ``out`` is a frame folder or a video file, which like a
+    single image is replaced only with ``overwrite``; frame errors always stop the run.
     """
     pairs, out = list(pairs), Path(out)
     options.check()
@@ -673,13 +755,14 @@ def plan_fuse(
     workers = default_workers() if workers is None else workers
     if batch < 1 or workers < 1:
         raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
-    single = is_output_file(out)
+    single = is_output_file(out) or (video is not None and is_video_output(out))
     if single:
-        if len(pairs) != 1:
+        if len(pairs) != 1 and video is None:
             raise TaskfuseError(f"--out {out} names one image but there are {len(pairs)} pairs; give an output folder")
-        options = replace(options, ext=out.suffix.lower())
+        if video is None:
+            options = replace(options, ext=out.suffix.lower())
         check_output(out, [pairs[0].ir, pairs[0].vi], inside=True)
-        targets = {pairs[0].name: out}
+        targets = {pairs[0].name: out} if video is None else {}
     else:
         if out.exists() and not out.is_dir():
             raise TaskfuseError(f"--out {out} is a file; give a folder for the fused images")
@@ -688,16 +771,41 @@ def plan_fuse(
     done = {name for name, path in targets.items() if path.exists()}
     manifest, stale = None, []
     if single:
-        if done and not overwrite:
+        if (done or out.exists()) and not overwrite:
             raise TaskfuseError(f"--out {out} exists; pass --overwrite to replace it, or name another file")
     else:
         manifest, stale = _manifest(model, out, options, targets, done, overwrite, dev, batch)
     todo = pairs if overwrite else [p for p in pairs if p.name not in done]
     skipped = len(pairs) - len(todo)
-    todo, failed = _check_sizes(todo, options.resize, keep_going)
-    return FuseJob(
-        model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch, workers
-    )
+    failed: list[tuple[str, str]] = []
+    if video is None:
+        todo, failed = _check_sizes(todo, options.resize, keep_going)
+    keep_going = keep_going and video is None
+    job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
+    return replace(job, workers=workers, video=video, codec=codec)
+
+
+def plan_video(
+    model: FusionModel,
+    ir: str | os.PathLike,
+    vi: str | os.PathLike,
+    out: str | os.PathLike,
+    options: FuseOptions = FuseOptions(),
+    overwrite: bool = False,
+    device: torch.device | None = None,
+    batch: int | None = None,
+    workers: int | None = None,
+    codec: str | None = None,
+) -> FuseJob:
+    """``plan_fuse`` for an infrared and a visible video (``taskfuse.data.video.VideoPair`` pairs their frames
+    and checks durations and sizes first): into the video file ``out`` (a video suffix; the visible stream's
+    frame rate; no audio), or into the folder ``out`` as one image per frame (``frame_name``), with the run
+    manifest and resumable like any image folder."""
+    pair = VideoPair(ir, vi, options.resize)
+    pairs = [Pair(frame_name(i), pair.ir_path, pair.vi_path) for i in range(pair.frames)]
+    if not pairs:
+        raise TaskfuseError(f"--ir {ir} and --vi {vi}: no frames to pair; give videos with frames")
+    return plan_fuse(model, pairs, out, options, overwrite, False, device, batch, workers, pair, codec)
 
 
 def _manifest(

@@ -264,15 +264,19 @@ def decode_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "er
     intensities: a palette's luma is not monotonic in temperature. ``colour="error"`` refuses it;
     ``colour="luma"`` fuses its BT.601 luma anyway.
     """
+    return ir_array(read_image(path), ir_range, colour, str(path))
+
+
+def ir_array(arr: np.ndarray, ir_range: str = "auto", colour: str = "error", source: str = "image") -> np.ndarray:
+    """``decode_ir`` for an image already decoded (a video frame): the same rules, errors naming ``source``."""
     if colour not in IR_COLOURS:
         raise TaskfuseError(f"colour {colour!r} is not one of {', '.join(IR_COLOURS)} (--ir-colour)")
     if ir_range not in IR_RANGES:
         raise TaskfuseError(f"ir_range {ir_range!r} is not one of {', '.join(IR_RANGES)}")
-    arr = read_image(path)
     share = coloured_share(arr)
     if colour == "error" and share > COLOUR_SHARE:
         raise TaskfuseError(
-            f"{path}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
+            f"{source}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
             "the thermal intensity; use the camera's gray (radiometric) export, or fuse its luma anyway "
             "(taskfuse fuse --ir-colour luma)"
         )
