@@ -715,8 +715,8 @@ def _levels(fused: _Fused, i: int, rgb: bool = False) -> np.ndarray:
         fused.ready.synchronize()
     image = fused.images[i].numpy()
     if image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1) if rgb else image[..., 0]
-    return image
+        return np.repeat(image, 3, axis=-1) if rgb else np.ascontiguousarray(image[..., 0])
+    return np.ascontiguousarray(image)
 
 
 def plan_fuse(
