@@ -1,10 +1,14 @@
-"""Inference speed of a fusion model: CPU latency, GPU throughput, and a large pair fused in tiles.
+"""Inference speed of a fusion model: CPU latency, GPU throughput, a large pair fused in tiles, and ``taskfuse fuse``
+end to end on a folder of image pairs and on a pair of videos.
 
     python scripts/fuse_speed.py --weights runs/default/fusion.safetensors --out fuse_speed.json
     python scripts/fuse_speed.py --method seafusion --amp bf16 --channels-last --compile
     python scripts/fuse_speed.py --method laplacian --device cpu --parts latency
+    python scripts/fuse_speed.py --parts folder video --folder ../shared/data/msrs_det --pairs 40 \
+        --peer seafusion_msrs.safetensors --before /tmp/taskfuse-before --device cpu
+    python scripts/fuse_speed.py --parts folder video --folder ../shared/data/msrs_det --device cuda
 
-Three parts (``--parts``):
+Six parts (``--parts``):
 
 * ``large``: one 3000 x 4000 (H x W) IR/RGB pair through ``fuse_tensors(tile=N)``: seconds and peak memory
   (``torch.cuda.max_memory_allocated`` on CUDA, the process's peak resident set size on CPU; this part runs
@@ -16,6 +20,27 @@ Three parts (``--parts``):
   network under ``torch.inference_mode``, with optional autocast (``--amp``), channels-last memory format and
   ``torch.compile``; every timing is bracketed by ``torch.cuda.synchronize``. The batch sweep stops at the first
   out-of-memory batch size.
+* ``folder``: ``taskfuse fuse`` on a folder of ``--pairs`` pairs copied from ``--folder`` (``ir/`` and ``vi/``) into
+  a temporary folder, disk to disk, in a separate process (``--runs`` times; ``TIMED_RUN``: the run timed without
+  start-up and model loading, checks included), with the shipped default model and its options as given
+  (``--png-level``, ``--batch``), and at PNG level 6 with one pair per batch and one thread of each kind.
+  Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
+  through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
+  median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
+  time per pair (``fuse_tensors`` in the same process right after the run), in wall and in CPU time.
+  ``--peer WEIGHTS`` repeats the end-to-end run and the network time for another model on ``--peer-pairs``
+  pairs (such as the official SeAFusion network); ``--before DIR`` runs the same command with the taskfuse
+  package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
+  run, so that a change of the machine's load falls on all of them alike.
+  PNG file size and encoding time against the zlib level are measured on the fused outputs.
+* ``precision``: the first ``--pairs`` pairs through ``FusionModel.fuse_batch`` of the shipped default model at
+  ``dtype`` bf16 and fp16 against fp32, on ``--device``: the largest difference in grey levels before and after
+  rounding to 8 bits, and the share of pixels whose 8-bit value changes.
+* ``video``: the first ``--video-frames`` pairs as two H.264 videos (``.mp4``) and ``taskfuse fuse --ir ir.mp4
+  --vi vi.mp4 --out fused.mp4``: frames/s, decoding and encoding included.
+
+The load average (``os.getloadavg``) is recorded with every end-to-end run: on a shared machine the ratios
+within one run are the figures to compare.
 
 A learned ``--method`` without ``--weights`` runs at random initialisation (``random_init`` in the JSON): fine for
 timing, meaningless for image quality. Results go to ``--out`` as JSON and are printed as a Markdown table.
@@ -25,23 +50,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from taskfuse import models
+from taskfuse.data.io import PNG_LEVEL, encode_image, quantize, to_unit, write_image
+from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
-from taskfuse.inference import fuse_tensors, load, tile_context
+from taskfuse.inference import FuseOptions, decode_pair, fuse_tensors, load, read_pair, tile_context
 from taskfuse.metrics.table import markdown_table
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import read_meta
 
-PARTS = ("large", "latency", "throughput")
+PARTS = ("large", "latency", "throughput", "folder", "video", "precision")
+RUN = "import sys; from taskfuse.cli.main import main; sys.exit(main(sys.argv[1:]))"
+SUMMARY = re.compile(r"fused (\d+) \w+\(s\).* in ([\d.]+) s")
+TIMED_RUN = """
+import json, sys, time, torch
+from taskfuse.data.pairs import find_pairs
+from taskfuse.inference import FuseOptions, fuse_pairs, fuse_tensors, load, read_pair
+ir, vi, out, weights, device, kwargs, probes = sys.argv[1:8]
+device = torch.device(device)
+model = load(weights=weights, device=str(device)) if weights else load(device=str(device))
+pairs = find_pairs(ir, vi)
+wall, cpu = time.perf_counter(), time.process_time()
+summary = fuse_pairs(model, pairs, out, device=device, progress=False, **json.loads(kwargs))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+network = []
+for pair in pairs[: int(probes)]:
+    a, b = read_pair(pair, FuseOptions())
+    w, c = time.perf_counter(), time.process_time()
+    fuse_tensors(model, a, b, device)
+    network.append((time.perf_counter() - w, time.process_time() - c))
+network.sort()
+print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": network[len(network) // 2]}))
+"""
+"""``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone,
+then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same
+process right after; the API is the same in taskfuse versions before the pipeline (``--before``)."""
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 GIB = 2**30
 
@@ -156,6 +216,188 @@ def gpu_throughput(model: FusionModel, device: torch.device, args: argparse.Name
     return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile, "batches": sweep}
 
 
+def median_ms(fn: Any, items: list, device: torch.device) -> float:
+    """Median wall time of ``fn(item)`` over ``items`` in ms (after one untimed call), CUDA synchronised."""
+    fn(items[0])
+    times = []
+    for item in items:
+        sync(device)
+        start = time.perf_counter()
+        fn(item)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def copy_pairs(source: Path, n: int, into: Path) -> Path:
+    """The first ``n`` pairs of ``source`` (``ir/`` and ``vi/``) copied into ``into``."""
+    pairs = find_pairs(source / "ir", source / "vi")[:n]
+    for pair in pairs:
+        for side, path in (("ir", pair.ir), ("vi", pair.vi)):
+            (into / side).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, into / side / path.name)
+    return into
+
+
+def fuse_command(args: list[str], package: Path | None = None) -> dict[str, float]:
+    """Run ``taskfuse fuse ARGS`` in a new process: its rate from the summary line, and the load average."""
+    load_before = os.getloadavg()[0]
+    done = subprocess.run([sys.executable, "-c", RUN, "fuse", *args], capture_output=True, text=True, env=_env(package))
+    if done.returncode != 0:
+        raise RuntimeError(f"taskfuse fuse {' '.join(args)} failed:\n{done.stderr}")
+    count, seconds = SUMMARY.search(done.stdout).groups()
+    return {"per_s": int(count) / float(seconds), "load": (load_before + os.getloadavg()[0]) / 2}
+
+
+def timed_run(
+    data: Path, out: Path, device: torch.device, kwargs: dict, weights: Path | None, probes: int, package: Path | None
+) -> dict[str, Any]:
+    """``TIMED_RUN`` in a new process (with the taskfuse package of ``package`` when given): pairs/s, the cost per
+    pair in wall and CPU time over the model's own, and the load average."""
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [str(data / "ir"), str(data / "vi"), str(out), str(weights or ""), str(device), json.dumps(kwargs)]
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(
+        [sys.executable, "-c", TIMED_RUN, *argv, str(probes)], capture_output=True, text=True, env=_env(package)
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"timed fuse of {data} failed:\n{done.stderr}")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    net_wall, net_cpu = r["network"]
+    return {
+        "per_s": r["pairs"] / r["wall_s"],
+        "wall_ms_per_pair": r["wall_s"] / r["pairs"] * 1e3,
+        "cpu_ms_per_pair": r["cpu_s"] / r["pairs"] * 1e3,
+        "network_wall_ms": net_wall * 1e3,
+        "network_cpu_ms": net_cpu * 1e3,
+        "wall_ratio": r["wall_s"] / r["pairs"] / net_wall,
+        "cpu_ratio": r["cpu_s"] / r["pairs"] / net_cpu,
+        "load": (load_before + os.getloadavg()[0]) / 2,
+    }
+
+
+def _env(package: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if package is not None:
+        env["PYTHONPATH"] = str(package)
+    return env
+
+
+def medians(results: list[dict[str, float]]) -> dict[str, Any]:
+    """The median of every figure of several runs, and the runs."""
+    return {**{k: statistics.median(r[k] for r in results) for k in results[0]}, "runs": results}
+
+
+def stages(model_name: str | Path, pairs: list, device: torch.device, png_level: int, tmp: Path) -> dict:
+    """Where one pair's time goes, each stage's median over ``pairs`` in ms (module docstring)."""
+    model = load(weights=model_name, device=str(device)) if isinstance(model_name, Path) else load(device=str(device))
+    options = FuseOptions()
+    decoded = [decode_pair(p, options) for p in pairs]
+    fused = [quantize(model.fuse_batch(ir[None], vi[None])[0]).permute(1, 2, 0).cpu().numpy() for ir, vi in decoded]
+    arrays = [a if a.shape[-1] == 3 else a[..., 0] for a in fused]
+    data = [encode_image(a, ".png", png_level) for a in arrays]
+    return {
+        "decode_ms": median_ms(lambda p: decode_pair(p, options), pairs, device),
+        "decode_before_ms": median_ms(lambda p: read_pair(p, options), pairs, device),
+        "network_ms": median_ms(lambda d: model.fuse_batch(d[0][None], d[1][None]), decoded, device),
+        "encode_ms": median_ms(lambda a: encode_image(a, ".png", png_level), arrays, device),
+        "encode_level6_ms": median_ms(lambda a: encode_image(a, ".png", 6), arrays, device),
+        "write_ms": median_ms(lambda d: write_image(tmp / "stage.png", d), data, device),
+        "png_level": png_level,
+        "pairs": len(pairs),
+    }
+
+
+def png_levels(folder: Path, n: int) -> dict[str, dict[str, float]]:
+    """Mean PNG size (KiB) and median encoding time (ms) per zlib level over ``n`` fused images of ``folder``."""
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))[:n]]
+    cpu = torch.device("cpu")
+    return {
+        str(level): {
+            "kib": float(np.mean([len(encode_image(a, ".png", level)) for a in images])) / 1024,
+            "ms": median_ms(lambda a, level=level: encode_image(a, ".png", level), images, cpu),
+        }
+        for level in range(10)
+    }
+
+
+def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
+    """Part ``folder`` (module docstring)."""
+    data = copy_pairs(args.folder, args.pairs, tmp / "pairs")
+    pairs = find_pairs(data / "ir", data / "vi")
+    result: dict[str, Any] = {"pairs": len(pairs), "size_hw": list(decode_pair(pairs[0], FuseOptions())[0].shape[-2:])}
+    result["stages"] = stages("lite", pairs[: args.profile_pairs], device, args.png_level, tmp)
+    after = {"png_level": args.png_level} | ({"batch": args.batch} if args.batch else {})
+    serial = {"png_level": 6, "batch": 1, "workers": 1}
+    settings = {"after": (after, None), "after_serial_level6": (serial, None)}
+    if args.before is not None:
+        settings["before"] = ({}, args.before)
+    runs: dict[str, list] = {name: [] for name in settings}
+    for _ in range(args.runs):
+        for name, (kwargs, package) in settings.items():
+            runs[name].append(timed_run(data, tmp / "out", device, kwargs, None, args.probes, package))
+    result |= {name: medians(r) for name, r in runs.items()}
+    result["png_levels"] = png_levels(tmp / "out", args.profile_pairs)
+    if args.peer is not None:
+        peer_data = copy_pairs(args.folder, args.peer_pairs, tmp / "peer_pairs")
+        peer = {"weights": str(args.peer), "pairs": args.peer_pairs}
+        for name, (kwargs, package) in settings.items():
+            if name != "after_serial_level6":
+                probes = min(args.probes, args.peer_pairs)
+                peer[name] = timed_run(peer_data, tmp / "peer", device, kwargs, args.peer, probes, package)
+        result["peer"] = peer
+    return result
+
+
+def video_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
+    """Part ``video`` (module docstring): two H.264 videos made from real pairs, fused into a third."""
+    from taskfuse.data.video import VideoWriter
+
+    data = copy_pairs(args.folder, args.video_frames, tmp / "frames")
+    pairs = find_pairs(data / "ir", data / "vi")
+    options = FuseOptions()
+    h, w = decode_pair(pairs[0], options)[0].shape[-2:]
+    for side in ("ir", "vi"):
+        with VideoWriter(tmp / f"{side}.mp4", Fraction(25), w, h) as writer:
+            for pair in pairs:
+                ir, vi = read_pair(pair, options)
+                image = (ir if side == "ir" else vi).expand(3, -1, -1)
+                writer.write(writer.convert(quantize(to_unit(image)).permute(1, 2, 0).numpy()))
+    run = ["--ir", str(tmp / "ir.mp4"), "--vi", str(tmp / "vi.mp4"), "--device", str(device), "--out"]
+    result = medians([fuse_command([*run, str(tmp / f"fused{i}.mp4")]) for i in range(args.runs)])
+    return {"frames": len(pairs), "size_hw": [h, w], **result}
+
+
+def _run_row(name: str, r: dict[str, Any]) -> list[str]:
+    loads = ", ".join(f"{x['load']:.1f}" for x in r.get("runs", [r]))
+    return [
+        name,
+        f"load {loads}",
+        f"{r['per_s']:.3g} pairs/s; per pair {r['wall_ms_per_pair']:.0f} ms wall, {r['cpu_ms_per_pair']:.0f} ms CPU = "
+        f"{r['wall_ratio']:.2f}x / {r['cpu_ratio']:.2f}x the network ({r['network_wall_ms']:.0f} / "
+        f"{r['network_cpu_ms']:.0f} ms)",
+    ]
+
+
+def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Part ``precision`` (module docstring)."""
+    model = load(device=str(device))
+    pairs = find_pairs(args.folder / "ir", args.folder / "vi")[: args.pairs]
+    worst = {dtype: {"max_levels": 0.0, "max_levels_8bit": 0, "changed": 0} for dtype in ("bf16", "fp16")}
+    pixels = 0
+    for pair in pairs:
+        ir, vi = (x[None] for x in decode_pair(pair, FuseOptions()))
+        reference = model.fuse_batch(ir, vi)
+        pixels += reference.numel()
+        for dtype, w in worst.items():
+            out = model.fuse_batch(ir, vi, dtype=dtype)
+            w["max_levels"] = max(w["max_levels"], (out - reference).abs().max().item() * 255)
+            levels = (quantize(out).int() - quantize(reference).int()).abs()
+            w["max_levels_8bit"] = max(w["max_levels_8bit"], int(levels.max()))
+            w["changed"] += int((levels > 0).sum())
+    return {"pairs": len(pairs), **{d: w | {"changed_share": w["changed"] / pixels} for d, w in worst.items()}}
+
+
 def table(report: dict) -> str:
     rows = []
     if "large" in report:
@@ -189,6 +431,50 @@ def table(report: dict) -> str:
         for batch, b in r["batches"].items():
             text = b.get("error") or f"{b['pairs_per_s']:.1f} pairs/s, peak {b['peak_memory_gib']:.2f} GiB"
             rows.append([f"throughput, batch {batch}", flags, text])
+    if "folder" in report:
+        r = report["folder"]
+        st = r["stages"]
+        rows.append(
+            [
+                f"per pair, {r['size_hw'][0]}x{r['size_hw'][1]}",
+                f"median of {st['pairs']} pairs",
+                f"decode {st['decode_ms']:.1f} ms (before: {st['decode_before_ms']:.1f}), network "
+                f"{st['network_ms']:.1f}, encode PNG level {st['png_level']} {st['encode_ms']:.1f} (level 6: "
+                f"{st['encode_level6_ms']:.1f}), write {st['write_ms']:.2f}",
+            ]
+        )
+        for key in ("after", "after_serial_level6", "before"):
+            if key in r:
+                rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
+        if "peer" in r:
+            p = r["peer"]
+            for key in ("after", "before"):
+                if key in p:
+                    rows.append(_run_row(f"{Path(p['weights']).name}, {key}, {p['pairs']} pairs", p[key]))
+        for level, v in r["png_levels"].items():
+            rows.append([f"PNG level {level}", "fused 640x480 outputs", f"{v['kib']:.0f} KiB, {v['ms']:.1f} ms"])
+    if "precision" in report:
+        r = report["precision"]
+        for dtype in ("bf16", "fp16"):
+            p = r[dtype]
+            rows.append(
+                [
+                    f"fuse_batch {dtype} vs fp32",
+                    f"{r['pairs']} pairs",
+                    f"max {p['max_levels']:.2f} levels; 8-bit: max {p['max_levels_8bit']}, "
+                    f"{p['changed_share']:.3%} of values changed",
+                ]
+            )
+    if "video" in report:
+        r = report["video"]
+        loads = ", ".join(f"{x['load']:.1f}" for x in r["runs"])
+        rows.append(
+            [
+                f"video {r['size_hw'][0]}x{r['size_hw'][1]}, {r['frames']} frames",
+                f"load {loads}",
+                f"{r['per_s']:.2f} frames/s",
+            ]
+        )
     return markdown_table(["part", "setting", "result"], rows)
 
 
@@ -200,7 +486,9 @@ def main() -> None:
         "--method", help=f"registered method (default: {models.DEFAULT_METHOD}); learned ones at random init"
     )
     parser.add_argument("--device", default="auto", help="device of the throughput and large parts (default: auto)")
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS[:3]), help="parts to run (default: the first three)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed CPU latency runs (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed CPU latency runs first (default 2)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32], help="GPU batch sizes")
@@ -212,6 +500,17 @@ def main() -> None:
     parser.add_argument("--large-size", default="3000x4000", help="HxW of the tiled pair (default 3000x4000)")
     parser.add_argument("--tile", type=int, default=1024, help="core tile size of the large pair (default 1024)")
     parser.add_argument("--tile-overlap", type=int, default=32, help="context around each tile (default 32)")
+    parser.add_argument("--folder", type=Path, help="folder with ir/ and vi/ pairs for the folder and video parts")
+    parser.add_argument("--pairs", type=int, default=301, help="pairs copied for the folder part (default 301)")
+    parser.add_argument("--profile-pairs", type=int, default=20, help="pairs timed stage by stage (default 20)")
+    parser.add_argument("--runs", type=int, default=3, help="end-to-end runs per setting (default 3)")
+    parser.add_argument("--probes", type=int, default=5, help="pairs timed through the network alone (default 5)")
+    parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help=f"--png-level (default {PNG_LEVEL})")
+    parser.add_argument("--batch", type=int, help="--batch of the end-to-end run (default: taskfuse fuse's)")
+    parser.add_argument("--peer", type=Path, help="weights of a second model timed on the folder (e.g. SeAFusion)")
+    parser.add_argument("--peer-pairs", type=int, default=10, help="pairs of the peer's run (default 10)")
+    parser.add_argument("--before", type=Path, help="folder holding an earlier taskfuse package, run alike")
+    parser.add_argument("--video-frames", type=int, default=100, help="frames of the video part (default 100)")
     parser.add_argument("--out", type=Path, default=Path("fuse_speed.json"), help="JSON file of the results")
     args = parser.parse_args()
 
@@ -234,6 +533,17 @@ def main() -> None:
             report["throughput"] = gpu_throughput(model, device, args)
         else:
             report["throughput"] = "skipped: needs a CUDA device"
+    if {"folder", "video", "precision"} & set(args.parts):
+        if args.folder is None:
+            parser.error("the folder and video parts need --folder with ir/ and vi/ pairs")
+        report["cpus"] = os.cpu_count()
+        with tempfile.TemporaryDirectory(prefix="fuse_speed_") as tmp:
+            if "folder" in args.parts:
+                report["folder"] = folder_part(args, device, Path(tmp))
+            if "video" in args.parts:
+                report["video"] = video_part(args, device, Path(tmp))
+            if "precision" in args.parts:
+                report["precision"] = precision_part(args, device)
     args.out.write_text(json.dumps(report, indent=2))
     init = " (random init)" if random_init else ""
     print(f"{name}{init}, torch {torch.__version__}\n")

@@ -1,8 +1,12 @@
 """Fusing images on disk: load a method, pair the files, fuse, write atomically, resume only identical work.
 
-A run is planned before anything is written (``plan_fuse``: output against inputs, sizes, the run manifest
-of ``taskfuse.data.manifest``), then started (``FuseJob.start``: folder, leftovers, manifest) and run pair by
-pair (``read_pair`` -> ``fuse_pair`` -> ``write_image``).
+A run is planned before anything is written (``plan_fuse``: output against inputs, sizes from the file
+headers, the run manifest of ``taskfuse.data.manifest``), then started (``FuseJob.start``: folder, leftovers,
+manifest) and run as a pipeline (``FuseJob.run``): worker threads decode pairs (``decode_pair``) ahead of the
+model, pairs of one size are fused in batches (``FusionModel.fuse_batch``; through pinned memory and
+asynchronous copies on CUDA), worker threads encode the results, and the main thread writes each file
+atomically, in the order the pairs were fused. Pillow and PyTorch release the GIL while they decode, encode
+and compute, so the threads run in parallel.
 
 Large pairs are fused in tiles (``fuse_tensors(..., tile=N | "auto")``): every tile is fused with ``overlap``
 pixels of context on each side and only its centre is kept. For a model whose receptive field fits in that
@@ -16,12 +20,16 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,9 +37,25 @@ from tqdm import tqdm
 
 from taskfuse import models
 from taskfuse.data.color import luminance
-from taskfuse.data.io import IMAGE_SUFFIXES, read_ir, read_vi, remove_parts, writable_folder, write_image
+from taskfuse.data.io import (
+    IMAGE_SUFFIXES,
+    LOSSY,
+    PNG_LEVEL,
+    QUALITY,
+    as_chw,
+    decode_ir,
+    decode_vi,
+    encode_image,
+    ir_array,
+    quantize,
+    remove_parts,
+    to_unit,
+    writable_folder,
+    write_image,
+)
 from taskfuse.data.manifest import MANIFEST, Manifest, changed, file_sha256, read_manifest, write_manifest
 from taskfuse.data.pairs import SIZE_FIX, Pair, check_output, check_sizes, listing, size_mismatch
+from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
@@ -247,10 +271,12 @@ class FuseOptions:
     ``ir_colour``, which only decides whether false-colour images are fused at all (an image fused under both
     settings is the same).
 
-    ``ext``: output format (``.png``, ``.jpg``, ``.bmp``, ``.tif``); ``resize``: the side (``"vi"`` or
-    ``"ir"``) resized when a pair differs in size, None to refuse such pairs; ``ir_range`` and ``ir_colour``:
-    how infrared values are read (``taskfuse.data.io.read_ir``); ``gray``: write the fused luminance Y
-    (BT.601) instead of colour; ``tile`` and ``overlap``: as in ``fuse_tensors``.
+    ``ext``: output format (``.png``, ``.jpg``, ``.bmp``, ``.tif``, ``.webp``); ``resize``: the side (``"vi"``
+    or ``"ir"``) resized when a pair differs in size, None to refuse such pairs; ``ir_range`` and
+    ``ir_colour``: how infrared values are read (``taskfuse.data.io.read_ir``); ``gray``: write the fused
+    luminance Y (BT.601) instead of colour; ``tile`` and ``overlap``: as in ``fuse_tensors``; ``png_level``:
+    zlib level of PNG outputs (0..9; the pixels are the same at every level, so the manifest records it
+    under ``info``); ``quality``: of JPEG and WebP outputs (1..100; a setting for those formats only).
     """
 
     ext: str = ".png"
@@ -260,14 +286,27 @@ class FuseOptions:
     gray: bool = False
     tile: Tile = "auto"
     overlap: int = 32
+    png_level: int = PNG_LEVEL
+    quality: int = QUALITY
+
+    def check(self) -> None:
+        """Raise ``TaskfuseError`` naming the option of any value out of range."""
+        check_tile(self.tile, self.overlap)
+        if self.resize not in (None, "vi", "ir"):
+            raise TaskfuseError(f"resize must be 'vi' or 'ir', got {self.resize!r}")
+        if not 0 <= self.png_level <= 9:
+            raise TaskfuseError(f"PNG compression level must be 0..9 (--png-level), got {self.png_level}")
+        if not 1 <= self.quality <= 100:
+            raise TaskfuseError(f"quality must be 1..100 (--quality), got {self.quality}")
 
     def settings(self, model: FusionModel) -> dict[str, Any]:
         """The manifest's ``settings``: these options and the model's identity (``FusionModel.source``).
 
         A model not made by ``load`` has no known identity: its ``method`` is None, which matches nothing,
-        so its results are never resumed.
+        so its results are never resumed. ``quality`` is a setting of lossy formats only.
         """
         source = model.source or {}
+        lossy = {"quality": self.quality} if self.ext in LOSSY else {}
         return {
             "method": source.get("method"),
             "weights_sha256": source.get("weights_sha256"),
@@ -278,7 +317,16 @@ class FuseOptions:
             "tile_overlap": self.overlap,
             "ext": self.ext,
             "gray": self.gray,
+            **lossy,
         }
+
+
+def _stored_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A stored manifest's settings in today's terms: manifests written before ``quality`` was a setting
+    hold JPEG outputs of quality 95, the one quality those versions wrote."""
+    if settings.get("ext") in LOSSY and "quality" not in settings:
+        return {**settings, "quality": 95}
+    return settings
 
 
 OPTIONS = {
@@ -291,6 +339,7 @@ OPTIONS = {
     "tile_overlap": "--tile-overlap",
     "ext": "--ext",
     "gray": "--gray",
+    "quality": "--quality",
 }
 """How each manifest setting is written on the command line, for messages."""
 
@@ -313,18 +362,53 @@ def _shown(key: str, settings: dict[str, Any], info: dict[str, Any]) -> str:
     return f"{OPTIONS.get(key, key)} {value}"
 
 
+def decode_pair(pair: Pair, options: FuseOptions) -> tuple[Tensor, Tensor]:
+    """Decode one pair for the model: (1, H, W) IR and (1|3, H, W) VIS of one size, uint8 levels where the
+    files hold 8 bits (``taskfuse.data.io.to_unit`` divides them where the model runs), float32 in [0, 1]
+    otherwise. The tensors are views of the decoded arrays: VIS lies channel-last in memory."""
+    ir, vi = decode_ir(pair.ir, options.ir_range, options.ir_colour), decode_vi(pair.vi)
+    return _model_inputs(pair.name, as_chw(ir), as_chw(vi), options.resize)
+
+
+def _model_inputs(name: str, ir: Tensor, vi: Tensor, resize: str | None) -> tuple[Tensor, Tensor]:
+    """Decoded IR and VIS of one size: as they are when the sizes agree, else resized (``_match_size``)."""
+    if ir.shape[-2:] == vi.shape[-2:]:
+        return ir, vi
+    if resize is None:
+        raise TaskfuseError(
+            f"sizes differ: {name} (ir {ir.shape[-1]}x{ir.shape[-2]}, vi {vi.shape[-1]}x{vi.shape[-2]}). " + SIZE_FIX
+        )
+    return _match_size(to_unit(ir), to_unit(vi), resize)
+
+
+def frame_name(index: int) -> str:
+    """The name of a video's fused frame ``index`` (``000042``), for frame folders."""
+    return f"{index:06d}"
+
+
 def read_pair(pair: Pair, options: FuseOptions) -> tuple[Tensor, Tensor]:
-    """Decode one pair as the model takes it: (1, H, W) IR and (1|3, H, W) VIS of one size."""
-    ir = read_ir(pair.ir, options.ir_range, options.ir_colour)
-    return _match_size(ir, read_vi(pair.vi), options.resize)
+    """Decode one pair as the model takes it: (1, H, W) IR and (1|3, H, W) VIS float32 of one size."""
+    ir, vi = decode_pair(pair, options)
+    return to_unit(ir).contiguous(), to_unit(vi).contiguous()
 
 
 def fuse_pair(
     model: FusionModel, ir: Tensor, vi: Tensor, options: FuseOptions, device: torch.device | None = None
 ) -> Tensor:
     """The image to write for one decoded pair: colour (or gray for a gray VIS), or Y with ``options.gray``."""
-    fused = fuse_tensors(model, ir, vi, device, options.tile, options.overlap)
+    fused = fuse_tensors(model, to_unit(ir), to_unit(vi), device, options.tile, options.overlap)
     return luminance(fused) if options.gray else fused
+
+
+def default_batch(device: torch.device) -> int:
+    """Pairs per forward pass when none is asked for: 16 on CUDA, where one pair leaves most of the GPU idle;
+    1 elsewhere, where a batch is no faster per pair and only holds more memory."""
+    return 16 if device.type == "cuda" else 1
+
+
+def default_workers() -> int:
+    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 16."""
+    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def is_output_file(out: str | os.PathLike) -> bool:
@@ -340,14 +424,26 @@ class FuseSummary:
     seconds: float
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(pair name, why) of every pair left out under ``keep_going``."""
+    unit: str = "image"
+    """What a pair is: an image, or a video frame."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         failed = f", {len(self.failed)} failed" if self.failed else ""
         return (
-            f"fused {self.written} image(s), skipped {self.skipped} already done{failed}, in {self.seconds:.2f} s "
-            f"({rate:.2f} images/s) -> {out}"
+            f"fused {self.written} {self.unit}(s), skipped {self.skipped} already done{failed}, in "
+            f"{self.seconds:.2f} s ({rate:.2f} {self.unit}s/s) -> {out}"
         )
+
+
+@dataclass
+class _Fused:
+    """Pairs fused together, their uint8 images (B, H, W, C) on the CPU, and the CUDA event after which
+    those bytes are there (None when they already are)."""
+
+    pairs: list[Pair]
+    images: Tensor
+    ready: torch.cuda.Event | None = None
 
 
 @dataclass
@@ -355,7 +451,10 @@ class FuseJob:
     """One model's pairs planned into one output (``plan_fuse``): nothing is written before ``start``.
 
     ``targets`` maps every pair to fuse to its output path; ``manifest`` is None for a single output file;
-    ``stale`` lists images of other settings that ``start`` removes (``--overwrite``).
+    ``stale`` lists images of other settings that ``start`` removes (``--overwrite``); ``batch`` is the
+    number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each.
+    With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
+    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``.
     """
 
     model: FusionModel
@@ -369,6 +468,10 @@ class FuseJob:
     stale: list[Path]
     keep_going: bool
     device: torch.device | None
+    batch: int = 1
+    workers: int = 1
+    video: VideoPair | None = None
+    codec: str | None = None
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -389,29 +492,231 @@ class FuseJob:
             raise TaskfuseError(f"--out {folder}: cannot write the run manifest ({e.strerror or e})") from e
 
     def run(self, progress: bool = True) -> FuseSummary:
-        """Fuse every planned pair: read, fuse, write atomically, one pair after the other.
+        """Fuse every planned pair: decode ahead in threads, fuse pairs of one size in batches, encode in
+        threads, and write each output atomically in the order the pairs were fused.
 
-        A pair that cannot be read or fused raises, or with ``keep_going`` is listed in ``failed``; an output
-        that cannot be written always raises.
+        A pair that cannot be read or fused raises (after writing the pairs before it), or with
+        ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
+        interruption leaves only whole outputs: the threads only decode and encode in memory, every file is
+        written by the calling thread, and a video file is renamed into place only when complete.
         """
         failed = list(self.failed)
-        written = 0
         start = time.perf_counter()
-        for pair in tqdm(self.pairs, desc="fuse", unit="img", disable=None if progress else True, dynamic_ncols=True):
-            try:
-                fused = fuse_pair(self.model, *read_pair(pair, self.options), self.options, self.device)
-            except TaskfuseError as e:
-                if not self.keep_going:
-                    raise
-                failed.append((pair.name, str(e)))
-                continue
+        unit = "frame" if self.video is not None else "img"
+        shown = None if progress else True
+        bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
+        readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
+        encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
+        try:
+            with ExitStack() as outputs:
+                pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
+                for pair, decoded in self._decoded(readers):
+                    try:
+                        ir, vi = decoded.result()
+                    except TaskfuseError as e:
+                        if not self.keep_going:
+                            pipeline.finish()
+                            raise
+                        failed.append((pair.name, str(e)))
+                        bar.update()
+                        continue
+                    failed += pipeline.add(pair, ir, vi)
+                failed += pipeline.finish()
+        finally:
+            readers.shutdown(wait=True, cancel_futures=True)
+            encoders.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        seconds = time.perf_counter() - start
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, "frame" if self.video else "image")
+
+    def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None]]:
+        """How a fused image is encoded (in a thread) and written (in order): an image file per pair, or a
+        frame of the output video, whose writer ``stack`` closes."""
+        options = self.options
+        if self.video is not None and self.manifest is None:
+            size = self.video.size(options.resize)
+            writer = stack.enter_context(VideoWriter(self.out, self.video.rate, *size, self.codec))
+
+            def write_frame(pair: Pair, frame: Any) -> None:
+                try:
+                    writer.write(frame)
+                except OSError as e:
+                    raise TaskfuseError(f"{self.out}: cannot write the fused video ({e.strerror or e})") from e
+
+            return (lambda fused, i: writer.convert(_levels(fused, i, rgb=True))), write_frame
+
+        def write_file(pair: Pair, data: bytes) -> None:
             target = self.targets[pair.name]
             try:
-                write_image(target, fused)
+                write_image(target, data)
             except OSError as e:
                 raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
-            written += 1
-        return FuseSummary(written, self.skipped, time.perf_counter() - start, failed)
+
+        def encode(fused: _Fused, i: int) -> bytes:
+            return encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
+
+        return encode, write_file
+
+    def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
+        """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
+        (video frames one after the other in a single thread, as a stream decodes)."""
+        ahead: deque[tuple[Pair, Future]] = deque()
+        depth = 2 * (self.batch + self.workers)
+        if self.video is not None:
+            frames = self._frames()
+            while True:
+                while len(ahead) < depth:
+                    ahead.append((None, readers.submit(next, frames, None)))
+                item = ahead.popleft()[1].result()
+                if item is None:
+                    return
+                pair, decoded = item
+                done: Future = Future()
+                done.set_result(decoded)
+                yield pair, done
+        for pair in self.pairs:
+            ahead.append((pair, readers.submit(decode_pair, pair, self.options)))
+            if len(ahead) >= depth:
+                yield ahead.popleft()
+        yield from ahead
+
+    def _frames(self) -> Iterator[tuple[Pair, tuple[Tensor, Tensor]]]:
+        """The planned frame pairs of ``video``, decoded as ``decode_pair`` decodes image pairs."""
+        assert self.video is not None
+        todo = {pair.name: pair for pair in self.pairs}
+        options = self.options
+        for i, ir, vi in self.video.pairs():
+            pair = todo.get(frame_name(i))
+            if pair is not None:
+                source = f"{self.video.ir_path} frame {i}"
+                ir_levels = as_chw(ir_array(ir, options.ir_range, options.ir_colour, source))
+                yield pair, _model_inputs(pair.name, ir_levels, as_chw(vi), options.resize)
+
+
+class _Pipeline:
+    """The fusing and writing side of ``FuseJob.run``: batches by size, fuses, encodes in threads, writes."""
+
+    def __init__(
+        self,
+        job: FuseJob,
+        encoders: ThreadPoolExecutor,
+        bar: tqdm,
+        encode: Callable[[_Fused, int], Any],
+        write: Callable[[Pair, Any], None],
+    ) -> None:
+        self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
+        self.device = job.device or model_device(job.model)
+        self.align = tile_context(job.model, job.options.overlap)[1]
+        self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
+        self.encoded: deque[tuple[Pair, Future]] = deque()
+        self.written = 0
+
+    def add(self, pair: Pair, ir: Tensor, vi: Tensor) -> list[tuple[str, str]]:
+        """Take one decoded pair; fuse its group when it is full. Returns the pairs that failed."""
+        h, w = ir.shape[-2:]
+        if not self._whole(h, w):
+            return self._fuse([(pair, ir, vi)], batched=False)
+        key = (tuple(ir.shape), tuple(vi.shape), ir.dtype, vi.dtype)
+        group = self.groups.setdefault(key, [])
+        group.append((pair, ir, vi))
+        failed = []
+        if len(group) >= self.job.batch:
+            failed += self._fuse(self.groups.pop(key))
+        if sum(map(len, self.groups.values())) > 2 * self.job.batch:
+            failed += self._fuse(self.groups.pop(max(self.groups, key=lambda k: len(self.groups[k]))))
+        self._write(wait=len(self.encoded) > 2 * (self.job.batch + self.job.workers))
+        return failed
+
+    def finish(self) -> list[tuple[str, str]]:
+        """Fuse what is left in the groups and write everything encoded."""
+        failed = []
+        while self.groups:
+            failed += self._fuse(self.groups.pop(next(iter(self.groups))))
+        while self.encoded:
+            self._write(wait=True)
+        return failed
+
+    def _whole(self, h: int, w: int) -> bool:
+        """Whether ``fuse_tensors`` fuses an h x w pair in one pass under the job's tiling (so it may join a
+        batch) rather than in tiles."""
+        tile = self.job.options.tile
+        if tile is None:
+            return True
+        if tile == "auto":
+            return self.device.type == "cuda" or h * w <= AUTO_PIXELS
+        return _round_up(tile, self.align) >= max(h, w)
+
+    def _fuse(self, items: list[tuple[Pair, Tensor, Tensor]], batched: bool = True) -> list[tuple[str, str]]:
+        """Fuse ``items`` as one batch, or one by one when ``batched`` is False or the batch fails (CUDA out
+        of memory, where a single pair may still fit or tile), and queue their encoding."""
+        if batched:
+            try:
+                self._encode(self._batch(items))
+                return []
+            except (torch.cuda.OutOfMemoryError, TaskfuseError):
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        failed = []
+        for pair, ir, vi in items:
+            try:
+                fused = fuse_pair(self.job.model, ir, vi, self.job.options, self.device)
+            except TaskfuseError as e:
+                if not self.job.keep_going:
+                    raise
+                failed.append((pair.name, str(e)))
+                self.bar.update()
+                continue
+            self._encode(_Fused([pair], quantize(fused).permute(1, 2, 0)[None]))
+        return failed
+
+    def _batch(self, items: list[tuple[Pair, Tensor, Tensor]]) -> _Fused:
+        """One forward pass over pairs of one size: stacked (in pinned memory on CUDA, VIS channel-last as
+        decoded), copied asynchronously, fused, rounded to levels on the device and copied back."""
+        cuda = self.device.type == "cuda"
+        ir = _stack([ir for _, ir, _ in items], cuda)
+        vi = _stack([vi.permute(1, 2, 0) for _, _, vi in items], cuda).permute(0, 3, 1, 2)
+        ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
+        fused = self.job.model.fuse_batch(ir, vi)
+        levels = quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
+        if not cuda:
+            return _Fused([pair for pair, _, _ in items], levels)
+        host = torch.empty(levels.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(levels, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return _Fused([pair for pair, _, _ in items], host, ready)
+
+    def _encode(self, fused: _Fused) -> None:
+        for i, pair in enumerate(fused.pairs):
+            self.encoded.append((pair, self.encoders.submit(self.encode, fused, i)))
+
+    def _write(self, wait: bool) -> None:
+        """Write the encoded outputs at the head of the queue: all finished ones, and with ``wait`` at least
+        the first."""
+        while self.encoded and (wait or self.encoded[0][1].done()):
+            pair, future = self.encoded.popleft()
+            self.write(pair, future.result())
+            self.written += 1
+            self.bar.update()
+            wait = False
+
+
+def _stack(tensors: list[Tensor], pinned: bool) -> Tensor:
+    """``torch.stack``, into page-locked memory when ``pinned`` (for asynchronous copies to a GPU)."""
+    first = tensors[0]
+    out = torch.empty((len(tensors), *first.shape), dtype=first.dtype, pin_memory=pinned)
+    return torch.stack(tensors, out=out)
+
+
+def _levels(fused: _Fused, i: int, rgb: bool = False) -> np.ndarray:
+    """Image ``i`` of a fused batch as uint8 (H, W) or (H, W, 3), once its bytes are on the CPU (runs in an
+    encoding thread); ``rgb`` repeats a gray image into three channels."""
+    if fused.ready is not None:
+        fused.ready.synchronize()
+    image = fused.images[i].numpy()
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1) if rgb else np.ascontiguousarray(image[..., 0])
+    return np.ascontiguousarray(image)
 
 
 def plan_fuse(
@@ -422,6 +727,10 @@ def plan_fuse(
     overwrite: bool = False,
     keep_going: bool = False,
     device: torch.device | None = None,
+    batch: int | None = None,
+    workers: int | None = None,
+    video: VideoPair | None = None,
+    codec: str | None = None,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -430,19 +739,30 @@ def plan_fuse(
     single pair (its suffix is then the format). In a folder, finished outputs are skipped when its manifest
     holds the same settings; other settings, or outputs without a manifest, raise unless ``overwrite``, which
     redoes every output and removes those of other settings. ``keep_going`` lists unreadable or mismatched
-    pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's).
+    pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's);
+    ``batch`` the pairs of one size per forward pass (default: ``default_batch``); ``workers`` the decoding
+    and encoding threads (default: ``default_workers``). Neither changes the pixels on the CPU (tested);
+    on CUDA the backend may pick other kernels for other batch sizes, which can change float rounding as a
+    change of device does, so the manifest records both under ``info``.
+
+    With ``video`` (``plan_video`` makes the pairs), ``out`` is a frame folder or a video file, which like a
+    single image is replaced only with ``overwrite``; frame errors always stop the run.
     """
     pairs, out = list(pairs), Path(out)
-    check_tile(options.tile, options.overlap)
-    if options.resize not in (None, "vi", "ir"):
-        raise TaskfuseError(f"resize must be 'vi' or 'ir', got {options.resize!r}")
-    single = is_output_file(out)
+    options.check()
+    dev = device or model_device(model)
+    batch = default_batch(dev) if batch is None else batch
+    workers = default_workers() if workers is None else workers
+    if batch < 1 or workers < 1:
+        raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
+    single = is_output_file(out) or (video is not None and is_video_output(out))
     if single:
-        if len(pairs) != 1:
+        if len(pairs) != 1 and video is None:
             raise TaskfuseError(f"--out {out} names one image but there are {len(pairs)} pairs; give an output folder")
-        options = replace(options, ext=out.suffix.lower())
+        if video is None:
+            options = replace(options, ext=out.suffix.lower())
         check_output(out, [pairs[0].ir, pairs[0].vi], inside=True)
-        targets = {pairs[0].name: out}
+        targets = {pairs[0].name: out} if video is None else {}
     else:
         if out.exists() and not out.is_dir():
             raise TaskfuseError(f"--out {out} is a file; give a folder for the fused images")
@@ -451,14 +771,41 @@ def plan_fuse(
     done = {name for name, path in targets.items() if path.exists()}
     manifest, stale = None, []
     if single:
-        if done and not overwrite:
+        if (done or out.exists()) and not overwrite:
             raise TaskfuseError(f"--out {out} exists; pass --overwrite to replace it, or name another file")
     else:
-        manifest, stale = _manifest(model, out, options, targets, done, overwrite, device)
+        manifest, stale = _manifest(model, out, options, targets, done, overwrite, dev, batch)
     todo = pairs if overwrite else [p for p in pairs if p.name not in done]
     skipped = len(pairs) - len(todo)
-    todo, failed = _check_sizes(todo, options.resize, keep_going)
-    return FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device)
+    failed: list[tuple[str, str]] = []
+    if video is None:
+        todo, failed = _check_sizes(todo, options.resize, keep_going)
+    keep_going = keep_going and video is None
+    job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
+    return replace(job, workers=workers, video=video, codec=codec)
+
+
+def plan_video(
+    model: FusionModel,
+    ir: str | os.PathLike,
+    vi: str | os.PathLike,
+    out: str | os.PathLike,
+    options: FuseOptions = FuseOptions(),
+    overwrite: bool = False,
+    device: torch.device | None = None,
+    batch: int | None = None,
+    workers: int | None = None,
+    codec: str | None = None,
+) -> FuseJob:
+    """``plan_fuse`` for an infrared and a visible video (``taskfuse.data.video.VideoPair`` pairs their frames
+    and checks durations and sizes first): into the video file ``out`` (a video suffix; the visible stream's
+    frame rate; no audio), or into the folder ``out`` as one image per frame (``frame_name``), with the run
+    manifest and resumable like any image folder."""
+    pair = VideoPair(ir, vi, options.resize)
+    pairs = [Pair(frame_name(i), pair.ir_path, pair.vi_path) for i in range(pair.frames)]
+    if not pairs:
+        raise TaskfuseError(f"--ir {ir} and --vi {vi}: no frames to pair; give videos with frames")
+    return plan_fuse(model, pairs, out, options, overwrite, False, device, batch, workers, pair, codec)
 
 
 def _manifest(
@@ -468,7 +815,8 @@ def _manifest(
     targets: dict[str, Path],
     done: set[str],
     overwrite: bool,
-    device: torch.device | None,
+    device: torch.device,
+    batch: int,
 ) -> tuple[Manifest, list[Path]]:
     """The manifest to write into ``out`` and the images ``start`` removes (see ``plan_fuse``).
 
@@ -481,7 +829,7 @@ def _manifest(
     stored = read_manifest(out)
     made = {rel for rel in stored.outputs if (out / rel).exists()} if stored else set()
     unknown = sorted(planned[n] for n in done if planned[n] not in made)
-    differ = changed(stored.settings, settings) if stored and made else []
+    differ = changed(_stored_settings(stored.settings), settings) if stored and made else []
     if made and settings["method"] is None:
         differ = differ or ["method"]
     if unknown and not overwrite:
@@ -503,7 +851,9 @@ def _manifest(
         "taskfuse_version": __version__,
         "ir_colour": options.ir_colour,
         "weights": (model.source or {}).get("weights"),
-        "device": str(device or model_device(model)),
+        "device": str(device),
+        "batch": batch,
+        "png_level": options.png_level,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return Manifest(settings, info, sorted(kept | set(planned.values()))), [out / rel for rel in stale]
@@ -547,6 +897,10 @@ def fuse_pairs(
     gray: bool = False,
     ir_colour: str = "error",
     keep_going: bool = False,
+    png_level: int = PNG_LEVEL,
+    quality: int = QUALITY,
+    batch: int | None = None,
+    workers: int | None = None,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>`` (or the one file ``out``): ``plan_fuse``, then ``FuseJob.start``
     and ``FuseJob.run``.
@@ -554,9 +908,10 @@ def fuse_pairs(
     Sizes are checked from the file headers and the output against the inputs and its run manifest before
     anything is written, so bad input fails fast. Each output is written atomically: an interrupted or failed
     run leaves only complete files, and a rerun with the same settings resumes. ``device`` runs parameter-free
-    rules on a GPU too (default: where the model's weights are). The other options are ``FuseOptions``'.
+    rules on a GPU too (default: where the model's weights are); ``batch`` and ``workers`` are
+    ``plan_fuse``'s. The other options are ``FuseOptions``'.
     """
-    options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap)
-    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device)
+    options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap, png_level, quality)
+    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers)
     job.start()
     return job.run(progress)

@@ -3,22 +3,26 @@ for networks and classical rules; the fusing API plans before it writes."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 import taskfuse
 from taskfuse import inference, models
 from taskfuse.data.color import rgb_to_ycbcr
-from taskfuse.data.io import write_image
-from taskfuse.data.manifest import file_sha256
+from taskfuse.data.io import read_image, write_image
+from taskfuse.data.manifest import MANIFEST, file_sha256
 from taskfuse.data.pairs import find_pairs
 from taskfuse.errors import TaskfuseError
 from taskfuse.inference import FuseOptions, fuse_tensors, fuse_tiled, tile_context
 from taskfuse.models.base import FusionModel, FusionOutput
+from taskfuse.nn import sobel
 
 H, W, TILE, OVERLAP = 200, 300, 64, 16
 
@@ -259,3 +263,122 @@ def test_fuse_pairs_api_plans_before_writing_and_never_resumes_an_unknown_model(
     summary = inference.fuse_pairs(taskfuse.load("mean"), pairs, tmp_path / "out", gray=True, overwrite=True)
     assert (summary.written, summary.skipped) == (2, 0)
     assert inference.fuse_pairs(taskfuse.load("mean"), pairs, tmp_path / "out", gray=True).skipped == 2
+
+
+def _smooth_pairs(root, sizes: list[tuple[int, int]]) -> list:
+    """Pairs of blurred noise (compressible and with edges, as photographs are), of the given sizes in turn."""
+    gen = torch.Generator().manual_seed(1)
+    for i, (h, w) in enumerate(sizes):
+        ir, vi = torch.rand(1, 1, h // 4, w // 4, generator=gen), torch.rand(1, 3, h // 4, w // 4, generator=gen)
+        write_image(root / "ir" / f"{i:02d}.png", F.interpolate(ir, size=(h, w), mode="bicubic")[0].clamp(0, 1))
+        write_image(root / "vi" / f"{i:02d}.png", F.interpolate(vi, size=(h, w), mode="bicubic")[0].clamp(0, 1))
+    return find_pairs(root / "ir", root / "vi")
+
+
+@pytest.mark.parametrize("name", ["mean", "max", "laplacian", "gff", "lite"])
+def test_batch_size_and_threads_do_not_change_the_bytes(tmp_path, name: str) -> None:
+    """Batches of 8 (two sizes interleaved, so groups fill out of order) give the bytes of batches of 1 and of
+    the pair-by-pair path (``read_pair`` -> ``fuse_pair`` -> ``write_image``)."""
+    pairs = _smooth_pairs(tmp_path, [(96, 128), (64, 80)] * 6)
+    model = taskfuse.load(name)
+    one = inference.fuse_pairs(model, pairs, tmp_path / "one", batch=1, workers=1, png_level=6, progress=False)
+    eight = inference.fuse_pairs(model, pairs, tmp_path / "eight", batch=8, workers=3, png_level=6, progress=False)
+    assert one.written == eight.written == 12
+    options = FuseOptions()
+    for pair in pairs:
+        direct = inference.fuse_pair(model, *inference.read_pair(pair, options), options)
+        write_image(tmp_path / "direct.png", direct, png_level=6)
+        expected = (tmp_path / "direct.png").read_bytes()
+        assert (tmp_path / "one" / f"{pair.name}.png").read_bytes() == expected, pair.name
+        assert (tmp_path / "eight" / f"{pair.name}.png").read_bytes() == expected, pair.name
+
+
+def test_real_pairs_fuse_alike_in_batches_of_one_and_eight(shared_data, tmp_path) -> None:
+    """Eight 640 x 480 MSRS pairs: the shipped network and the Laplacian pyramid, whose depthwise blur once
+    rounded differently in batches of 8 (a few pixels one level off)."""
+    names = sorted(p.stem for p in (shared_data / "msrs_det" / "ir").glob("*.png"))[:8]
+    root = shared_data / "msrs_det"
+    pairs = [inference.Pair(n, root / "ir" / f"{n}.png", root / "vi" / f"{n}.png") for n in names]
+    for name in ("laplacian", "lite"):
+        model = taskfuse.load(name)
+        for batch in (1, 8):
+            inference.fuse_pairs(model, pairs, tmp_path / f"{name}{batch}", batch=batch, workers=2, progress=False)
+        for n in names:
+            one, eight = (tmp_path / f"{name}{b}" / f"{n}.png" for b in (1, 8))
+            assert one.read_bytes() == eight.read_bytes(), (name, n)
+
+
+def test_png_level_changes_the_size_not_the_pixels_and_is_no_setting(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(96, 128)] * 2)
+    model = taskfuse.load("mean")
+    inference.fuse_pairs(model, pairs, tmp_path / "fast", png_level=0, progress=False)
+    inference.fuse_pairs(model, pairs, tmp_path / "small", png_level=9, progress=False)
+    fast, small = tmp_path / "fast" / "00.png", tmp_path / "small" / "00.png"
+    assert fast.stat().st_size > small.stat().st_size
+    assert np.array_equal(read_image(fast), read_image(small))
+    manifest = json.loads((tmp_path / "small" / MANIFEST).read_text())
+    assert manifest["info"]["png_level"] == 9 and "png_level" not in manifest["settings"]
+    assert inference.fuse_pairs(model, pairs, tmp_path / "small", png_level=1, progress=False).skipped == 2
+
+
+def test_quality_is_a_setting_of_lossy_formats(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(96, 128)] * 2)
+    model = taskfuse.load("mean")
+    for ext in (".jpg", ".webp"):
+        out = tmp_path / ext[1:]
+        inference.fuse_pairs(model, pairs, out, ext=ext, quality=60, progress=False)
+        assert Image.open(out / f"00{ext}").format == {".jpg": "JPEG", ".webp": "WEBP"}[ext]
+        assert json.loads((out / MANIFEST).read_text())["settings"]["quality"] == 60
+        with pytest.raises(TaskfuseError, match=r"--quality 60 \(this run: --quality 95\)"):
+            inference.fuse_pairs(model, pairs, out, ext=ext, progress=False)
+    inference.fuse_pairs(model, pairs, tmp_path / "png", progress=False)
+    assert "quality" not in json.loads((tmp_path / "png" / MANIFEST).read_text())["settings"]
+    with pytest.raises(TaskfuseError, match="quality must be 1..100"):
+        inference.fuse_pairs(model, pairs, tmp_path / "bad", ext=".jpg", quality=0, progress=False)
+
+
+def test_jpeg_folders_of_earlier_versions_resume_at_quality_95(tmp_path) -> None:
+    """Manifests from before ``quality`` was a setting hold JPEG outputs of quality 95."""
+    pairs = _smooth_pairs(tmp_path, [(96, 128)] * 2)
+    model, out = taskfuse.load("mean"), tmp_path / "out"
+    inference.fuse_pairs(model, pairs[:1], out, ext=".jpg", progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["settings"]["quality"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert inference.fuse_pairs(model, pairs, out, ext=".jpg", progress=False).skipped == 1
+    with pytest.raises(TaskfuseError, match="holds results of --quality 95"):
+        inference.fuse_pairs(model, pairs, out, ext=".jpg", quality=80, progress=False)
+
+
+def test_fuse_batch_precisions_layouts_and_uint8_input() -> None:
+    model = taskfuse.load()
+    gen = torch.Generator().manual_seed(0)
+    ir = torch.randint(0, 256, (3, 1, 40, 56), dtype=torch.uint8, generator=gen)
+    vi = torch.randint(0, 256, (3, 3, 40, 56), dtype=torch.uint8, generator=gen)
+    reference = model.fuse_color(ir.float() / 255, vi.float() / 255)
+    assert torch.equal(model.fuse_batch(ir, vi), reference)
+    assert torch.allclose(model.fuse_batch(ir, vi, channels_last=True), reference, atol=1e-5)
+    for dtype, atol in (("bf16", 8 / 255), ("fp16", 2 / 255)):
+        out = model.fuse_batch(ir, vi, dtype=dtype)
+        assert out.dtype == torch.float32 and (out - reference).abs().max() < atol
+    with pytest.raises(ValueError, match="dtype must be one of fp32, bf16, fp16"):
+        model.fuse_batch(ir, vi, dtype="int8")
+    assert not models.create("lite").fuse_batch(ir, vi).requires_grad
+
+
+@pytest.mark.slow
+def test_fuse_batch_compiled_equals_eager() -> None:
+    model = taskfuse.load()
+    ir, vi = torch.rand(2, 1, 32, 48), torch.rand(2, 3, 32, 48)
+    assert torch.allclose(model.fuse_batch(ir, vi, compile=True), model.fuse_batch(ir, vi), atol=1e-5)
+    assert "_compiled" not in model.state_dict() and len(model.state_dict()) == len(taskfuse.load().state_dict())
+
+
+def test_sobel_kernels_are_made_once_per_device_and_dtype_and_still_train() -> None:
+    with torch.inference_mode():
+        first = sobel._kernels(torch.device("cpu"), torch.float32)
+    assert sobel._kernels(torch.device("cpu"), torch.float32)[0] is first[0]
+    assert sobel._kernels(torch.device("cpu"), torch.float64)[0].dtype == torch.float64
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    sobel.sobel_abs(x).sum().backward()
+    assert x.grad is not None and not torch.is_inference(first[0])

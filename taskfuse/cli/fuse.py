@@ -7,15 +7,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from taskfuse import models
-from taskfuse.data.io import IR_COLOURS, IR_RANGES
+from taskfuse.data.io import IR_COLOURS, IR_RANGES, PNG_LEVEL, QUALITY
 from taskfuse.data.manifest import MANIFEST
 from taskfuse.data.pairs import apply_pattern, check_output, find_pairs, name_pattern
+from taskfuse.data.video import EXTRA, is_video, is_video_output, pyav
 from taskfuse.device import DEVICES, resolve_device
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import FuseJob, FuseOptions, Tile, is_output_file, load, plan_fuse
+from taskfuse.inference import FuseJob, FuseOptions, Tile, is_output_file, load, plan_fuse, plan_video
 
-FORMATS = ("png", "jpg", "bmp", "tif")
+FORMATS = ("png", "jpg", "bmp", "tif", "webp")
 
 
 def tile_arg(text: str) -> Tile:
@@ -54,12 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "runs before the first image is fused. Exit status: 0 done, 1 some pairs failed under --keep-going, "
         "2 bad input (nothing fused, or stopped at the bad pair), 130/143 interrupted. See docs/fusing.md.",
     )
-    p.add_argument("--ir", type=Path, help="infrared image or folder")
-    p.add_argument("--vi", type=Path, help="visible image or folder (colour or gray)")
+    p.add_argument("--ir", type=Path, help="infrared image, folder or video")
+    p.add_argument("--vi", type=Path, help="visible image, folder (colour or gray) or video")
     p.add_argument(
         "--out",
         type=Path,
-        help="output folder; for a single pair, a file name with an image suffix (fused.png) writes that file",
+        help="output folder; for a single pair, a file name with an image suffix (fused.png) writes that file; "
+        "for two videos, a video file (fused.mp4) or a folder of frames",
     )
     p.add_argument(
         "--method",
@@ -85,7 +89,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="false-colour (palette) infrared images: refuse them (error, default) or fuse their BT.601 luma",
     )
     p.add_argument("--ext", choices=FORMATS, help="output format (default: png, or the suffix of an --out file)")
+    p.add_argument(
+        "--png-level",
+        type=int,
+        choices=range(10),
+        default=PNG_LEVEL,
+        metavar="0-9",
+        help=f"zlib level of PNG outputs: higher is smaller and slower, the pixels are the same (default: {PNG_LEVEL})",
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=QUALITY,
+        metavar="1-100",
+        help=f"quality of jpg and webp outputs (default: {QUALITY})",
+    )
     p.add_argument("--gray", action="store_true", help="write the fused luminance Y (one channel) instead of colour")
+    p.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="pairs of one size fused per forward pass (default: 16 on CUDA, 1 on the CPU)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="threads decoding and threads encoding images, each (default: one per CPU, at most 16)",
+    )
     p.add_argument(
         "--tile",
         type=tile_arg,
@@ -126,6 +157,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue past unreadable or mismatched pairs, list them at the end and exit with status 1",
     )
+    p.add_argument(
+        "--codec",
+        metavar="NAME",
+        help="FFmpeg encoder of a video --out (default: libx264 for .mp4/.mov, lossless ffv1 for .mkv/.avi, "
+        "libvpx-vp9 for .webm); needs PyAV",
+    )
     p.add_argument("--list", action="store_true", help="list the available methods and exit")
     p.set_defaults(run=run)
 
@@ -163,9 +200,16 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
         args.gray,
         args.tile,
         args.tile_overlap,
+        args.png_level,
+        args.quality,
     )
+    options.check()
     name_pattern(args.out_pattern, "--out-pattern")
     check_output(args.out, [args.ir, args.vi])
+    if is_video(args.ir) or is_video(args.vi):
+        return plan_videos(args, methods, options, device)
+    if args.codec is not None:
+        raise TaskfuseError("--codec is for a video --out; give two videos as --ir and --vi")
     pairs = find_pairs(args.ir, args.vi, args.skip_unpaired, args.ir_pattern, args.vi_pattern, args.recursive)
     if args.out_pattern != "*":
         pairs = [replace(p, name=apply_pattern(p.name, args.out_pattern)) for p in pairs]
@@ -173,7 +217,43 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
     for method in methods:
         model = load(method, args.weights, str(device))
         out = args.out / method if len(methods) > 1 else args.out
-        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device))
+        jobs.append(
+            plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
+        )
+    return jobs
+
+
+def plan_videos(
+    args: argparse.Namespace, methods: list[str | None], options: FuseOptions, device: torch.device
+) -> list[FuseJob]:
+    """The jobs of two videos: a fused video (one method) or a folder of fused frames per method."""
+    for option, path in (("--ir", args.ir), ("--vi", args.vi)):
+        if not is_video(path):
+            raise TaskfuseError(f"{option} {path} is not a video file; give two videos, or two images or folders")
+    video_out = is_video_output(args.out)
+    if video_out and len(methods) > 1:
+        raise TaskfuseError(f"--out {args.out} names one video, but several methods need an output folder")
+    if args.codec is not None and not video_out:
+        raise TaskfuseError(f"--codec needs a video --out (such as fused.mp4), not the frame folder {args.out}")
+    if pyav() is None:
+        print(
+            f"taskfuse fuse: note: PyAV is not installed ({EXTRA}); OpenCV reads and writes the videos, taking "
+            "them for constant-rate and writing MPEG-4 Part 2 or FFV1 only",
+            file=sys.stderr,
+        )
+    if is_output_file(args.out):
+        raise TaskfuseError(f"--out {args.out} names an image; give a video file (fused.mp4) or a frame folder")
+    jobs = []
+    for method in methods:
+        model = load(method, args.weights, str(device))
+        out = args.out / method if len(methods) > 1 else args.out
+        job = plan_video(
+            model, args.ir, args.vi, out, options, args.overwrite, device, args.batch, args.workers, args.codec
+        )
+        jobs.append(job)
+    assert jobs[0].video is not None
+    for path in jobs[0].video.audio:
+        print(f"taskfuse fuse: note: {path} has an audio stream; the fused output has none", file=sys.stderr)
     return jobs
 
 

@@ -26,6 +26,7 @@ import io
 import os
 import re
 import secrets
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,25 @@ from torch import Tensor
 from taskfuse.data.color import KB, KG, KR
 from taskfuse.errors import TaskfuseError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+"""Pillow's format name of every output suffix ``write_image`` knows."""
+LOSSY = (".jpg", ".jpeg", ".webp")
+"""Output suffixes whose pixels depend on the encoder's ``quality``."""
+PNG_LEVEL = 1
+"""Default zlib level of PNG outputs. On 640 x 480 fused images Pillow encodes level 1 about four times faster
+than its own default (6) for files about a quarter larger; every level stores the same pixels
+(docs/performance.md has the measured table)."""
+QUALITY = 95
+"""Default quality of JPEG and WebP outputs."""
 IR_RANGES = ("auto", "full", "p1-p99")
 IR_COLOURS = ("error", "luma")
 """What reading a false-colour infrared image does: refuse it (default) or take its BT.601 luma."""
@@ -144,11 +163,34 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            exif = Image.Exif()
+            if im.format == "PNG" and "exif" not in im.info:
+                exif.load(_png_exif(path))
+            else:
+                exif = im.getexif()
+            if exif.get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w
             return h, w
-    except _DECODE_ERRORS as e:
+    except (*_DECODE_ERRORS, struct.error) as e:
         raise TaskfuseError(f"{path}: not a readable image ({e}); replace or remove it") from e
+
+
+def _png_exif(path: Path) -> bytes:
+    """The EXIF data of a PNG whose eXIf chunk follows the image data, or b"" when it has none.
+
+    Pillow finds such a chunk only by decoding the whole image (``PngImageFile.getexif`` loads it); walking
+    the chunk headers and seeking over their data costs a few reads instead.
+    """
+    with open(path, "rb") as f:
+        f.seek(8)
+        while head := f.read(8):
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return b"Exif\x00\x00" + f.read(length)
+            if kind == b"IEND":
+                break
+            f.seek(length + 4, os.SEEK_CUR)
+    return b""
 
 
 def _to_gray(arr: np.ndarray) -> np.ndarray:
@@ -212,47 +254,82 @@ def coloured_share(arr: np.ndarray) -> float:
     return float((spread > COLOUR_SPREAD * full).mean())
 
 
-def read_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "error") -> Tensor:
-    """Infrared image -> (1, H, W) float32 tensor in [0, 1].
+def decode_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "error") -> np.ndarray:
+    """Infrared image -> (H, W) array: uint8 as stored when its scaling is a plain division by 255 (8-bit data
+    under ``ir_range`` auto or full), left to ``to_unit`` so that it can run where the model runs; otherwise
+    float32 in [0, 1] (``scale_ir``).
 
     Gray IR stored as RGB (equal or nearly equal channels) is turned gray. A false-colour image (palette or
     RGB rendering with more than ``COLOUR_SHARE`` of its pixels coloured) no longer holds the thermal
     intensities: a palette's luma is not monotonic in temperature. ``colour="error"`` refuses it;
     ``colour="luma"`` fuses its BT.601 luma anyway.
     """
+    return ir_array(read_image(path), ir_range, colour, str(path))
+
+
+def ir_array(arr: np.ndarray, ir_range: str = "auto", colour: str = "error", source: str = "image") -> np.ndarray:
+    """``decode_ir`` for an image already decoded (a video frame): the same rules, errors naming ``source``."""
     if colour not in IR_COLOURS:
         raise TaskfuseError(f"colour {colour!r} is not one of {', '.join(IR_COLOURS)} (--ir-colour)")
-    arr = read_image(path)
+    if ir_range not in IR_RANGES:
+        raise TaskfuseError(f"ir_range {ir_range!r} is not one of {', '.join(IR_RANGES)}")
     share = coloured_share(arr)
     if colour == "error" and share > COLOUR_SHARE:
         raise TaskfuseError(
-            f"{path}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
+            f"{source}: a false-colour infrared image ({share:.0%} of its pixels are coloured), whose luma is not "
             "the thermal intensity; use the camera's gray (radiometric) export, or fuse its luma anyway "
             "(taskfuse fuse --ir-colour luma)"
         )
-    return torch.from_numpy(scale_ir(_to_gray(arr), ir_range)).unsqueeze(0)
+    gray = _to_gray(arr)
+    return gray if gray.dtype == np.uint8 and ir_range != "p1-p99" else scale_ir(gray, ir_range)
 
 
-def read_vi(path: str | os.PathLike) -> Tensor:
-    """Visible image -> (3, H, W) RGB or (1, H, W) gray float32 tensor in [0, 1]; alpha is dropped."""
+def decode_vi(path: str | os.PathLike) -> np.ndarray:
+    """Visible image -> (H, W, 3) RGB or (H, W) gray: uint8 as stored (see ``to_unit``), other depths as
+    float32 in [0, 1]; alpha is dropped."""
     arr = read_image(path)
     if arr.ndim == 3:
         arr = arr[..., :3]
     if arr.dtype == np.uint8:
-        x = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        x = arr.astype(np.float32) / 65535.0
-    else:
-        x = np.clip(arr.astype(np.float32), 0, 1)
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+        return arr
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    return np.clip(arr.astype(np.float32), 0, 1)
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """uint8 levels -> float32 in [0, 1] (level / 255, correctly rounded, so on any device the same values
+    as dividing on the CPU); float tensors are returned as they are."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
+
+
+def as_chw(arr: np.ndarray) -> Tensor:
+    """(H, W) or (H, W, C) array -> (1|C, H, W) tensor view of its memory (copied only when read-only, as
+    Pillow's arrays are: torch tensors are always writable)."""
+    t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+
+
+def read_ir(path: str | os.PathLike, ir_range: str = "auto", colour: str = "error") -> Tensor:
+    """Infrared image -> (1, H, W) float32 tensor in [0, 1] (``decode_ir``, then ``to_unit``)."""
+    return to_unit(as_chw(decode_ir(path, ir_range, colour))).contiguous()
+
+
+def read_vi(path: str | os.PathLike) -> Tensor:
+    """Visible image -> (3, H, W) RGB or (1, H, W) gray float32 tensor in [0, 1]; alpha is dropped."""
+    return to_unit(as_chw(decode_vi(path))).contiguous()
+
+
+def quantize(img: Tensor) -> Tensor:
+    """Float image in [0, 1] (any shape, any device) -> uint8 levels, rounded to nearest, on the same device."""
+    return (img.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
     """(C, H, W) float in [0, 1] -> (H, W) or (H, W, 3) uint8, rounded to nearest."""
     if img.dim() != 3 or img.shape[0] not in (1, 3):
         raise ValueError(f"expected (1|3, H, W), got {tuple(img.shape)}")
-    arr = (img.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    arr = quantize(img).cpu().numpy()
     return arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0))
 
 
@@ -326,17 +403,32 @@ def writable_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
     return folder
 
 
-def write_image(path: str | os.PathLike, img: Tensor | np.ndarray) -> Path:
-    """Write an image atomically (see ``atomic_path``); the format follows the suffix (.png, .jpg, .bmp, .tif).
+def encode_image(img: Tensor | np.ndarray, suffix: str, png_level: int = PNG_LEVEL, quality: int = QUALITY) -> bytes:
+    """An image file's bytes in the format of ``suffix`` (.png, .jpg, .bmp, .tif, .webp), encoded by Pillow.
 
-    ``img`` is a (1|3, H, W) float tensor in [0, 1] or a uint8 array (H, W[, 3]).
+    ``img`` is a (1|3, H, W) float tensor in [0, 1] or a uint8 array (H, W[, 3]). ``png_level`` is the zlib
+    level of PNG (0..9: only size and speed change, never the pixels); ``quality`` that of JPEG and WebP (1..100).
+    Pillow releases the GIL while it compresses, so threads encode in parallel.
+    """
+    kind = FORMATS.get(suffix.lower())
+    if kind is None:
+        raise TaskfuseError(f"{suffix}: unknown image suffix; use one of {', '.join(FORMATS)}")
+    params = {"PNG": {"compress_level": png_level}, "JPEG": {"quality": quality}, "WEBP": {"quality": quality}}
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(img) if isinstance(img, Tensor) else img).save(buffer, format=kind, **params.get(kind, {}))
+    return buffer.getvalue()
+
+
+def write_image(
+    path: str | os.PathLike, img: Tensor | np.ndarray | bytes, png_level: int = PNG_LEVEL, quality: int = QUALITY
+) -> Path:
+    """Write an image atomically (see ``atomic_path``); the format follows the suffix (``encode_image``).
+
+    ``img`` is a (1|3, H, W) float tensor in [0, 1], a uint8 array (H, W[, 3]), or the bytes ``encode_image``
+    made for this suffix.
     """
     path = Path(path)
-    arr = to_uint8(img) if isinstance(img, Tensor) else img
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
-    kind = fmt.get(path.suffix.lower())
-    if kind is None:
-        raise TaskfuseError(f"{path}: unknown image suffix; use one of {', '.join(fmt)}")
+    data = img if isinstance(img, bytes) else encode_image(img, path.suffix, png_level, quality)
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
+        tmp.write_bytes(data)
     return path

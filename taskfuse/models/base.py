@@ -17,7 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from taskfuse.data.color import recombine
+from taskfuse.data.io import to_unit
 from taskfuse.nn.resample import pad_to_multiple
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""Precisions of ``FusionModel.fuse_batch``: fp32, or autocast to bfloat16 / float16."""
 
 
 @dataclass
@@ -82,6 +86,43 @@ class FusionModel(nn.Module):
             if self.output_mode == "rgb":
                 return fused.clamp(0, 1) if vi.shape[1] == 3 else fused.mean(1, keepdim=True).clamp(0, 1)
             return recombine(fused, vi)
+
+    @torch.inference_mode()
+    def fuse_batch(
+        self, ir: Tensor, vi: Tensor, dtype: str = "fp32", channels_last: bool = False, compile: bool = False
+    ) -> Tensor:
+        """Fused display images of a batch of pairs, as ``fuse_color`` gives them, for large-batch inference.
+
+        ``ir`` (B, 1, H, W) and ``vi`` (B, 1|3, H, W) are float in [0, 1] or uint8 levels, which are divided
+        by 255 where the model runs (a quarter of the bytes cross to a GPU). They move to the model's device
+        (parameter-free rules run where ``ir`` is). Returns (B, 1|3, H, W) float32 in [0, 1] on that device;
+        ``taskfuse.data.io.quantize`` makes 8-bit levels of it there.
+
+        ``dtype``: ``"fp32"`` (default), or ``"bf16"`` / ``"fp16"`` to run under ``torch.autocast`` in that
+        precision (docs/performance.md: on real pairs the default network stays within one grey level of
+        fp32 in fp16, not in bf16). ``channels_last``: convert the weights (for good) and the inputs to the
+        channels-last memory format, which tensor-core convolutions prefer. ``compile``: run through
+        ``torch.compile``, built on the first call and reused; each new input shape compiles once more.
+
+            >>> import torch, taskfuse
+            >>> model = taskfuse.load()
+            >>> ir, vi = torch.rand(4, 1, 32, 48), torch.randint(0, 256, (4, 3, 32, 48), dtype=torch.uint8)
+            >>> model.fuse_batch(ir, vi).shape
+            torch.Size([4, 3, 32, 48])
+        """
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        param = next(self.parameters(), None)
+        device = param.device if param is not None else ir.device
+        ir, vi = to_unit(ir.to(device, non_blocking=True)), to_unit(vi.to(device, non_blocking=True))
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+            ir, vi = ir.contiguous(memory_format=torch.channels_last), vi.contiguous(memory_format=torch.channels_last)
+        run = self.fuse_color
+        if compile:
+            run = self.__dict__.get("_compiled") or self.__dict__.setdefault("_compiled", torch.compile(run))
+        with torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32"):
+            return run(ir, vi).float()
 
 
 def check_pair(ir: Tensor, vi: Tensor) -> None:

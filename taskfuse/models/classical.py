@@ -29,12 +29,19 @@ class MaxFusion(FusionModel):
 
 
 def _binomial(x: Tensor, gain: float = 1.0) -> Tensor:
-    """Separable 5-tap binomial blur [1 4 6 4 1] / 16 (Burt & Adelson 1983) with reflected borders."""
-    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16.0 * gain**0.5
-    c = x.shape[1]
-    x = F.pad(x, (2, 2, 2, 2), mode="reflect" if min(x.shape[-2:]) > 2 else "replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
-    return F.conv2d(x, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+    """Separable 5-tap binomial blur [1 4 6 4 1] / 16 (Burt & Adelson 1983) with reflected borders.
+
+    The taps are summed as shifted copies, in one fixed order for every pixel: a depthwise convolution lets
+    the backend pick its summation order by batch size (on the CPU, batches of 1 and 8 differed in the last
+    bit, enough to move a few pixels by one grey level), so an image's result would depend on its batch.
+    """
+    k = [v / 16.0 * gain**0.5 for v in (1.0, 4.0, 6.0, 4.0, 1.0)]
+    h, w = x.shape[-2:]
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect" if min(h, w) > 2 else "replicate")
+    rows = k[0] * x[..., 0:w] + k[1] * x[..., 1 : w + 1] + k[2] * x[..., 2 : w + 2]
+    rows = rows + k[3] * x[..., 3 : w + 3] + k[4] * x[..., 4 : w + 4]
+    out = k[0] * rows[..., 0:h, :] + k[1] * rows[..., 1 : h + 1, :] + k[2] * rows[..., 2 : h + 2, :]
+    return out + k[3] * rows[..., 3 : h + 3, :] + k[4] * rows[..., 4 : h + 4, :]
 
 
 def _reduce(x: Tensor) -> Tensor:

@@ -8,13 +8,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _KX = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+_KERNELS: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+
+def _kernels(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The (1, 1, 3, 3) Sobel pair on ``device`` in ``dtype``, copied there once and reused: a copy per call
+    would be a blocking host-to-device transfer in every forward pass on a GPU. They are made outside
+    inference mode, so that a pair first made while fusing still serves training (autograd may save them)."""
+    key = (device, dtype)
+    if key not in _KERNELS:
+        with torch.inference_mode(False):
+            kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
+            _KERNELS[key] = kx, kx.transpose(-1, -2).contiguous()
+    return _KERNELS[key]
 
 
 def sobel_xy(x: Tensor) -> tuple[Tensor, Tensor]:
     """Horizontal and vertical Sobel responses of every channel of (B, C, H, W), zero padding, same size."""
     c = x.shape[1]
-    kx = _KX.to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)
-    ky = _KX.t().to(dtype=x.dtype, device=x.device).expand(c, 1, 3, 3)
+    kx, ky = _kernels(x.device, x.dtype)
+    kx, ky = kx.expand(c, 1, 3, 3), ky.expand(c, 1, 3, 3)
     return F.conv2d(x, kx, padding=1, groups=c), F.conv2d(x, ky, padding=1, groups=c)
 
 

@@ -186,7 +186,12 @@ CASES = [
         decoding=True,
     ),
     Case(
-        "corrupt PNG", then(folders, lambda t: corrupt(t / "ir" / "b.png")), FOLDERS, 2, "b.png: not a readable image"
+        "corrupt PNG",
+        then(folders, lambda t: corrupt(t / "ir" / "b.png")),
+        FOLDERS,
+        2,
+        "b.png: not a readable image",
+        decoding=True,
     ),
     Case(
         "zero-byte file",

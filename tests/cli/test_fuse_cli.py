@@ -400,3 +400,22 @@ def test_list_says_where_every_methods_weights_come_from(capsys: pytest.CaptureF
     assert "tardal-official | tardalpp-official" in lines["tardal"]
     assert "convert" not in lines["psfusion"] and "train your own" in lines["psfusion"]
     assert "no weights" in lines["gff"]
+
+
+def test_output_speed_options_keep_the_pixels(tmp_path: Path, capsys) -> None:
+    ir, vi = _pairs(tmp_path, ["a", "b", "c"])
+    assert _fuse(ir, vi, tmp_path / "plain") == 0
+    assert _fuse(ir, vi, tmp_path / "fast", "--batch", "2", "--workers", "3", "--png-level", "9") == 0
+    for name in ("a", "b", "c"):
+        plain, fast = (read_image(tmp_path / d / f"{name}.png") for d in ("plain", "fast"))
+        assert np.array_equal(plain, fast)
+    manifest = json.loads((tmp_path / "fast" / MANIFEST).read_text())
+    assert manifest["info"]["batch"] == 2 and manifest["info"]["png_level"] == 9
+    assert _fuse(ir, vi, tmp_path / "webp", "--ext", "webp", "--quality", "70") == 0
+    assert Image.open(tmp_path / "webp" / "a.webp").format == "WEBP"
+    capsys.readouterr()
+    assert _fuse(ir, vi, tmp_path / "bad", "--ext", "jpg", "--quality", "101") == 2
+    assert "quality must be 1..100 (--quality), got 101" in capsys.readouterr().err
+    assert _fuse(ir, vi, tmp_path / "bad", "--batch", "0") == 2
+    assert "--batch and --workers must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

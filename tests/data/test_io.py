@@ -1,22 +1,28 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from taskfuse.data.io import (
     PART,
     atomic_path,
+    decode_ir,
+    decode_vi,
+    encode_image,
     image_size,
     read_image,
     read_ir,
     read_vi,
     remove_parts,
     scale_ir,
+    to_unit,
     writable_folder,
     write_image,
 )
@@ -227,3 +233,53 @@ def test_empty_file_header(tmp_path: Path) -> None:
     (tmp_path / "e.png").write_bytes(b"")
     with pytest.raises(TaskfuseError, match="e.png: the file is empty"):
         image_size(tmp_path / "e.png")
+
+
+def _png_with_late_exif(path: Path, arr: np.ndarray, orientation: int) -> Path:
+    """A PNG whose eXIf chunk follows the image data (allowed by the PNG spec, written by some cameras)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    data = _save(path, arr).read_bytes()
+    path.write_bytes(data[:-12] + chunk + data[-12:])
+    return path
+
+
+def test_image_size_reads_headers_only_and_finds_a_late_exif_orientation(tmp_path: Path, monkeypatch) -> None:
+    arr = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)
+    late = _png_with_late_exif(tmp_path / "late.png", arr, 6)
+    plain = _save(tmp_path / "plain.png", arr)
+    assert read_image(late).shape == (20, 12)
+
+    def decode(self: Image.Image) -> None:
+        raise AssertionError("image data decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decode)
+    assert image_size(late) == (20, 12) and image_size(plain) == (12, 20)
+
+
+def test_decoding_keeps_8bit_levels_for_the_device_and_reading_divides_them(tmp_path: Path) -> None:
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    rgb = np.stack([gray, gray[::-1], gray.T], -1)
+    assert decode_ir(_save(tmp_path / "ir.png", gray)).dtype == np.uint8
+    assert decode_ir(tmp_path / "ir.png", "p1-p99").dtype == np.float32
+    assert decode_vi(_save(tmp_path / "vi.png", rgb)).dtype == np.uint8
+    expected = (gray.astype(np.float64) / 255).astype(np.float32)
+    assert np.array_equal(to_unit(torch.from_numpy(gray)).numpy(), expected)
+    assert torch.equal(read_vi(tmp_path / "vi.png"), torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize(("suffix", "lossless"), [(".png", True), (".bmp", True), (".jpg", False), (".webp", False)])
+def test_encode_image_formats_levels_and_quality(tmp_path: Path, suffix: str, lossless: bool) -> None:
+    arr = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    data = encode_image(arr, suffix, png_level=9, quality=90)
+    write_image(tmp_path / f"a{suffix}", data)
+    back = read_image(tmp_path / f"a{suffix}")
+    assert back.shape == arr.shape and np.array_equal(back, arr) == lossless
+    if suffix == ".png":
+        smooth = np.broadcast_to(np.arange(32, dtype=np.uint8) * 8, (24, 32))
+        assert len(encode_image(smooth, suffix, png_level=0)) > len(encode_image(smooth, suffix, png_level=9))
+        assert write_image(tmp_path / "b.png", arr, png_level=9).read_bytes() == data
+    with pytest.raises(TaskfuseError, match="unknown image suffix"):
+        encode_image(arr, ".gif")
