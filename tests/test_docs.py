@@ -140,6 +140,8 @@ def runnable(command: Command) -> str:
     argv = command.argv
     if command.reference:
         return "names a command"
+    if argv[:2] == ("benchmark", "claim") and "--root" not in argv:
+        return "reads an earlier run's folder"
     if "--list" in argv or argv[:2] == ("datasets", "list") or argv[0] == "demo":
         return ""
     if argv[0] == "fuse":
