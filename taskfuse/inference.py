@@ -59,7 +59,6 @@ from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
-from taskfuse.models.classical import GuidedFilterFusion, LaplacianPyramidFusion
 from taskfuse.models.weights import load_model, read_meta
 from taskfuse.nn.attention import ChannelAttention
 from taskfuse.version import __version__
@@ -134,22 +133,11 @@ GLOBAL_LAYERS: tuple[type[nn.Module], ...] = (nn.AdaptiveAvgPool2d, nn.AdaptiveM
 def tile_context(model: FusionModel, overlap: int) -> tuple[int, int]:
     """(halo, align): the context fused around every tile and the grid tile origins must lie on.
 
-    ``align`` is the model's ``stride`` (networks that downsample are shift-equivariant only by multiples of
-    it); ``halo`` is ``overlap`` rounded up to ``align``. The classical multi-scale rules know their receptive
-    field, so their halo is raised to it, which makes tiling them exact rather than refusing it:
-
-    * Laplacian pyramid with n levels: level l+1 blurs level l with a 5-tap kernel (radius 2 * 2^l input
-      pixels) and expanding back blurs again, so the fused output depends on input within
-      4 * 2^(n-1) - 4 pixels (60 for n = 5); the pyramid subsamples from pixel 0, so ``align`` is 2^(n-1).
-    * GFF: the base weights W^B = G(P, I; r1) filter the saliency masks (3 x 3 Laplacian and 11 x 11
-      Gaussian: radius 6) with two box filters of radius r1 (a, b, then their means): 2 r1 + 6 pixels
-      (96 with the paper's r1 = 45); the detail weights need 2 r2 + 6, the base layer 15.
+    ``halo`` is ``overlap`` raised to the context the model declares (``FusionModel.context``: the classical
+    multi-scale rules and the default network know their receptive field, which makes tiling them exact rather
+    than approximate), rounded up to ``align``.
     """
-    align, need = model.stride, 0
-    if isinstance(model, LaplacianPyramidFusion):
-        align, need = max(align, 2 ** (model.levels - 1)), 4 * 2 ** (model.levels - 1) - 4
-    elif isinstance(model, GuidedFilterFusion):
-        need = max(2 * model.r1 + 6, 2 * model.r2 + 6, 15)
+    need, align = model.context
     return _round_up(max(overlap, need), align), align
 
 

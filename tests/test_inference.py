@@ -183,6 +183,19 @@ def test_classical_multiscale_rules_tile_exactly_with_their_own_context(name: st
     assert (short - untiled).abs().max() > 1e-4
 
 
+def test_the_default_network_declares_its_receptive_field() -> None:
+    """A head that is not zero (as trained weights are not) makes the output depend on the whole receptive
+    field: within the declared context tiling is exact, with a quarter of it, it is not."""
+    torch.manual_seed(0)
+    model = models.create("lite").eval()
+    torch.nn.init.normal_(model.head.weight, 0.0, 0.1)
+    assert tile_context(model, 0) == (64, 8) and tile_context(model, 32) == (64, 8)
+    ir, vi = pair(H, W)
+    untiled = fuse_tensors(model, ir, vi)
+    assert (fuse_tensors(model, ir, vi, tile=TILE, overlap=0) - untiled).abs().max() < 1e-5
+    assert (fuse_tiled(model, ir, vi, TILE, halo=16, align=8) - untiled).abs().max() > 1e-4
+
+
 def test_global_pooling_warns_when_tiled() -> None:
     ir, vi = pair(64, 64)
     ir[..., 32:] += 1

@@ -51,7 +51,7 @@ def pyav() -> ModuleType | None:
     """The ``av`` module, or None when PyAV is not installed (OpenCV then reads and writes video)."""
     try:
         return importlib.import_module("av")
-    except ImportError:
+    except ImportError:  # PyAV comes with pip install taskfuse[video]
         return None
 
 

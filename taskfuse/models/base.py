@@ -50,6 +50,14 @@ class FusionModel(nn.Module):
     source: dict[str, Any] | None = None
 
     @property
+    def context(self) -> tuple[int, int]:
+        """(pixels, align): how far from a pixel the inputs still change the output (0 when the model does not
+        say), and the grid its tiles' origins must lie on (``stride``: a network that downsamples is
+        shift-equivariant only by multiples of it). Tiled fusion fuses at least that much context around every
+        tile, so that tiling reproduces the untiled image."""
+        return 0, self.stride
+
+    @property
     def whole_image(self) -> bool:
         """True when the display image at a pixel depends on statistics of the whole image (a per-image
         normalisation or contrast stretch), so that fusing in tiles cannot reproduce the untiled result."""

@@ -84,6 +84,13 @@ class LaplacianPyramidFusion(FusionModel):
         super().__init__()
         self.levels = levels
 
+    @property
+    def context(self) -> tuple[int, int]:
+        """Level l+1 blurs level l with a 5-tap kernel (radius 2 * 2^l input pixels) and expanding back blurs
+        again, so the output depends on input within 4 * 2^(n-1) - 4 pixels (60 for n = 5); the pyramid
+        subsamples from pixel 0, so tiles align to 2^(n-1)."""
+        return 4 * 2 ** (self.levels - 1) - 4, 2 ** (self.levels - 1)
+
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         n = max(1, min(self.levels, int(torch.log2(torch.tensor(min(ir.shape[-2:]) / 4.0)).floor()) + 1))
         pa, pb = laplacian_pyramid(ir, n), laplacian_pyramid(vi, n)
@@ -138,6 +145,13 @@ class GuidedFilterFusion(FusionModel):
     def __init__(self, r1: int = 45, eps1: float = 0.3, r2: int = 7, eps2: float = 1e-6) -> None:
         super().__init__()
         self.r1, self.eps1, self.r2, self.eps2 = r1, eps1, r2, eps2
+
+    @property
+    def context(self) -> tuple[int, int]:
+        """The base weights W^B = G(P, I; r1) filter the saliency masks (3 x 3 Laplacian and 11 x 11 Gaussian:
+        radius 6) with two box filters of radius r1 (a, b, then their means): 2 r1 + 6 pixels (96 with the
+        paper's r1 = 45); the detail weights need 2 r2 + 6, the base layer 15."""
+        return max(2 * self.r1 + 6, 2 * self.r2 + 6, 15), self.stride
 
     @staticmethod
     def _saliency(x: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ def make_act(name: str | None) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """k x k convolution (same padding), optional BatchNorm, activation."""
+    """k x k convolution (same padding: ``padding_mode`` zeros, or replicate/reflect to keep borders free of
+    the bright or dark rims zero padding teaches a network), optional BatchNorm, activation."""
 
     def __init__(
         self,
@@ -33,8 +34,11 @@ class ConvBNAct(nn.Sequential):
         bn: bool = True,
         dilation: int = 1,
         groups: int = 1,
+        padding_mode: str = "zeros",
     ) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, groups, bias=not bn)]
+        pad = dilation * (k // 2)
+        conv = nn.Conv2d(cin, cout, k, stride, pad, dilation, groups, bias=not bn, padding_mode=padding_mode)
+        layers: list[nn.Module] = [conv]
         if bn:
             layers.append(nn.BatchNorm2d(cout))
         layers.append(make_act(act))

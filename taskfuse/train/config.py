@@ -132,6 +132,9 @@ class DatasetConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """Reader options (ir_range, skip_incomplete, ir_dir/vi_dir of the paired layout, ...) or
     ``taskfuse.data.synthetic.SceneConfig`` fields for synthetic scenes."""
+    mix: list[DatasetConfig] = field(default_factory=list)
+    """More datasets read with this one, each in its own layout (e.g. RoadScene pairs and MSRS pairs in one
+    training set): their samples are concatenated; a key left empty takes this dataset's value."""
 
 
 @dataclass

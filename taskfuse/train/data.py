@@ -3,12 +3,13 @@ the endless resumable batches of one phase on the training device (sampling: ``t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from taskfuse.data import transforms as T
 from taskfuse.data.batching import Augmented, EpochBatches, collate, to_device
@@ -39,7 +40,15 @@ def build_dataset(spec: DatasetConfig, where: str) -> Dataset:
         ds = Subset(ds, range(min(spec.limit, len(ds))))  # type: ignore[arg-type]
     if len(ds) == 0:  # type: ignore[arg-type]
         raise TaskfuseError(f"{where}: the dataset is empty; check root, split and limit")
-    return ds
+    if not spec.mix:
+        return ds
+    parts = [build_dataset(inherit(m, spec), f"{where}.mix[{i}]") for i, m in enumerate(spec.mix)]
+    return ConcatDataset([ds, *parts])
+
+
+def inherit(part: DatasetConfig, parent: DatasetConfig) -> DatasetConfig:
+    """``part`` with its empty layout and split taken from ``parent`` (a mixed-in set reads like its parent)."""
+    return dataclasses.replace(part, name=part.name or parent.name, split=part.split or parent.split)
 
 
 def loader_workers(setting: int | str, world: int = 1) -> int:

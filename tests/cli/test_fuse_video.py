@@ -15,7 +15,7 @@ from taskfuse.data.manifest import MANIFEST
 from taskfuse.data.video import VideoReader, VideoWriter
 
 av = pytest.importorskip("av")
-from tests.data.test_video import make_video, numbered  # noqa: E402
+from video_files import make_video, numbered  # noqa: E402
 
 
 def _videos(root: Path, ir_frames: int = 5, ir_rate: int = 12, audio: bool = False) -> tuple[Path, Path]:
