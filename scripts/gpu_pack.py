@@ -7,7 +7,7 @@ Writes ``OUT/msrs_det`` (the 301 labelled MSRS pairs re-encoded as JPEG with ful
 95, visible at 90: 35 MB instead of 128 MB of PNG, a mean difference of about one grey level; ``labels/fusion``
 and ``classes.txt`` copied), ``OUT/rs_split`` (the RoadScene training pairs of ``scripts/roadscene_split.py``,
 files as published; the validation pairs stay behind), ``OUT/effnet-lite0.safetensors`` (the ImageNet
-EfficientNet-Lite0 of ``taskfuse[pretrained]`` without its classifier) and
+EfficientNet-Lite0 of ``taskfuse[pretrained]`` without its classifier, in half precision: 7 MB) and
 ``OUT/{seafusion,tardal}-released.safetensors`` (the authors' weights, converted).
 
 The JPEG copies differ from the PNGs by a few grey levels (the largest and mean difference are printed and kept
@@ -80,7 +80,9 @@ def pack_backbone(out: Path) -> None:
     pth = package_weights("lite0")
     full = out / "effnet-lite0-full.safetensors"
     subprocess.run(["taskfuse", "convert", "backbone", str(pth), "--out", str(full), "--overwrite"], check=True)
-    state = {k: v for k, v in load_file(full).items() if not k.startswith("_fc.")}
+    state = {
+        k: v.half() if v.is_floating_point() else v for k, v in load_file(full).items() if not k.startswith("_fc.")
+    }
     save_file(state, out / "effnet-lite0.safetensors")
     full.unlink()
 

@@ -45,7 +45,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,9 @@ class ClaimScale:
     """Bootstrap draws of the report."""
     workers: int
     """Data-loader processes of the downstream protocol."""
+    pairing: str = "cross"
+    """Cells of a row with fusion seeds: ``cross``, one per (fusion seed, downstream seed); ``paired``, the i-th
+    fusion seed with the i-th downstream seed (as many cells as seeds, each network judged once)."""
 
 
 TINY = ClaimScale(
@@ -218,7 +221,46 @@ FULL = ClaimScale(
 )
 """The design on one H200, in pieces (``scripts/claim_full.sh``): the papers' networks, 3 x 3 seeds."""
 
-SCALES: dict[str, ClaimScale] = {s.name: s for s in (TINY, CPU, FULL)}
+SESSION = ClaimScale(
+    name="session",
+    fusion=FusionDesign(
+        batch_size=16,
+        crop=256,
+        check_every=250,
+        min_steps=500,
+        max_steps=1500,
+        patience=1,
+        tolerance=0.005,
+        plateau_metrics=("Qabf", "SSIM"),
+        steps=1000,
+        rounds=2,
+        task_model="yolox-s-effnet-lite0",
+        task_warmup=600,
+        task_steps=300,
+        task_lr_warmup=100,
+        networks="benchmark",
+        checkpoint_every=250,
+        workers=0,
+    ),
+    classical=("max",),
+    detector="yolox-s-effnet-lite0",
+    det_epochs=30,
+    det_lr=1e-3,
+    det_batch=16,
+    det_crop=None,
+    amp=True,
+    fusion_seeds=(0, 1, 2),
+    downstream_seeds=(0, 1, 2),
+    draws=2000,
+    workers=0,
+    pairing="paired",
+)
+"""The design cut to fit GPU sessions of half an hour: networks started from ``--init`` (a fusion network
+trained on more data) and pre-trained 500-1500 steps more, continuations of 1000 steps in two rounds, a YOLOX-S
+on EfficientNet-Lite0 (ImageNet weights with ``--pretrained``) in the loop and downstream, 30 epochs, three
+fusion seeds each judged by one downstream seed, three downstream seeds for rows without fusion seeds."""
+
+SCALES: dict[str, ClaimScale] = {s.name: s for s in (TINY, CPU, SESSION, FULL)}
 
 
 def get_scale(name: str) -> ClaimScale:
@@ -272,6 +314,31 @@ def parse_released(texts: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def parse_init(texts: Sequence[str] | None) -> dict[str, str] | None:
+    """``METHOD=WEIGHTS.safetensors`` starting weights of a method's pre-trainings (the file may be made later,
+    by a training running beside the benchmark; the pre-training refuses to start without it)."""
+    if texts is None:
+        return None
+    out = {}
+    for text in texts:
+        method, sep, path = text.partition("=")
+        if not sep or method not in claim_methods() or not path.endswith(".safetensors"):
+            raise TaskfuseError(
+                f"--init {text!r}: write METHOD=WEIGHTS.safetensors with a method of {', '.join(claim_methods())}"
+            )
+        out[method] = str(Path(path).resolve())
+    return out
+
+
+def pretrained_source(text: str) -> str:
+    """``--pretrained``: ``imagenet``, or an existing weights file (stored absolute)."""
+    if text == "imagenet":
+        return text
+    if not Path(text).is_file():
+        raise TaskfuseError(f"--pretrained {text}: no such file; give imagenet or a .safetensors backbone file")
+    return str(Path(text).resolve())
+
+
 @dataclass(frozen=True)
 class Design:
     """What an output folder is made of; ``released`` may grow between runs, nothing else may change."""
@@ -283,6 +350,10 @@ class Design:
     downstream_seeds: tuple[int, ...]
     methods: tuple[str, ...]
     released: dict[str, str] = field(default_factory=dict)
+    init: dict[str, str] = field(default_factory=dict)
+    """Per method, the weights its pre-trainings start from (none: random weights)."""
+    pretrained: str = ""
+    """Backbone weights of every detector, in the loop and downstream (``imagenet`` or a file; empty: none)."""
 
 
 def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
@@ -298,6 +369,8 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         "fusion_seeds": list(scale.fusion_seeds),
         "downstream_seeds": list(scale.downstream_seeds),
         "methods": claim_methods(),
+        "init": {},
+        "pretrained": "",
     }
     values: dict[str, Any] = {}
     for key, default in preset.items():
@@ -324,6 +397,8 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         downstream_seeds=tuple(values["downstream_seeds"]),
         methods=tuple(values["methods"]),
         released=released,
+        init=dict(values["init"]),
+        pretrained=values["pretrained"],
     )
     record = {
         "design": {**values, "released": released},
@@ -409,7 +484,14 @@ class Claim:
         return [None]
 
     def cell_keys(self, row: Row) -> list[tuple[int | None, int]]:
-        return [(f, d) for f in self.seeds(row) for d in self.design.downstream_seeds]
+        seeds, downstream = self.seeds(row), self.design.downstream_seeds
+        if self.scale.pairing == "paired" and seeds != [None]:
+            return list(zip(seeds, downstream, strict=False))
+        return [(f, d) for f in seeds for d in downstream]
+
+    def fusion(self, method: str) -> FusionDesign:
+        """The preset's fusion trainings of ``method``, with its starting weights and the detectors' backbone."""
+        return replace(self.scale.fusion, init=self.design.init.get(method, ""), task_pretrained=self.design.pretrained)
 
     def cells(self, row: Row) -> list[str]:
         return [f"cell:{row.name}:{tag(f)}:d{d}" for f, d in self.cell_keys(row)]
@@ -455,8 +537,17 @@ class Claim:
         raise TaskfuseError(f"unit {unit!r}: not a unit of this benchmark (see --plan)")
 
     def plan(self, rows: Sequence[Row]) -> list[str]:
-        """Units of ``rows`` not done whose inputs are all done: what can run side by side now."""
-        return [u for u in self.units(rows) if not self.done(u) and all(self.done(n) for n in self.needs(u))]
+        """Units of ``rows`` not done whose inputs are all done: what can run side by side now (a pre-training
+        from ``--init`` weights waits for the file)."""
+        return [
+            u
+            for u in self.units(rows)
+            if not self.done(u) and all(self.done(n) for n in self.needs(u)) and self.startable(u)
+        ]
+
+    def startable(self, unit: str) -> bool:
+        kind, name, *_ = unit.split(":")
+        return kind != "pretrain" or Path(self.design.init.get(name, __file__)).is_file()
 
     def run_all(self, rows: Sequence[Row]) -> None:
         """Run every unit of ``rows``; listed again after each pass, since the oracle's cells are known only once
@@ -480,7 +571,7 @@ class Claim:
             kind, name, *rest = unit.split(":")
             if kind == "pretrain":
                 seed = int(rest[0][1:])
-                pretrain(self.scale.fusion, name, seed, self.root, self.out, self.device, self.progress)
+                pretrain(self.fusion(name), name, seed, self.root, self.out, self.device, self.progress)
             elif kind == "train":
                 self.train(self.by_name[name], int(rest[0][1:]))
             elif kind == "fuse":
@@ -509,7 +600,7 @@ class Claim:
         write_json(dest / "done.json", {"seconds": time.perf_counter() - start})
 
     def train(self, row: Row, seed: int) -> None:
-        fusion = self.scale.fusion
+        fusion = self.fusion(row.source)
         trained = continue_variant(fusion, row.source, row.kind, seed, self.root, self.out, self.device, self.progress)
         self.fuse_splits(load(weights=trained.weights, device=self.device), self.images(row, seed))
 
@@ -567,7 +658,7 @@ class Claim:
         """Train, score and keep the predictions of one downstream detector (one cell)."""
         start = time.perf_counter()
         spec = parse_input(row.name if row.kind == "modality" else f"{row.name}={self.images(row, seed)}")
-        task = DetectionTask(MSRS_DET, model=self.design.detector)
+        task = DetectionTask(MSRS_DET, model=self.design.detector, pretrained=self.design.pretrained or None)
         folder = self.out / "downstream" / row.name / cell_name(seed, dseed)
         cfg = self.protocol(dseed)
         val = self.split("val")

@@ -87,6 +87,10 @@ class FusionDesign:
     """Data-loader processes."""
     val_limit: int = 0
     """Validate on the first N val pairs only (0 = all)."""
+    init: str = ""
+    """Weights the pre-training starts from (e.g. a network trained on more data); empty: random weights."""
+    task_pretrained: str = ""
+    """Backbone weights of the detector in the loop (``imagenet`` or a ``.safetensors`` file); empty: random."""
 
 
 def claim_methods() -> list[str]:
@@ -154,6 +158,8 @@ def guided_config(design: FusionDesign, method: str, root: Path, seed: int, init
         *STRATEGIES.get(spec.strategy).budget(budget(design), spec),
         f"train.init={value(init)}",
     ]
+    if design.task_pretrained:
+        overrides.append(f"train.task_options.pretrained={value(design.task_pretrained)}")
     return load_config(config_name(method), overrides)
 
 
@@ -186,7 +192,7 @@ def pretrain_config(design: FusionDesign, method: str, root: Path, seed: int, it
         "train.warmup_iters=0",
         f"train.iters={iters}",
         "train.epochs=0",
-        "train.init=null",
+        f"train.init={value(design.init) if design.init else 'null'}",
         f"data.val={value(val)}",
         f"log.val_every={design.check_every}",
         f"log.metrics={value(list(design.plateau_metrics))}",

@@ -96,6 +96,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--downstream-seeds", nargs="+", type=int, help="downstream seeds (default: the preset's)")
     c.add_argument("--methods", nargs="+", help="methods trained both ways (default: every one detection guides)")
     c.add_argument(
+        "--init",
+        nargs="+",
+        metavar="METHOD=WEIGHTS",
+        help="start a method's pre-trainings from these weights (e.g. lite=stage_a.safetensors; default: random)",
+    )
+    c.add_argument(
+        "--pretrained",
+        metavar="FILE|imagenet",
+        help="backbone weights of every detector, in the loop and downstream (an -effnet-liteN detector)",
+    )
+    c.add_argument(
         "--weights",
         nargs="+",
         default=[],
@@ -136,7 +147,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 
 def run_claim(args: argparse.Namespace) -> int:
-    from taskfuse.benchmark.claim import Claim, parse_released, settle_design
+    from taskfuse.benchmark.claim import Claim, parse_init, parse_released, pretrained_source, settle_design
     from taskfuse.benchmark.claim_report import write_report
 
     given = {
@@ -147,6 +158,8 @@ def run_claim(args: argparse.Namespace) -> int:
         "downstream_seeds": args.downstream_seeds,
         "methods": args.methods,
         "released": parse_released(args.weights),
+        "init": parse_init(args.init),
+        "pretrained": None if args.pretrained is None else pretrained_source(args.pretrained),
     }
     claim = Claim(args.out, settle_design(args.out, given), args.device, args.progress)
     rows = claim.select(args.rows)

@@ -12,6 +12,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,11 @@ def quick_overrides(raw: Mapping[str, Any]) -> list[str]:
     if not isinstance(method, str):
         return []
     spec = models.get(method)
-    strategy = STRATEGIES.get(str((raw.get("train") or {}).get("strategy") or spec.strategy))
+    train = raw.get("train") or {}
+    strategy = STRATEGIES.get(str(train.get("strategy") or spec.strategy))
+    task = train.get("task")
     out = [
-        *strategy.budget(QUICK, spec),
+        *strategy.budget(replace(QUICK, task=task) if isinstance(task, str) and task else QUICK, spec),
         f"train.batch_size={QUICK.batch_size}",
         f"train.crop={QUICK.crop}",
         "train.warmup_iters=0",

@@ -1,5 +1,7 @@
 """``lite``: the built-in default fusion network (``network.py``), its objective (``loss.py``), its shipped
-weights (``lite.safetensors``) and model card (``MODEL_CARD.md``).
+weights (``lite.safetensors``) and model card (``MODEL_CARD.md``). Trained fusion-only on unlabelled pairs
+(``configs/lite.yaml``), then with a detector in SeAFusion's rounds on the MSRS boxes
+(``configs/lite_msrs_det.yaml``, ``iterative_joint``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ SPEC = register(
         name="lite",
         network=LiteFusion,
         loss=LiteLoss,
-        strategy="fusion_only",
+        tasks=("detection", "keypoints"),
+        strategy="iterative_joint",
         config="lite",
         small={"width": 8},
         weights=Path(__file__).parent / "lite.safetensors",

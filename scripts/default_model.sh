@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The built-in default model from scratch on one GPU, and the benchmark that chooses the shipped weights
+# (taskfuse/models/lite/MODEL_CARD.md), in pieces that each fit one command of a few minutes:
+#
+# 1. stage A: taskfuse train lite (configs/lite.yaml) on the RoadScene and MSRS training pairs;
+# 2. taskfuse benchmark claim --scale session --methods lite: three fusion seeds pre-trained on the MSRS training
+#    pairs from the stage-A weights, each continued with a detector in the loop (lite_msrs_det.yaml), without it
+#    (the fusion-only twin) and without it under another seed (the noise floor); every row (ir, vi, max, the
+#    released SeAFusion and TarDAL weights, the three variants) judged by a YOLOX-S on ImageNet
+#    EfficientNet-Lite0 trained on its training images and scored on the MSRS validation pairs.
+#
+# Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); after DEADLINE seconds
+# the running ones are stopped (each resumes from its checkpoints) and OUT.tgz is written beside OUT: what a next
+# call needs to continue (records, cells, predictions, the small fusion networks' checkpoints), without images
+# or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
+#
+#   python scripts/gpu_pack.py --out .cache/gpu                        # once, where the data are
+#   bash scripts/default_model.sh runs/default .cache/gpu 480 12        # repeat until it prints the table
+#
+# DEVICE (default cuda) and SCALE (default session; tiny checks the script on a CPU) override the device and the
+# benchmark's preset; PRETRAINED the detectors' backbone file (empty: none); STAGE_A_SET adds --set overrides to
+# stage A (e.g. train.iters=4 for a check).
+set -uo pipefail
+out=${1:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
+data=${2:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
+deadline=${3:-480} jobs=${4:-12}
+device=${DEVICE:-cuda}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+start=$SECONDS
+left() { echo $((deadline - (SECONDS - start))); }
+mkdir -p "$out/logs"
+data=$(cd "$data" && pwd)
+
+stage_a() {
+  local final=$out/stage_a.safetensors run
+  [ -f "$final" ] && return 0
+  run=$(find "$out/stage_a" -maxdepth 1 -name 'lite-*' -type d 2>/dev/null | sort | tail -1)
+  if [ -n "$run" ] && [ -d "$run/checkpoints" ]; then
+    timeout "$(left)" taskfuse train --resume "$run" --device "$device" || return 1
+  else
+    read -r -a extra <<< "${STAGE_A_SET:-}"
+    timeout "$(left)" taskfuse train lite --out "$out/stage_a" --device "$device" --set \
+      "data.train.root=$data/rs_split" data.val=null log.best=null \
+      "data.train.mix=[{name: msrs_det, root: $data/msrs_det, split: train, options: {labels: false}}]" \
+      log.progress=false log.keep=1 data.workers=3 "${extra[@]}" || return 1
+    run=$(find "$out/stage_a" -maxdepth 1 -name 'lite-*' -type d | sort | tail -1)
+  fi
+  cp "$run/fusion.safetensors" "$final.part" && mv "$final.part" "$final" && rm -rf "$run/checkpoints"
+}
+
+design=(benchmark claim --out "$out/claim" --root "$data/msrs_det" --scale "${SCALE:-session}" --methods lite
+  --init "lite=$out/stage_a.safetensors"
+  --weights "seafusion-released=$data/seafusion-released.safetensors" "tardal-released=$data/tardal-released.safetensors"
+  --device "$device" --no-progress)
+pretrained=${PRETRAINED-$data/effnet-lite0.safetensors}
+[ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
+rows=(--rows ir vi max seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
+
+stage_a > "$out/logs/stage_a.log" 2>&1 &
+declare -A running
+while [ "$(left)" -gt 30 ]; do
+  mapfile -t ready < <(taskfuse "${design[@]}" "${rows[@]}" --plan 2>> "$out/logs/plan.log")
+  busy=0
+  for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
+  for unit in "${ready[@]}"; do
+    if [ -n "${running[$unit]:-}" ] && kill -0 "${running[$unit]}" 2>/dev/null; then continue; fi
+    [ "$busy" -ge "$jobs" ] && break
+    timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out/logs/${unit//:/_}.log" 2>&1 &
+    running[$unit]=$!
+    busy=$((busy + 1))
+  done
+  if [ "${#ready[@]}" -eq 0 ] && [ "$busy" -eq 0 ] && [ -f "$out/stage_a.safetensors" ]; then break; fi
+  sleep 10
+done
+wait
+taskfuse "${design[@]}" --report > "$out/logs/report.log" 2>&1
+echo "units left: $(taskfuse "${design[@]}" "${rows[@]}" --list | grep -c '^todo')"
+tar czf "$out.tgz" -C "$(dirname "$out")" --exclude='*.png' --exclude='*.jpg' --exclude='inputs' \
+  --exclude='checkpoint' --exclude='detector.safetensors' --exclude='*.lock' --exclude='runs/*/checkpoints' \
+  "$(basename "$out")"
+ls -la "$out.tgz"
