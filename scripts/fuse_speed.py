@@ -102,6 +102,8 @@ print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "netwo
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone,
 then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same
 process right after; the API is the same in taskfuse versions before the pipeline (``--before``)."""
+CWD = tempfile.gettempdir()
+"""Working directory of the timed runs (``_env``)."""
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 GIB = 2**30
 
@@ -242,7 +244,9 @@ def copy_pairs(source: Path, n: int, into: Path) -> Path:
 def fuse_command(args: list[str], package: Path | None = None) -> dict[str, float]:
     """Run ``taskfuse fuse ARGS`` in a new process: its rate from the summary line, and the load average."""
     load_before = os.getloadavg()[0]
-    done = subprocess.run([sys.executable, "-c", RUN, "fuse", *args], capture_output=True, text=True, env=_env(package))
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, "fuse", *args], capture_output=True, text=True, env=_env(package), cwd=CWD
+    )
     if done.returncode != 0:
         raise RuntimeError(f"taskfuse fuse {' '.join(args)} failed:\n{done.stderr}")
     count, seconds = SUMMARY.search(done.stdout).groups()
@@ -255,10 +259,15 @@ def timed_run(
     """``TIMED_RUN`` in a new process (with the taskfuse package of ``package`` when given): pairs/s, the cost per
     pair in wall and CPU time over the model's own, and the load average."""
     shutil.rmtree(out, ignore_errors=True)
-    argv = [str(data / "ir"), str(data / "vi"), str(out), str(weights or ""), str(device), json.dumps(kwargs)]
+    argv = [str(data / "ir"), str(data / "vi"), str(out), str(weights.resolve()) if weights else "", str(device)]
+    argv.append(json.dumps(kwargs))
     load_before = os.getloadavg()[0]
     done = subprocess.run(
-        [sys.executable, "-c", TIMED_RUN, *argv, str(probes)], capture_output=True, text=True, env=_env(package)
+        [sys.executable, "-c", TIMED_RUN, *argv, str(probes)],
+        capture_output=True,
+        text=True,
+        env=_env(package),
+        cwd=CWD,
     )
     if done.returncode != 0:
         raise RuntimeError(f"timed fuse of {data} failed:\n{done.stderr}")
@@ -277,9 +286,11 @@ def timed_run(
 
 
 def _env(package: Path | None) -> dict[str, str]:
+    """The environment of a timed run: the taskfuse package of ``package`` (an earlier checkout), else this one's.
+    Runs start in ``CWD``, since ``python -c`` puts its working directory first on the module path, where a
+    checkout's own ``taskfuse/`` would shadow the package asked for."""
     env = dict(os.environ)
-    if package is not None:
-        env["PYTHONPATH"] = str(package)
+    env["PYTHONPATH"] = str((package or Path(__file__).resolve().parent.parent).resolve())
     return env
 
 

@@ -130,6 +130,24 @@ class Scorer:
         return paired_difference(ids, full, drawn)
 
 
+def compare_rows(out: Path, pairs_of_rows: Sequence[Sequence[str]]) -> list[str]:
+    """``B minus A`` for each (A, B) of ``pairs_of_rows``, in mAP50 and mAP50:95 points with the paired bootstrap
+    interval, one line each (``taskfuse benchmark claim --compare A B``)."""
+    claim = json.loads((out / "claim.json").read_text())
+    cells = load_cells(out)
+    scorer = Scorer(out, cells, claim["preset"]["draws"])
+    lines = []
+    for a, b in pairs_of_rows:
+        missing = [r for r in (a, b) if r not in cells]
+        if missing:
+            raise TaskfuseError(f"--compare {a} {b}: no finished cell of {', '.join(missing)} in {out}")
+        found = {s: scorer.compare(a, b, s) for s in SCORES}
+        parts = [f"{s} {d.observed:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" for s, d in found.items() if d is not None]
+        pairs_used = next((d.pairs for d in found.values() if d is not None), 0)
+        lines.append(f"{b} - {a}: {'; '.join(parts) or 'no paired cells'} ({pairs_used} pairs of cells)")
+    return lines
+
+
 def verdict(claim: Difference, floor: float) -> str:
     """The reading of one method's comparison (module docstring)."""
     if math.isnan(floor):

@@ -118,6 +118,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--plan", action="store_true", help="print the units whose inputs are done, one per line")
     c.add_argument("--list", action="store_true", help="list the rows and every unit with its state")
     c.add_argument("--report", action="store_true", help="only rebuild the table from the finished cells")
+    c.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="print B minus A (mAP50, mAP50:95, paired bootstrap 95%% interval) for finished rows, and exit",
+    )
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     c.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     c.set_defaults(run=run_claim)
@@ -148,7 +156,12 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 def run_claim(args: argparse.Namespace) -> int:
     from taskfuse.benchmark.claim import Claim, parse_init, parse_released, pretrained_source, settle_design
-    from taskfuse.benchmark.claim_report import write_report
+    from taskfuse.benchmark.claim_report import compare_rows, write_report
+
+    if args.compare:
+        for line in compare_rows(args.out, args.compare):
+            print(line)
+        return 0
 
     given = {
         "root": args.root,

@@ -121,6 +121,11 @@ def test_tiny_claim_end_to_end(data: Path, tmp_path: Path, capsys: pytest.Captur
     base = json.loads((out / "oracle.json").read_text())["base"]
     assert guidance["room: oracle over its base"]["a"] == base
     assert (out / "rows" / "seafusion-task-guided.json").is_file()
+    capsys.readouterr()
+    assert main(["benchmark", "claim", "--out", str(out), "--compare", "ir", "max", "--compare", "vi", "max"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("max - ir: mAP50 ") and "(1 pairs of cells)" in lines[0]
+    assert main(["benchmark", "claim", "--out", str(out), "--compare", "ir", "absent"]) == 2
 
     val = open_dataset("msrs_det", data, "val")
     targets = [val.read_boxes(r).boxes for r in val.records]

@@ -30,7 +30,7 @@ from taskfuse.nn.sobel import sobel_abs
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
-    return ConvBNAct(cin, cout, 3, stride=stride, act="lrelu", bn=False, padding_mode="replicate")
+    return ConvBNAct(cin, cout, 3, stride=stride, act="lrelu", bn=True, padding_mode="replicate")
 
 
 def _edges(x: Tensor) -> Tensor:
