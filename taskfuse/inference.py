@@ -659,12 +659,18 @@ class _Pipeline:
 
     def _batch(self, items: list[tuple[Pair, Tensor, Tensor]]) -> _Fused:
         """One forward pass over pairs of one size: stacked (in pinned memory on CUDA, VIS channel-last as
-        decoded), copied asynchronously, fused, rounded to levels on the device and copied back."""
+        decoded), copied asynchronously, fused, rounded to levels on the device and copied back. On the CPU the
+        pairs of a batch go through the model one at a time: its convolution backend picks a summation order by
+        batch size, which moved single 8-bit values of the default network between batches of 1 and 8, and a
+        batch is no faster per pair there."""
         cuda = self.device.type == "cuda"
         ir = _stack([ir for _, ir, _ in items], cuda)
         vi = _stack([vi.permute(1, 2, 0) for _, _, vi in items], cuda).permute(0, 3, 1, 2)
         ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
-        fused = self.job.model.fuse_batch(ir, vi)
+        if cuda:
+            fused = self.job.model.fuse_batch(ir, vi)
+        else:
+            fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
         levels = quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
         if not cuda:
             return _Fused([pair for pair, _, _ in items], levels)
