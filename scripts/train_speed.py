@@ -1,18 +1,44 @@
-"""Training speed of each method at its paper batch size and crop: steps/s and images/s per training phase.
+"""Training speed of each method at its paper batch size and crop: images/s per training phase, and where a step's
+time goes.
 
-    python scripts/train_speed.py --device cuda --steps 50 --out train_speed.json
-    python scripts/train_speed.py --methods psfusion mafs --set train.compile=true
-    torchrun --nproc_per_node 2 scripts/train_speed.py --methods psfusion     # DDP: images/s of all GPUs
+    python scripts/train_speed.py --device cuda --steps 50 --out speed/
+    python scripts/train_speed.py --methods psfusion mafs --channels-last --compile --workers 8 --out speed/
+    python scripts/train_speed.py --compare --methods psfusion fgfusion --out speed/   # as given vs fast settings
+    python scripts/train_speed.py --profile speed/profile --methods dsifuse --out speed/
+    torchrun --nproc_per_node 2 scripts/train_speed.py --methods psfusion --out speed/   # DDP: images/s of all GPUs
+    python scripts/train_speed.py --device cpu --small --steps 3 --methods lite --compare --out /tmp/speed  # smoke
 
-Each method runs from its ``<method>_synthetic`` config (the paper's recipe on synthetic scenes) through the
-real engine (``taskfuse.train.loop.Trainer``): same strategy, optimisers, autocast and data pipeline. Every
-phase of the strategy is timed separately (SeAFusion: fusion with the segmenter in the loop, and the
-segmenter; MAFS: pretext, teacher and multi-task), on its last block of steps so that SeAFusion's fusion phase
-includes the semantic loss. The scenes are rendered once and cached (``--scenes`` of them), so the numbers
-measure training, not scene rendering (at least one batch per process of them); ``--warmup`` steps per phase
-fill the cache and warm up CUDA. With the
-default ``--workers 0`` batches are assembled in the training process; more workers overlap that with the GPU
-(each worker keeps its own cache, so give enough warm-up steps for every worker to have rendered the scenes).
+Each method runs from its ``<method>_synthetic`` config (the paper's recipe on synthetic scenes; a method without
+one, such as ``lite``, from its own config with synthetic scenes in place of its data) through the real engine
+(``taskfuse.train.loop.Trainer.run_step``): same strategy, optimisers, autocast, EMA and data pipeline. Every phase
+of the strategy is timed separately (SeAFusion: fusion with the segmenter in the loop, and the segmenter; MAFS:
+pretext, teacher and multi-task), on its last block of steps so that SeAFusion's fusion phase includes the
+semantic loss.
+
+The ``--scenes`` scenes are rendered once, before any timing, by a pool of processes, and every phase's batches are
+then cut from those samples in memory (rendering is the synthetic dataset's cost, not training's): the timed steps
+run the augmentation, the batching and the copies to the device, in the training process (``--workers 0``) or in
+loader processes. ``--warmup`` untimed steps per phase come first (CUDA warm-up, torch.compile's compilation).
+
+Options of the engine: ``--channels-last`` (``train.channels_last``), ``--compile`` and ``--compile-mode``
+(``train.compile``, ``train.compile_mode``), ``--amp`` / ``--no-amp`` (``train.amp``; bf16 autocast on CUDA is the
+default), ``--workers`` (``data.workers``, a number or ``auto``); any other key with ``--set`` (e.g.
+``--set train.ddp_static_graph=true train.ddp_bucket_mb=50``). ``--compare`` runs every method twice, with the
+options given and with the fast settings added (channels_last, torch.compile, loader workers ``auto``), and
+tabulates images/s of both. ``--small`` trains each method's tiny network (its ``small`` config) on two 64 x 64
+crops of 96 x 128 scenes: a check that the script runs, not a speed figure.
+
+On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
+that made the host wait for the GPU (``syncs/step``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
+phase with ``torch.profiler`` and writes, per method, phase and setting, ``DIR/<method>-<phase>-<setting>.md``: the
+split of a step's wall time into waiting for data, forward and loss, backward, optimiser and EMA (from the
+``taskfuse.*`` ranges of ``taskfuse.train.ranges``, each range waiting for the GPU at both ends while profiling),
+the all-reduce time (NCCL kernels on CUDA, gloo calls on the CPU; it overlaps the backward pass), the share of the
+step the GPU was busy, and the top kernels by CUDA time (operators by CPU time on a CPU); the summary goes to the
+Markdown report.
+
+Under torchrun every process trains on its own GPU and images/s counts the images of all processes over the
+slowest process's time. Results: ``OUT/train_speed.json`` and ``OUT/train_speed.md`` (also printed).
 """
 
 from __future__ import annotations
@@ -21,17 +47,48 @@ import argparse
 import json
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
+from taskfuse import models
 from taskfuse.benchmark.training import benchmark_methods
+from taskfuse.device import available_cpus
+from taskfuse.metrics.table import markdown_table
 from taskfuse.train import distributed
+from taskfuse.train.config import RunConfig
 from taskfuse.train.loop import Trainer
-from taskfuse.train.resolve import load_config
+from taskfuse.train.ranges import synchronised
+from taskfuse.train.resolve import load_config, shipped_configs
 from taskfuse.train.strategies import STRATEGIES
 
-METHODS = benchmark_methods()
+FAST = ["train.channels_last=true", "train.compile=true", "data.workers=auto"]
+"""What ``--compare`` adds for its fast run."""
+RANGES = ("data", "backward", "optimiser", "ema")
+"""The ``taskfuse.*`` ranges inside ``taskfuse.step``; the rest of a step is the forward pass and the loss."""
+
+
+def speed_methods() -> list[str]:
+    """Learned methods with a shipped config to train from: their synthetic-scenes recipe, else their own."""
+    return [n for n in models.names(learned=True) if models.get(n).config in shipped_configs()]
+
+
+def method_config(method: str, overrides: list[str], small: bool) -> RunConfig:
+    """``method``'s config on synthetic scenes, with ``overrides`` last; ``small``: tiny networks and crops."""
+    spec = models.get(method)
+    name = f"{spec.config}_synthetic"
+    base = ["data.val=null", "log.best=", "log.progress=false", "log.tensorboard=false", "data.cache=false"]
+    if name not in shipped_configs():
+        name = spec.config
+        base += ["data.train=null", "data.train.name=synthetic", "train.dataset=synthetic"]
+        base += ["data.train.height=480", "data.train.width=640"]
+    if small:
+        base += [f"model.{k}={json.dumps(v)}" for k, v in spec.small.items()]
+    return load_config(name, [*base, *overrides], quick=small)
 
 
 def phase_blocks(trainer: Trainer) -> dict[str, range]:
@@ -47,53 +104,154 @@ def phase_blocks(trainer: Trainer) -> dict[str, range]:
     return blocks
 
 
+RENDERED: dict[str, list[dict[str, Any]]] = {}
+"""Rendered samples by dataset config, shared by the methods and settings of one invocation."""
+
+
+def render_once(trainer: Trainer, cfg: RunConfig, workers: int) -> None:
+    """Give every stream of ``trainer`` its dataset's samples rendered up front (in ``workers`` processes)."""
+    for phase, (spec, _) in STRATEGIES.get(cfg.strategy).phases(cfg).items():
+        stream = trainer.streams[phase]
+        key = repr(spec)
+        if key not in RENDERED:
+            loader = DataLoader(stream.data.dataset, batch_size=None, num_workers=workers)
+            RENDERED[key] = list(loader)
+        stream.data.dataset = RENDERED[key]
+        stream.close()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def bench_method(method: str, args: argparse.Namespace, info: distributed.DistInfo) -> dict[str, dict]:
-    overrides = [
-        "data.val=null",
-        "log.best=",
-        "log.progress=false",
-        f"data.workers={args.workers}",
-        "data.cache=true",
-        *args.set,
-    ]
-    cfg = load_config(f"{method}_synthetic", overrides)
+def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device) -> float | None:
+    """Operations per step that made the host wait for the GPU (CUDA's sync debug mode); None off CUDA."""
+    if device.type != "cuda" or steps == 0:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run(steps)
+            sync(device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught) / steps
+
+
+def profile_steps(run: Callable[[int], None], steps: int, device: torch.device) -> tuple[dict[str, Any], str]:
+    """Profile ``steps`` steps: the split of a step's wall time (ms per step) and a Markdown table of the top
+    kernels (CUDA) or operators (CPU)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with synchronised(device), profile(activities=activities) as prof:
+        run(steps)
+        sync(device)
+    events = prof.key_averages()
+    ms = {e.key: e.cpu_time_total / 1e3 / steps for e in events if e.key.startswith("taskfuse.")}
+    split = {name: ms.get(f"taskfuse.{name}", 0.0) for name in ("step", *RANGES)}
+    split["forward_loss"] = split["step"] - sum(split[name] for name in RANGES)
+    if cuda:
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        busy = sum(e.self_device_time_total for e in kernels) / 1e3 / steps
+        split["allreduce"] = sum(e.self_device_time_total for e in kernels if "nccl" in e.key.lower()) / 1e3 / steps
+        split["gpu_busy"] = busy / split["step"] if split["step"] else None
+        top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:25]
+        total = sum(e.self_device_time_total for e in kernels) or 1.0
+        rows = [
+            [
+                e.key[:90],
+                str(e.count),
+                f"{e.self_device_time_total / 1e3:.2f}",
+                f"{100 * e.self_device_time_total / total:.1f}",
+            ]
+            for e in top
+        ]
+        table = markdown_table(["kernel", "calls", "CUDA ms", "% of GPU time"], rows)
+    else:
+        split["allreduce"] = sum(e.cpu_time_total for e in events if e.key.startswith("gloo:")) / 1e3 / steps
+        split["gpu_busy"] = None
+        ops = [e for e in events if not e.key.startswith(("taskfuse.", "gloo:"))]
+        top = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:25]
+        rows = [[e.key[:90], str(e.count), f"{e.self_cpu_time_total / 1e3:.2f}"] for e in top]
+        table = markdown_table(["operator", "calls", "self CPU ms"], rows)
+    return split, table
+
+
+def split_table(split: dict[str, Any]) -> str:
+    rows = [[name, f"{split[key]:.2f}"] for name, key in SPLIT_COLUMNS if split.get(key) is not None]
+    if split.get("gpu_busy") is not None:
+        rows.append(["GPU busy", f"{100 * split['gpu_busy']:.0f} %"])
+    return markdown_table(["part of a step", "ms per step"], rows)
+
+
+SPLIT_COLUMNS = (
+    ("step (wall)", "step"),
+    ("waiting for data", "data"),
+    ("forward + loss", "forward_loss"),
+    ("backward (with DDP's all-reduce)", "backward"),
+    ("optimiser", "optimiser"),
+    ("EMA", "ema"),
+    ("all-reduce (overlaps backward)", "allreduce"),
+)
+
+
+def bench_method(
+    method: str, setting: str, overrides: list[str], args: argparse.Namespace, info: distributed.DistInfo
+) -> dict[str, dict[str, Any]]:
+    cfg = method_config(method, overrides, args.small)
     batch = max(settings.batch_size for _, settings in STRATEGIES.get(cfg.strategy).phases(cfg).values())
     scenes = max(args.scenes, batch * info.world)
-    cfg = load_config(f"{method}_synthetic", [*overrides, f"data.train.length={scenes}"])
+    length = [] if args.small else [f"data.train.length={scenes}"]
+    cfg = method_config(method, [*overrides, *length], args.small)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), info)
+    render_once(trainer, cfg, args.render_workers)
     results = {}
     for phase, block in phase_blocks(trainer).items():
         batch = trainer.streams[phase].phase.batch_size
+        position = iter(range(10**9))
+
+        def run(steps: int, block: range = block, position: Any = position) -> None:
+            for _ in range(steps):
+                trainer.run_step(block[next(position) % len(block)])
+
         if info.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(info.device)
-        for k in range(args.warmup):
-            trainer.strategy.train_step(block[k % len(block)])
+        run(args.warmup)
         sync(info.device)
         start = time.perf_counter()
-        for k in range(args.warmup, args.warmup + args.steps):
-            trainer.strategy.train_step(block[k % len(block)])
+        run(args.steps)
         sync(info.device)
-        seconds = time.perf_counter() - start
-        results[phase] = {
+        seconds = max(distributed.gather(time.perf_counter() - start, info))
+        memory = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
+        result: dict[str, Any] = {
             "steps_per_s": args.steps / seconds,
             "images_per_s": args.steps * batch * info.world / seconds,
             "batch_size": batch,
             "crop": trainer.streams[phase].phase.crop,
             "seconds": seconds,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(info.device) / 2**30
-            if info.device.type == "cuda"
-            else None,
+            "peak_memory_gib": max(distributed.gather(memory, info)) if memory is not None else None,
+            "syncs_per_step": syncs_per_step(run, args.sync_steps, info.device),
         }
+        if args.profile is not None and args.profile_steps > 0:
+            split, table = profile_steps(run, args.profile_steps, info.device)
+            result["profile"] = split
+            if info.main:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                title = f"# {method}, {phase}, {setting} ({info.device}, {info.world} process(es))\n\n"
+                text = title + split_table(split) + "\n" + table
+                (args.profile / f"{method}-{phase}-{setting}.md").write_text(text)
+        results[phase] = result
         if info.main:
+            syncs = result["syncs_per_step"]
             print(
-                f"{method:10s} {phase:13s} batch {batch:3d}  {results[phase]['steps_per_s']:8.2f} steps/s  "
-                f"{results[phase]['images_per_s']:9.1f} images/s",
+                f"{method:10s} {setting:6s} {phase:13s} batch {batch:3d}  {result['steps_per_s']:8.2f} steps/s  "
+                f"{result['images_per_s']:9.1f} images/s" + (f"  {syncs:.1f} syncs/step" if syncs is not None else ""),
                 flush=True,
             )
     for stream in trainer.streams.values():
@@ -101,41 +259,115 @@ def bench_method(method: str, args: argparse.Namespace, info: distributed.DistIn
     return results
 
 
+def report_tables(report: dict[str, Any]) -> str:
+    """The Markdown report: images/s per method and phase (both settings with ``--compare``), and the profile."""
+    settings = report["settings"]
+    speed_header = [f"{s} images/s" for s in settings] + (["speed-up"] if len(settings) == 2 else [])
+    header = ["method", "phase", "batch", "crop", *speed_header, f"syncs/step ({settings[0]})", "peak GiB"]
+    rows, profile = [], []
+    for method, by_setting in report["methods"].items():
+        if "error" in by_setting:
+            rows.append([method, "failed: " + by_setting["error"][:80], *[""] * (len(header) - 2)])
+            continue
+        first = by_setting[settings[0]]
+        for phase, r in first.items():
+            speeds = [by_setting[s][phase]["images_per_s"] for s in settings]
+            cells = [f"{v:.1f}" for v in speeds]
+            if len(settings) == 2:
+                cells.append(f"{speeds[1] / speeds[0]:.2f}x")
+            syncs = r["syncs_per_step"]
+            memory = r["peak_memory_gib"]
+            rows.append(
+                [
+                    method,
+                    phase,
+                    str(r["batch_size"]),
+                    str(r["crop"]),
+                    *cells,
+                    "" if syncs is None else f"{syncs:.1f}",
+                    "" if memory is None else f"{memory:.1f}",
+                ]
+            )
+            for s in settings:
+                split = by_setting[s][phase].get("profile")
+                if split is not None:
+                    parts = [f"{split[key]:.1f}" for _, key in SPLIT_COLUMNS]
+                    busy = "" if split["gpu_busy"] is None else f"{100 * split['gpu_busy']:.0f} %"
+                    profile.append([method, phase, s, *parts, busy])
+    where = f"{report['device']}, {report['processes']} process(es), torch {report['torch']}"
+    text = f"Training speed on {where}; {report['steps']} timed steps per phase after {report['warmup']} warm-up.\n\n"
+    text += markdown_table(header, rows)
+    if profile:
+        head = ["method", "phase", "setting", *(f"{name} ms" for name, _ in SPLIT_COLUMNS), "GPU busy"]
+        text += "\nWhere a step's time goes (profiled steps, each part waiting for the GPU at its end):\n\n"
+        text += markdown_table(head, profile)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: each process its GPU)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per phase")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per phase before timing")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--scenes", type=int, default=64, help="synthetic scenes rendered (and cached)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
+    parser.add_argument("--methods", nargs="+", default=benchmark_methods(), choices=speed_methods())
+    parser.add_argument("--scenes", type=int, default=64, help="synthetic scenes rendered (once, before timing)")
+    parser.add_argument("--workers", default="0", help="DataLoader workers per process: a number or auto")
+    parser.add_argument("--channels-last", action="store_true", help="train.channels_last=true")
+    parser.add_argument("--compile", action="store_true", help="train.compile=true")
+    parser.add_argument("--compile-mode", default=None, help="train.compile_mode (default, reduce-overhead, ...)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="train.amp")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every method")
-    parser.add_argument("--out", type=Path, default=Path("train_speed.json"), help="JSON file of the results")
+    parser.add_argument("--compare", action="store_true", help="also run with channels_last, compile, workers auto")
+    parser.add_argument("--small", action="store_true", help="tiny networks and crops: a smoke test of the script")
+    parser.add_argument("--sync-steps", type=int, default=3, help="steps per phase counting host syncs (CUDA)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="write profiler tables here")
+    parser.add_argument("--profile-steps", type=int, default=5, help="profiled steps per phase")
+    parser.add_argument(
+        "--render-workers", type=int, default=min(8, available_cpus()), help="processes rendering scenes"
+    )
+    parser.add_argument("--out", type=Path, default=Path("train_speed"), help="folder for the JSON and Markdown")
     args = parser.parse_args()
 
+    given = [f"data.workers={args.workers}", *args.set]
+    given += ["train.channels_last=true"] if args.channels_last else []
+    given += ["train.compile=true"] if args.compile else []
+    given += [f"train.compile_mode={args.compile_mode}"] if args.compile_mode else []
+    given += [f"train.amp={str(args.amp).lower()}"] if args.amp is not None else []
+    settings = {"given": given, **({"fast": [*given, *FAST]} if args.compare else {})}
+
     info = distributed.setup(args.device)
-    report: dict = {
+    report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "processes": info.world,
         "steps": args.steps,
+        "warmup": args.warmup,
+        "small": args.small,
+        "settings": list(settings),
+        "overrides": settings,
         "methods": {},
     }
     try:
         for method in args.methods:
+            results: dict[str, Any] = {}
             try:
-                report["methods"][method] = bench_method(method, args, info)
-            except (RuntimeError, ValueError) as e:
-                report["methods"][method] = {"error": str(e)}
+                for setting, overrides in settings.items():
+                    results[setting] = bench_method(method, setting, overrides, args, info)
+                    if info.device.type == "cuda":
+                        torch.cuda.empty_cache()
+            except Exception as e:  # one method failing leaves the others to measure
+                results = {"error": str(e)}
                 if info.main:
                     print(f"{method}: failed: {e}", flush=True)
-            if info.device.type == "cuda":
-                torch.cuda.empty_cache()
+            report["methods"][method] = results
     finally:
         distributed.teardown(info)
     if info.main:
-        args.out.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.out}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "train_speed.json").write_text(json.dumps(report, indent=2))
+        text = report_tables(report)
+        (args.out / "train_speed.md").write_text(text)
+        print("\n" + text + f"\nwrote {args.out / 'train_speed.json'} and {args.out / 'train_speed.md'}")
 
 
 if __name__ == "__main__":

@@ -109,10 +109,14 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    """``batch`` on ``device``; copies from pinned memory overlap with the device's work. ``channels_last`` lays
+    the images (the 4-D tensors) out as NHWC on the device, after the copy."""
+
     def move(x: Any) -> Any:
         if isinstance(x, Tensor):
-            return x.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True)
+            return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
         if isinstance(x, list):
             return [move(v) for v in x]
         return x

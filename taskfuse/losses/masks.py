@@ -37,7 +37,8 @@ def foreground_from_labels(
     if object_classes is None:
         fg = (label != 0) & (label != ignore_index)
     else:
-        fg = torch.isin(label, torch.as_tensor(list(object_classes), dtype=label.dtype, device=label.device))
+        classes = torch.tensor(list(object_classes), dtype=label.dtype).to(label.device, non_blocking=True)
+        fg = torch.isin(label, classes)
     return fg.unsqueeze(1).float()
 
 
@@ -45,16 +46,17 @@ def foreground_from_boxes(boxes: Tensor, h: int, w: int) -> Tensor:
     """(N, 5) boxes ``[class, x1, y1, x2, y2]`` in pixels -> (1, h, w) float mask, 1 inside any box.
 
     A box covers columns ``floor(x1) .. ceil(x2) - 1`` and rows ``floor(y1) .. ceil(y2) - 1``, clipped to the
-    image; the class column is not used. An empty (0, 5) tensor gives an all-zero mask.
+    image; the class column is not used. An empty (0, 5) tensor gives an all-zero mask. Computed on the boxes'
+    device by comparing pixel coordinates with every box, so no coordinate is read back to the host.
     """
     if boxes.dim() != 2 or boxes.shape[1] != 5:
         raise TaskfuseError(f"boxes must be (N, 5) [class, x1, y1, x2, y2], got {tuple(boxes.shape)}")
-    mask = torch.zeros(1, h, w, device=boxes.device)
-    for _, x1, y1, x2, y2 in boxes.tolist():
-        c0, r0 = max(int(x1 // 1), 0), max(int(y1 // 1), 0)
-        c1, r1 = min(int(-(-x2 // 1)), w), min(int(-(-y2 // 1)), h)
-        mask[:, r0:r1, c0:c1] = 1.0
-    return mask
+    x1, y1, x2, y2 = boxes[:, 1:].unbind(1)
+    cols = torch.arange(w, device=boxes.device)
+    rows = torch.arange(h, device=boxes.device)
+    in_cols = (cols >= x1.floor()[:, None]) & (cols < x2.ceil()[:, None])
+    in_rows = (rows >= y1.floor()[:, None]) & (rows < y2.ceil()[:, None])
+    return (in_rows[:, :, None] & in_cols[:, None, :]).any(0, keepdim=True).float()
 
 
 def batch_foreground(batch: Mapping[str, Any], object_classes: Sequence[int] | None = None) -> Tensor | None:

@@ -93,7 +93,15 @@ class TrainConfig(PhaseConfig):
     amp: bool = True
     """bfloat16 autocast on CUDA; CPU always runs float32."""
     compile: bool = False
-    """Wrap the trained networks in ``torch.compile``."""
+    """Wrap the trained networks in ``torch.compile`` (inside DDP's wrapper when there are several processes)."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    """``torch.compile`` mode; ``reduce-overhead`` replays CUDA graphs, for networks of many small kernels."""
+    channels_last: bool = False
+    """Networks and image batches in channels_last (NHWC) memory format: no layout transposes around GPU kernels."""
+    ddp_bucket_mb: float = 25.0
+    """DDP's gradient bucket size in MiB (``bucket_cap_mb``); each bucket is all-reduced once complete."""
+    ddp_static_graph: bool = False
+    """DDP's ``static_graph`` for networks run alike every step: no per-step search for unused parameters."""
     ema: float = 0.0
     """Decay of an exponential moving average of the fusion weights (e.g. 0.999); 0 = off. With EMA on,
     validation and the exported weights use the average."""

@@ -4,7 +4,6 @@ the endless resumable batches of one phase on the training device (sampling: ``t
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from taskfuse.data import transforms as T
 from taskfuse.data.batching import Augmented, EpochBatches, collate, to_device
+from taskfuse.device import available_cpus
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DataConfig, DatasetConfig, PhaseConfig
 
@@ -51,13 +51,13 @@ def inherit(part: DatasetConfig, parent: DatasetConfig) -> DatasetConfig:
     return dataclasses.replace(part, name=part.name or parent.name, split=part.split or parent.split)
 
 
-def loader_workers(setting: int | str, world: int = 1) -> int:
+def loader_workers(setting: int | str, processes: int = 1) -> int:
     """DataLoader worker processes for ``data.workers``: the number given, or for ``auto`` the CPUs this process
-    may use, divided among the ``world`` training processes, less one for the training itself, at most 8."""
+    may use, divided among the ``processes`` training processes on this machine, less one for the training
+    itself, at most 8."""
     if setting != "auto":
         return int(setting)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(8, cpus // world - 1))
+    return max(0, min(8, available_cpus() // processes - 1))
 
 
 def build_transform(cfg: DataConfig, crop: int | tuple[int, int] | str) -> T.Compose:
@@ -76,7 +76,11 @@ def build_transform(cfg: DataConfig, crop: int | tuple[int, int] | str) -> T.Com
 
 class Stream:
     """Endless training batches of one dataset for one process, with the batch size and crop of ``phase``;
-    ``state_dict`` is (epoch, position); ``served`` counts the images handed out (for throughput)."""
+    ``state_dict`` is (epoch, position); ``served`` counts the images handed out (for throughput).
+
+    Batches are assembled by ``data.workers`` worker processes (shared among the ``processes`` training processes
+    of this machine when ``auto``), in page-locked memory on CUDA (``data.pin_memory``), and copied to the device
+    without waiting; ``channels_last`` lays the images out as NHWC there (``train.channels_last``)."""
 
     def __init__(
         self,
@@ -87,10 +91,13 @@ class Stream:
         rank: int,
         world: int,
         device: torch.device,
+        processes: int = 1,
+        channels_last: bool = False,
     ) -> None:
         self.data = Augmented(dataset, build_transform(cfg, phase.crop), seed, cfg.cache)
         self.phase, self.cfg, self.seed = phase, cfg, seed
         self.rank, self.world, self.device = rank, world, device
+        self.processes, self.channels_last = processes, channels_last
         self.epoch, self.position = 0, 0
         self.served = 0
         self.per_epoch = EpochBatches(len(self.data), phase.batch_size, seed, rank, world).per_epoch
@@ -100,7 +107,7 @@ class Stream:
         sampler = EpochBatches(
             len(self.data), self.phase.batch_size, self.seed, self.rank, self.world, self.epoch, self.position
         )
-        workers = loader_workers(self.cfg.workers, self.world)
+        workers = loader_workers(self.cfg.workers, self.processes)
         loader = DataLoader(
             self.data,
             batch_sampler=sampler,
@@ -121,7 +128,7 @@ class Stream:
         self.position += 1
         if self.position == self.per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
-        return to_device(batch, self.device)
+        return to_device(batch, self.device, self.channels_last)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}

@@ -4,12 +4,22 @@
 ``LOCAL_RANK``; each process then trains on its own share of every epoch (``taskfuse.train.data``), gradients
 are averaged by DDP, and only rank 0 logs, validates and writes checkpoints. Without those variables training
 runs in one process. The backend is NCCL on CUDA and gloo on CPU.
+
+Each process then uses its share of the machine's CPUs: ``torch.set_num_threads(CPUs // processes on this
+machine)`` (at least 1), unless ``OMP_NUM_THREADS`` was set when torchrun started (torchrun itself gives every
+process ``OMP_NUM_THREADS=1`` when it was not; that default is replaced). The gradients become views of DDP's
+all-reduce buckets (``gradient_as_bucket_view``: no copy back out of the buckets), of ``train.ddp_bucket_mb`` each,
+and with ``train.ddp_static_graph`` DDP skips its per-step search for unused parameters where the strategy runs a
+network the same way every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,17 +27,20 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from taskfuse.device import resolve_device
+from taskfuse.device import available_cpus, resolve_device
 from taskfuse.errors import TaskfuseError
+from taskfuse.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place: ``rank`` of ``world`` processes, and its device."""
+    """This process's place: ``rank`` of ``world`` processes, ``local_world`` of them on this machine, and its
+    device."""
 
     rank: int
     world: int
     device: torch.device
+    local_world: int = 1
 
     @property
     def main(self) -> bool:
@@ -54,48 +67,108 @@ def setup(device: str) -> DistInfo:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
-    return DistInfo(rank, world, dev)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if not threads_given():
+        torch.set_num_threads(max(1, available_cpus() // local_world))
+    return DistInfo(rank, world, dev, local_world)
 
 
-def teardown(info: DistInfo) -> None:
+def threads_given(parent_environ: Path | None = None) -> bool:
+    """Whether ``OMP_NUM_THREADS`` was chosen for this process. torchrun sets ``OMP_NUM_THREADS=1`` for the
+    processes it starts when its own environment has none: a value of 1 that the environment torchrun (the parent,
+    ``/proc/<ppid>/environ``) started with lacks is that default, not a choice. Where that file cannot be read,
+    any value counts as chosen."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value is None:
+        return False
+    if value.strip() != "1":
+        return True
+    try:
+        parent = (parent_environ or Path(f"/proc/{os.getppid()}/environ")).read_bytes()
+    except OSError:
+        return True
+    return any(entry.startswith(b"OMP_NUM_THREADS=") for entry in parent.split(b"\0"))
+
+
+def teardown(info: DistInfo, wait: bool = True) -> None:
+    """Leave the process group, after the others (``wait``) when the run ended well; a process that failed does
+    not wait, since the others may be blocked in a collective it will never join."""
     if info.active and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
 class _Dispatch(nn.Module):
-    """Routes ``forward(name, *args)`` to ``net.name(*args)``, so methods other than ``forward`` (a pretext
-    pass, say) also go through DDP and get their gradients averaged."""
+    """Routes ``forward(name, loss, *args)`` to ``net.name(*args)`` (``net(*args)`` for an empty name), so methods
+    other than ``forward`` (a pretext pass, say) also go through DDP and get their gradients averaged; given a
+    ``loss``, returns ``loss(output)``, computed with autocast off (losses run in float32).
 
-    def __init__(self, net: nn.Module) -> None:
+    A dataclass result (``FusionOutput``, ``LossTerms``) is returned as a dict of its fields and its class kept in
+    ``kind``: DDP looks for the output's tensors in tuples, lists and dicts but not in dataclasses, and without
+    them its static graph would not average the first step's gradients."""
+
+    def __init__(self, net: nn.Module, device_type: str) -> None:
         super().__init__()
         self.net = net
+        self.device_type = device_type
+        self.kind: type | None = None
 
-    def forward(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.net, name)(*args, **kwargs) if name else self.net(*args, **kwargs)
+    def forward(self, name: str, loss: Callable[[Any], Any] | None, *args: Any, **kwargs: Any) -> Any:
+        out = getattr(self.net, name)(*args, **kwargs) if name else self.net(*args, **kwargs)
+        if loss is not None:
+            with torch.autocast(self.device_type, enabled=False):
+                out = loss(out)
+        self.kind = type(out) if dataclasses.is_dataclass(out) else None
+        return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)} if self.kind else out
 
 
 class Wrapped:
-    """A network as the training step calls it: plain, compiled and/or inside DDP. ``module`` is the bare
-    network (for state dicts); ``w(*args)`` runs ``forward``, ``w.call("method", *args)`` another method."""
+    """A network as the training step calls it: plain or inside DDP, compiled or not, as ``train`` says
+    (``compile``, ``compile_mode``, ``channels_last``, ``ddp_bucket_mb``, ``ddp_static_graph``). ``module`` is the
+    bare network (for state dicts); ``w(*args)`` runs ``forward``, ``w.call("method", *args)`` another method, and
+    ``w.with_loss(loss, *args)`` returns ``loss(forward(*args))``.
 
-    def __init__(self, module: nn.Module, info: DistInfo, compile: bool = False) -> None:
+    DDP learns which parameters a step trains from what its forward call returns: every parameter behind a
+    returned tensor must receive a gradient. A network's outputs that the loss leaves unused (the semantic heads
+    under a label-free loss) would break that, so a loss that may leave outputs unused runs inside the call
+    (``with_loss``) and DDP sees only what the loss reached. ``fixed``: every step that runs the network through
+    this wrapper uses the same parameters, so DDP's static graph may be used (``train.ddp_static_graph``);
+    otherwise DDP searches every step's graph for the parameters in use. With ``torch.compile`` the network is
+    compiled inside DDP's wrapper and the loss runs outside the compiled code; with ``train.channels_last`` the
+    network's weights are converted here, before any optimiser or EMA reads them."""
+
+    def __init__(self, module: nn.Module, info: DistInfo, train: TrainConfig, fixed: bool = True) -> None:
         self.module = module
-        self._forward = torch.compile(module) if compile else module
-        self._ddp = None
+        if train.channels_last:
+            module.to(memory_format=torch.channels_last)
+        net = torch.compile(module, mode=train.compile_mode) if train.compile else module
+        self._dispatch = _Dispatch(net, info.device.type)
+        self._run: nn.Module = self._dispatch
         if info.active:
-            ids = [info.device.index] if info.device.type == "cuda" else None
-            self._ddp = DistributedDataParallel(_Dispatch(module), device_ids=ids, find_unused_parameters=True)
+            static = train.ddp_static_graph and fixed
+            self._run = DistributedDataParallel(
+                self._dispatch,
+                device_ids=[info.device.index] if info.device.type == "cuda" else None,
+                find_unused_parameters=not static,
+                static_graph=static,
+                gradient_as_bucket_view=True,
+                bucket_cap_mb=train.ddp_bucket_mb,
+            )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._ddp is not None:
-            return self._ddp("", *args, **kwargs)
-        return self._forward(*args, **kwargs)
+        return self._result(self._run("", None, *args, **kwargs))
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self._ddp is not None:
-            return self._ddp(name, *args, **kwargs)
-        return getattr(self.module, name)(*args, **kwargs)
+        return self._result(self._run(name, None, *args, **kwargs))
+
+    def with_loss(self, loss: Callable[[Any], Any], *args: Any, method: str = "", **kwargs: Any) -> Any:
+        """``loss(forward(*args))`` (or of ``method``): the pass under the caller's autocast, the loss in float32."""
+        return self._result(self._run(method, loss, *args, **kwargs))
+
+    def _result(self, out: Any) -> Any:
+        kind = self._dispatch.kind
+        return kind(**out) if kind is not None else out
 
     def __getattr__(self, name: str) -> Any:
         """The bare network's other attributes (``w.loss``, ``w.parameters()``), so that code written for a

@@ -22,13 +22,19 @@ class EMA:
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
+        """One averaging step towards ``net``'s current weights, in a few multi-tensor kernels rather than one
+        per tensor (a network of hundreds of small tensors would otherwise launch hundreds of kernels)."""
         current = net.state_dict()
+        floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        others: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         for name, avg in self.module.state_dict().items():
-            value = current[name].detach()
-            if avg.dtype.is_floating_point:
-                avg.lerp_(value.to(avg.dtype), 1.0 - self.decay)
-            else:
-                avg.copy_(value)
+            pair = floats if avg.dtype.is_floating_point else others
+            pair[0].append(avg)
+            pair[1].append(current[name].detach().to(avg.dtype))
+        if floats[0]:
+            torch._foreach_lerp_(floats[0], floats[1], 1.0 - self.decay)
+        if others[0]:
+            torch._foreach_copy_(others[0], others[1])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -35,6 +37,7 @@ from taskfuse.train.config import DatasetConfig, RunConfig, save_config
 from taskfuse.train.data import Stream, build_dataset, val_loader
 from taskfuse.train.ema import EMA
 from taskfuse.train.log import MetricLog
+from taskfuse.train.ranges import step_range
 from taskfuse.train.state import (
     checkpoint_dir,
     latest_checkpoint,
@@ -92,6 +95,9 @@ def train(
             if info.main and trainer.step == 0:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+    except BaseException:
+        distributed.teardown(info, wait=False)
+        raise
     finally:
         distributed.teardown(info)
 
@@ -116,7 +122,17 @@ class Trainer:
                 ds = build_dataset(spec, "data.unlabelled" if spec is cfg.data.unlabelled else "data.train")
                 datasets.append((spec, ds))
             seed = cfg.train.seed + i
-            self.streams[phase] = Stream(ds, settings, cfg.data, seed, info.rank, info.world, info.device)
+            self.streams[phase] = Stream(
+                ds,
+                settings,
+                cfg.data,
+                seed,
+                info.rank,
+                info.world,
+                info.device,
+                processes=info.local_world,
+                channels_last=cfg.train.channels_last,
+            )
         self.strategy: Strategy = strategy_cls(cfg, Context(cfg, info, self.streams))
         self.total = self.strategy.total_steps()
         if cfg.train.init:
@@ -130,6 +146,18 @@ class Trainer:
         self.step = 0
         """Steps done so far."""
         seed_everything(cfg.train.seed + 1 + info.rank)
+
+    def run_step(self, t: int) -> dict[str, Tensor | float]:
+        """Step ``t``: the strategy's update, then the EMA. The values to log stay on the device, so that a step
+        never waits for the GPU; the loop reads them on the steps it logs."""
+        if self.cfg.train.compile:
+            torch.compiler.cudagraph_mark_step_begin()
+        with step_range("step"):
+            values = self.strategy.train_step(t)
+            if self.ema is not None:
+                with step_range("ema"):
+                    self.ema.update(self.strategy.fusion_net())
+        return values
 
     def served(self) -> int:
         return sum(s.served for s in self.streams.values())
@@ -205,9 +233,7 @@ class Trainer:
         served, last_time = self.served(), time.perf_counter()
         try:
             for t in range(start, self.total):
-                values = self.strategy.train_step(t)
-                if self.ema is not None:
-                    self.ema.update(self.strategy.fusion_net())
+                values = self.run_step(t)
                 done = self.step = t + 1
                 final = done == self.total
                 if done % cfg.log.every == 0 or final:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from taskfuse.train.config import PhaseConfig
+from taskfuse.train.ranges import step_range
 
 
 def lr_at(cfg: PhaseConfig, step: int, total: int, steps_per_epoch: int) -> float:
@@ -52,15 +53,20 @@ class Optimised:
         self.optimizer = make_optimizer(self.params, cfg)
 
     def step(self, loss: Tensor, t: int) -> float:
-        """Back-propagate ``loss``, update at the learning rate of schedule step ``t``, return that rate."""
+        """Back-propagate ``loss``, update at the learning rate of schedule step ``t``, return that rate.
+
+        Nothing here reads a value back from the device: the rate is computed on the host, clipping scales the
+        gradients by a factor kept on the device, and the gradients are dropped after the update."""
         lr = lr_at(self.cfg, t, self.total, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.optimizer.step()
+        with step_range("backward"):
+            loss.backward()
+        with step_range("optimiser"):
+            if self.cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return lr
 
     def reset(self) -> None:

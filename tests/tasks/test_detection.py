@@ -19,7 +19,7 @@ from taskfuse.tasks import detection
 from taskfuse.tasks.detection import Detection
 from taskfuse.tasks.detection.assign import simota
 from taskfuse.tasks.detection.base import DetectionOutput
-from taskfuse.tasks.detection.loss import box_loss
+from taskfuse.tasks.detection.loss import box_loss, yolox_loss
 from taskfuse.tasks.detection.nms import batched_nms, box_iou
 
 # Millions of parameters with the 80 COCO classes: YOLOX paper (arXiv 2107.08430), Tables 3 (S) and 4 (Tiny, Nano).
@@ -134,28 +134,130 @@ def anchor_points(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_simota_assigns_a_lone_box_to_points_inside_it() -> None:
     centres, strides = anchor_points(64, 64)
     n = len(strides)
-    gt = torch.tensor([[16.0, 16, 48, 48]])
-    boxes = torch.cat([centres, torch.full((n, 2), 20.0)], 1)
-    a = simota(boxes, torch.zeros(n), torch.zeros(n, 1), centres, strides, gt, torch.tensor([0]))
+    gt = torch.tensor([[[16.0, 16, 48, 48]]])
+    boxes = torch.cat([centres, torch.full((n, 2), 20.0)], 1)[None]
+    a = simota(boxes, torch.zeros(1, n), torch.zeros(1, n, 1), centres, strides, gt, torch.tensor([[0]]))
     inside = (centres > 16).all(1) & (centres < 48).all(1)
-    assert a.fg.any() and (a.fg <= inside).all()
-    assert (a.gt_index == 0).all() and len(a.gt_index) == len(a.iou) == int(a.fg.sum())
-    assert ((a.iou > 0) & (a.iou <= 1)).all()
+    fg = a.fg[0]
+    assert fg.any() and (fg <= inside).all()
+    assert (a.gt_index[0][fg] == 0).all() and ((a.iou[0][fg] > 0) & (a.iou[0][fg] <= 1)).all()
     # One point predicting the box exactly is the cheapest and always a positive.
     j = int(torch.nonzero(inside & (strides == 16))[0])
-    boxes[j] = torch.tensor([32.0, 32, 32, 32])
-    a = simota(boxes, torch.zeros(n), torch.zeros(n, 1), centres, strides, gt, torch.tensor([0]))
-    assert a.fg[j] and a.iou[a.fg.nonzero().squeeze(1) == j].item() == pytest.approx(1.0)
+    boxes[0, j] = torch.tensor([32.0, 32, 32, 32])
+    a = simota(boxes, torch.zeros(1, n), torch.zeros(1, n, 1), centres, strides, gt, torch.tensor([[0]]))
+    assert a.fg[0, j] and a.iou[0, j].item() == pytest.approx(1.0)
 
 
 def test_simota_gives_each_point_to_one_box_and_each_box_a_point() -> None:
     centres, strides = anchor_points(64, 96)
     n = len(strides)
-    gt = torch.tensor([[8.0, 8, 40, 40], [24.0, 24, 56, 56], [60.0, 10, 90, 30]])
-    boxes = torch.cat([centres, torch.full((n, 2), 24.0)], 1)
-    a = simota(boxes, torch.randn(n), torch.randn(n, 3), centres, strides, gt, torch.tensor([0, 1, 2]))
-    assert set(a.gt_index.tolist()) == {0, 1, 2}
-    assert len(a.gt_index) == int(a.fg.sum())
+    gt = torch.tensor([[[8.0, 8, 40, 40], [24.0, 24, 56, 56], [60.0, 10, 90, 30]]])
+    boxes = torch.cat([centres, torch.full((n, 2), 24.0)], 1)[None]
+    a = simota(boxes, torch.randn(1, n), torch.randn(1, n, 3), centres, strides, gt, torch.tensor([[0, 1, 2]]))
+    assert set(a.gt_index[a.fg].tolist()) == {0, 1, 2}
+
+
+def _simota_one_image(
+    boxes: torch.Tensor,
+    obj: torch.Tensor,
+    cls: torch.Tensor,
+    centres: torch.Tensor,
+    strides: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SimOTA for one image written with data-dependent shapes (candidates gathered by index), as the paper states
+    it: (positive mask, box index and IoU of each positive in point order)."""
+    cx, cy = centres[:, 0][None], centres[:, 1][None]
+    in_box = (cx > gt_boxes[:, 0:1]) & (cx < gt_boxes[:, 2:3]) & (cy > gt_boxes[:, 1:2]) & (cy < gt_boxes[:, 3:4])
+    gt_centre = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+    reach = 2.5 * strides[None]
+    in_centre = ((cx - gt_centre[:, 0:1]).abs() < reach) & ((cy - gt_centre[:, 1:2]).abs() < reach)
+    idx = (in_box | in_centre).any(0).nonzero().squeeze(1)
+    fg = torch.zeros(len(strides), dtype=torch.bool)
+    if idx.numel() == 0:
+        return fg, torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    xyxy = torch.cat([boxes[idx, :2] - boxes[idx, 2:] / 2, boxes[idx, :2] + boxes[idx, 2:] / 2], 1)
+    ious = box_iou(gt_boxes, xyxy)
+    p = (cls[idx].sigmoid() * obj[idx, None].sigmoid()).sqrt()
+    p_gt = p[:, gt_classes].T
+    cost = -torch.log(1 - p).clamp(min=-100).sum(1)[None] + torch.log(1 - p_gt).clamp(min=-100)
+    cost = cost - torch.log(p_gt).clamp(min=-100) + 3.0 * -torch.log(ious + 1e-8)
+    cost = cost + 1e5 * (~(in_box & in_centre)[:, idx]).float()
+    k = ious.topk(min(10, idx.numel()), dim=1).values.sum(1).int().clamp(min=1)
+    matching = cost.argsort(dim=1, stable=True).argsort(dim=1) < k[:, None]
+    multiple = matching.sum(0) > 1
+    matching[:, multiple] = torch.nn.functional.one_hot(cost[:, multiple].argmin(0), len(gt_boxes)).T.bool()
+    taken = matching.any(0)
+    fg[idx[taken]] = True
+    gt_index = matching[:, taken].float().argmax(0)
+    return fg, gt_index, ious[gt_index, taken.nonzero().squeeze(1)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_simota_matches_the_assignment_image_by_image(seed: int) -> None:
+    """The batch form (every point kept, boxes padded, degenerate boxes masked) assigns exactly what SimOTA
+    computed one image at a time on the candidates alone assigns."""
+    g = torch.Generator().manual_seed(seed)
+    centres, strides = anchor_points(64, 96)
+    n = len(strides)
+    counts = [3, 0, 5, 1]
+    targets = []
+    for m in counts:
+        xy = torch.rand(m, 2, generator=g) * torch.tensor([80.0, 50.0])
+        wh = torch.rand(m, 2, generator=g) * 30 + 2
+        targets.append(torch.cat([torch.randint(0, 3, (m, 1), generator=g).float(), xy, xy + wh], 1))
+    targets[2][1, 3] = targets[2][1, 1]  # no width: left out
+    boxes = torch.cat(
+        [centres.expand(4, -1, -1) + torch.randn(4, n, 2, generator=g) * 4, torch.rand(4, n, 2, generator=g) * 30 + 4],
+        -1,
+    )
+    obj, cls = torch.randn(4, n, generator=g), torch.randn(4, n, 3, generator=g)
+    gt = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True)
+    valid = torch.nn.utils.rnn.pad_sequence([torch.ones(m, dtype=torch.bool) for m in counts], batch_first=True)
+    valid &= (gt[..., 3] > gt[..., 1]) & (gt[..., 4] > gt[..., 2])
+    got = simota(boxes, obj, cls, centres, strides, gt[..., 1:], gt[..., 0].long(), valid)
+    for b, t in enumerate(targets):
+        t = t[(t[:, 3] > t[:, 1]) & (t[:, 4] > t[:, 2])]
+        if len(t) == 0:
+            assert not got.fg[b].any()
+            continue
+        fg, gt_index, iou = _simota_one_image(boxes[b], obj[b], cls[b], centres, strides, t[:, 1:], t[:, 0].long())
+        kept = valid[b].nonzero().squeeze(1)
+        assert torch.equal(got.fg[b], fg)
+        assert torch.equal(kept[gt_index], got.gt_index[b][fg]) and torch.equal(got.iou[b][fg], iou)
+
+
+def test_loss_matches_its_sum_over_the_positives_image_by_image() -> None:
+    """The masked sums over every point give the loss of the positives alone, gathered image by image."""
+    det = detection.create("yolox-nano", num_classes=3, box_loss="giou").train()
+    out = det(torch.randn(2, 3, 64, 96))
+    targets = [one_per_level()[0], torch.tensor([[1.0, 10, 8, 40, 40], [2.0, 30, 30, 30, 50]])]
+    got = yolox_loss(out, targets, 3, "giou")
+    boxes, obj, cls = out.boxes(), out.obj.float(), out.cls.float()
+    obj_target = torch.zeros_like(obj)
+    pred, gt, logits, cls_target = [], [], [], []
+    for b, t in enumerate(targets):
+        t = t[(t[:, 3] > t[:, 1]) & (t[:, 4] > t[:, 2])]
+        fg, gt_index, iou = _simota_one_image(
+            boxes[b].detach(), obj[b].detach(), cls[b].detach(), out.centres(), out.strides, t[:, 1:], t[:, 0].long()
+        )
+        obj_target[b, fg] = 1.0
+        xyxy = t[gt_index, 1:]
+        gt.append(torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1))
+        pred.append(boxes[b][fg])
+        logits.append(cls[b][fg])
+        cls_target.append(torch.nn.functional.one_hot(t[gt_index, 0].long(), 3).float() * iou[:, None])
+    norm = sum(len(p) for p in pred)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    want = {
+        "box": 5.0 * box_loss(torch.cat(pred), torch.cat(gt), "giou").sum() / norm,
+        "obj": bce(obj, obj_target, reduction="sum") / norm,
+        "cls": bce(torch.cat(logits), torch.cat(cls_target), reduction="sum") / norm,
+        "fg_per_gt": torch.tensor(norm / 4),  # the box without width is not counted
+    }
+    for key, value in want.items():
+        assert got.parts[key].item() == pytest.approx(value.item(), rel=1e-6), key
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_M))

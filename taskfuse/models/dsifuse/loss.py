@@ -56,7 +56,10 @@ def semantic_prior_loss(
     priors: Sequence[Tensor], label: Tensor, strides: Sequence[int] = (8, 16, 32), ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """Multi-scale prior loss: for every stride and prior logits map, the mean over labelled pixels of the
-    squared distance between the softmax probabilities and the one-hot label at that scale, summed."""
+    squared distance between the softmax probabilities and the one-hot label at that scale, summed. A label value
+    the priors have no class for stops training: on the CPU with a ``TaskfuseError``, on a GPU with an assertion
+    checked on the device (``torch._assert_async``), since reading the labels' maximum back to Python would make
+    every step wait for the GPU."""
     h, w = label.shape[-2:]
     total = priors[0].new_zeros(())
     for stride in strides:
@@ -67,13 +70,13 @@ def semantic_prior_loss(
         valid = valid.unsqueeze(1)
         for logits in priors:
             k = logits.shape[1]
-            if int(lab.max()) >= k:
-                raise TaskfuseError(
-                    f"label values reach {int(lab.max())} but the priors have {k} classes; "
-                    "set model.num_classes to the dataset's class count"
-                )
+            try:
+                torch._assert_async(lab.max() < k, f"label values reach {k} or more but the priors have {k} classes")
+            except RuntimeError as e:
+                raise TaskfuseError(f"{e}; set model.num_classes to the dataset's class count") from e
             prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).softmax(1)
-            onehot = F.one_hot(lab, k).permute(0, 3, 1, 2).to(prob.dtype)
+            classes = torch.arange(k, device=lab.device).view(1, k, 1, 1)
+            onehot = (lab.unsqueeze(1) == classes).to(prob.dtype)
             err = ((prob - onehot) ** 2).sum(1, keepdim=True)
             total = total + (err * valid).sum() / valid.sum().clamp_min(1)
     return total

@@ -90,7 +90,9 @@ class TaskWeighting(nn.Module):
     * ``uncertainty``: ``Σ exp(-s_k) L_k + s_k`` with learned ``s_k = log σ_k²`` (Kendall et al. 2018); add this
       module's parameters to the optimiser.
 
-    The DWA weights update on every call in training mode with gradients enabled (one call per iteration).
+    The DWA weights update on every call in training mode with gradients enabled (one call per iteration), on the
+    device: the first call keeps λ = 1 through ``torch.where`` rather than a Python test of the step count, which
+    would wait for the GPU.
     """
 
     def __init__(
@@ -139,9 +141,9 @@ class TaskWeighting(nn.Module):
         terms = self.weights.clone() * values
         if self.training and torch.is_grad_enabled():
             current = values.detach()
-            if self.steps > 0:
-                ratio = current / self.previous.clamp_min(1e-12)
-                self.weights.copy_(self.num_tasks * torch.softmax(ratio / self.temperature, dim=0))
+            ratio = current / self.previous.clamp_min(1e-12)
+            dwa = self.num_tasks * torch.softmax(ratio / self.temperature, dim=0)
+            self.weights.copy_(torch.where(self.steps > 0, dwa, self.weights))
             self.previous.copy_(current)
             self.steps += 1
         return terms

@@ -11,6 +11,10 @@ For one image, every ground-truth box g_i picks its positives among the anchor p
 3. Dynamic k (from OTA): k_i = max(1, floor(sum of the 10 largest IoUs of g_i)); g_i takes its k_i cheapest
    points.
 4. A point taken by several boxes keeps only the one it costs least.
+
+The assignment runs on a whole batch at once, with every point of every image in every tensor (non-candidates
+carry an infinite cost) and the images' boxes padded to the longest list: no shape depends on the data, so on a
+GPU nothing is read back to the host and the training step never waits.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from taskfuse.tasks.detection.nms import box_iou
@@ -31,8 +34,8 @@ OUTSIDE_COST = 1e5
 
 @dataclass
 class Assignment:
-    """``fg`` (A,) bool: the positive points; ``gt_index`` (F,) and ``iou`` (F,): for each positive, in point
-    order, the ground-truth box it is assigned and the IoU of its predicted box with that box."""
+    """``fg`` (B, A) bool: the positive points; ``gt_index`` (B, A) and ``iou`` (B, A): for each point the
+    ground-truth box it is assigned and the IoU of its predicted box with that box (meaningful where ``fg``)."""
 
     fg: Tensor
     gt_index: Tensor
@@ -57,47 +60,42 @@ def simota(
     strides: Tensor,
     gt_boxes: Tensor,
     gt_classes: Tensor,
+    gt_valid: Tensor | None = None,
     radius: float = CENTRE_RADIUS,
 ) -> Assignment:
-    """Assign the anchor points of one image to its ground truth.
+    """Assign the anchor points of a batch of B images to their ground truth.
 
-    ``boxes`` (A, 4) predicted ``cx, cy, w, h`` pixels; ``obj`` (A,) and ``cls`` (A, C) logits; ``centres``
-    (A, 2) cell centres and ``strides`` (A,); ``gt_boxes`` (G, 4) ``x1, y1, x2, y2`` with G >= 1 and
-    ``gt_classes`` (G,) int64. Computed in float32 without gradients.
+    ``boxes`` (B, A, 4) predicted ``cx, cy, w, h`` pixels; ``obj`` (B, A) and ``cls`` (B, A, C) logits;
+    ``centres`` (A, 2) cell centres and ``strides`` (A,); ``gt_boxes`` (B, G, 4) ``x1, y1, x2, y2`` and
+    ``gt_classes`` (B, G) int64; ``gt_valid`` (B, G) marks the real boxes (default: all), the others (padding)
+    take no point. Computed in float32 without gradients.
     """
     boxes, obj, cls = boxes.float(), obj.float(), cls.float()
     gt_boxes = gt_boxes.float()
-    num_points = boxes.shape[0]
+    valid = torch.ones(gt_classes.shape, dtype=torch.bool, device=boxes.device) if gt_valid is None else gt_valid
+    num_boxes = gt_boxes.shape[1]
 
-    cx, cy = centres[:, 0][None], centres[:, 1][None]
-    in_box = (cx > gt_boxes[:, 0:1]) & (cx < gt_boxes[:, 2:3]) & (cy > gt_boxes[:, 1:2]) & (cy < gt_boxes[:, 3:4])
-    gt_centre = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
-    reach = radius * strides[None]
-    in_centre = ((cx - gt_centre[:, 0:1]).abs() < reach) & ((cy - gt_centre[:, 1:2]).abs() < reach)
-    candidate = (in_box | in_centre).any(0)
-    cand_idx = candidate.nonzero().squeeze(1)
-    empty = torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if cand_idx.numel() == 0:
-        return Assignment(torch.zeros(num_points, dtype=torch.bool, device=boxes.device), empty, boxes.new_zeros(0))
-    preferred = (in_box & in_centre)[:, cand_idx]
+    cx, cy = centres[:, 0][None, None], centres[:, 1][None, None]
+    x1, y1, x2, y2 = (gt_boxes[..., i : i + 1] for i in range(4))
+    in_box = (cx > x1) & (cx < x2) & (cy > y1) & (cy < y2) & valid[..., None]
+    reach = radius * strides[None, None]
+    in_centre = ((cx - (x1 + x2) / 2).abs() < reach) & ((cy - (y1 + y2) / 2).abs() < reach) & valid[..., None]
+    candidate = (in_box | in_centre).any(1, keepdim=True)
+    preferred = in_box & in_centre
 
-    ious = box_iou(gt_boxes, cxcywh_to_xyxy(boxes[cand_idx]))
-    p = (cls[cand_idx].sigmoid() * obj[cand_idx, None].sigmoid()).sqrt()
-    neg_all = -_log(1 - p).sum(1)
-    p_gt = p[:, gt_classes].T
-    cls_cost = neg_all[None] + _log(1 - p_gt) - _log(p_gt)
+    ious = box_iou(gt_boxes, cxcywh_to_xyxy(boxes))
+    p = (cls.sigmoid() * obj[..., None].sigmoid()).sqrt()
+    neg_all = -_log(1 - p).sum(-1)
+    p_gt = p.gather(2, gt_classes[:, None].expand(-1, p.shape[1], -1)).transpose(1, 2)
+    cls_cost = neg_all[:, None] + _log(1 - p_gt) - _log(p_gt)
     cost = cls_cost + IOU_WEIGHT * -torch.log(ious + 1e-8) + OUTSIDE_COST * (~preferred).float()
+    cost = cost.masked_fill(~(candidate & valid[..., None]), torch.inf)
 
-    n_top = min(CANDIDATES, cand_idx.numel())
-    k = ious.topk(n_top, dim=1).values.sum(1).int().clamp(min=1)
-    rank = cost.argsort(dim=1, stable=True).argsort(dim=1)
-    matching = rank < k[:, None]
-    multiple = matching.sum(0) > 1
-    if multiple.any():
-        best = cost[:, multiple].argmin(0)
-        matching[:, multiple] = F.one_hot(best, matching.shape[0]).T.bool()
-    taken = matching.any(0)
-    gt_index = matching[:, taken].float().argmax(0)
-    fg = torch.zeros(num_points, dtype=torch.bool, device=boxes.device)
-    fg[cand_idx[taken]] = True
-    return Assignment(fg, gt_index, ious[gt_index, taken.nonzero().squeeze(1)])
+    top = ious.masked_fill(~candidate, 0.0).topk(min(CANDIDATES, ious.shape[-1]), dim=-1).values
+    k = top.sum(-1).int().clamp(min=1)
+    rank = cost.argsort(dim=-1, stable=True).argsort(dim=-1)
+    matching = (rank < k[..., None]) & candidate & valid[..., None]
+    cheapest = torch.arange(num_boxes, device=boxes.device)[None, :, None] == cost.argmin(1, keepdim=True)
+    matching = torch.where(matching.sum(1, keepdim=True) > 1, cheapest, matching)
+    gt_index = matching.float().argmax(1)
+    return Assignment(matching.any(1), gt_index, ious.gather(1, gt_index[:, None])[:, 0])

@@ -53,20 +53,26 @@ def ohem_cross_entropy(
 
     ``min_kept`` defaults to 1/16 of the labelled pixels (SeAFusion: ``n_min = B * H * W // 16``); at least one
     pixel is always kept. Returns 0 (still attached to the graph) when no pixel is labelled.
+
+    Both means, of the hard pixels and of the ``min_kept`` largest losses, are computed and the rule picks one on
+    the device: choosing in Python would read a count back from the GPU, a wait in every training step.
     """
     if not 0.0 < thresh <= 1.0:
         raise TaskfuseError(f"OHEM thresh must be in (0, 1], got {thresh}")
     target = _label_map(logits, target)
     loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none").flatten()
-    loss = loss[target.flatten() != ignore_index]
-    if loss.numel() == 0:
-        return logits.sum() * 0.0
-    keep = loss.numel() // 16 if min_kept is None else min(min_kept, loss.numel())
-    keep = max(keep, 1)
-    hard = loss[loss > -math.log(thresh)]
-    if hard.numel() >= keep:
-        return hard.mean()
-    return loss.topk(keep).values.mean()
+    labelled = target.flatten() != ignore_index
+    count = labelled.sum()
+    if min_kept is None:
+        keep, most = (count // 16).clamp(min=1), max(loss.numel() // 16, 1)
+    else:
+        keep, most = count.clamp(min=1, max=max(min_kept, 1)), max(min(min_kept, loss.numel()), 1)
+    hard = labelled & (loss > -math.log(thresh))
+    hardest = hard.sum()
+    hard_mean = torch.where(hard, loss, 0.0).sum() / hardest.clamp(min=1)
+    top = loss.masked_fill(~labelled, 0.0).topk(most).values
+    top_mean = torch.where(torch.arange(most, device=loss.device) < keep, top, 0.0).sum() / keep
+    return torch.where(hardest >= keep, hard_mean, top_mean)
 
 
 class OhemCrossEntropy(nn.Module):
@@ -105,5 +111,5 @@ def weighted_cross_entropy(
     logits: Tensor, target: Tensor, weights: Sequence[float], ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """Class-weighted cross-entropy, normalised by the summed weights of the counted pixels."""
-    w = torch.as_tensor(list(weights), dtype=logits.dtype, device=logits.device)
+    w = torch.tensor(list(weights), dtype=logits.dtype).to(logits.device, non_blocking=True)
     return F.cross_entropy(logits, target, weight=w, ignore_index=ignore_index)

@@ -214,7 +214,7 @@ class NMF2D(nn.Module):
 
     def _bases(self, b: int, c: int, like: Tensor) -> Tensor:
         generator = None if self.training else torch.Generator().manual_seed(self.seed)
-        bases = torch.rand((b, c, self.rank), generator=generator).to(device=like.device, dtype=like.dtype)
+        bases = torch.rand((b, c, self.rank), generator=generator).to(like.device, like.dtype, non_blocking=True)
         return F.normalize(bases, dim=1)
 
     @staticmethod

@@ -30,6 +30,7 @@ from taskfuse.train.config import DatasetConfig, PhaseConfig, RunConfig, Strateg
 from taskfuse.train.data import Stream
 from taskfuse.train.distributed import DistInfo, Wrapped
 from taskfuse.train.optim import Optimised
+from taskfuse.train.ranges import step_range
 
 STRATEGIES: Registry = Registry("training strategy")
 """Strategies by name; each module of this package registers its own."""
@@ -82,7 +83,8 @@ class Context:
         return self.info.device
 
     def batch(self, phase: str = "train") -> dict[str, Any]:
-        return self.streams[phase].next()
+        with step_range("data"):
+            return self.streams[phase].next()
 
     def length(self, phase: str = "train") -> int:
         """Steps of ``phase``: its ``iters``, or its ``epochs`` over that phase's batches."""
@@ -106,8 +108,10 @@ class Context:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def wrap(self, module: nn.Module) -> Wrapped:
-        return Wrapped(module, self.info, self.cfg.train.compile)
+    def wrap(self, module: nn.Module, fixed: bool = True) -> Wrapped:
+        """``module`` as the step runs it (``Wrapped``); ``fixed``: every step that runs it uses the same
+        parameters (False for a network run through several methods, or whose loss changes from step to step)."""
+        return Wrapped(module, self.info, self.cfg.train, fixed)
 
 
 class Strategy:

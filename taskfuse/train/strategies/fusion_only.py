@@ -70,8 +70,8 @@ class FusionOnly(Strategy):
         self.net = make_fusion(cfg, ctx.device)
         self.loss = make_loss(cfg, labelled=False)
         self.pretext_loss = models.get(cfg.method).pretext_loss
-        self.run = ctx.wrap(self.net)
         self.pretext = ctx.length("pretext") if has_pretext(cfg) else 0
+        self.run = ctx.wrap(self.net, fixed=not self.pretext)
         self.steps = ctx.length("train")
         self.opt = ctx.optimiser(self.net.parameters(), "train")
         self.pretext_opt = ctx.optimiser(self.net.parameters(), "pretext") if self.pretext else None
@@ -91,15 +91,16 @@ class FusionOnly(Strategy):
         batch.pop("label", None)
         self.net.train()
         if self.pretext_opt is not None and phase == "pretext":
+            loss = self.pretext_loss()
             with self.ctx.autocast():
-                out = self.run.call("forward_pretext", batch["ir"], batch["vi"])
-            terms = self.pretext_loss()(as_float(out), batch)
+                terms = self.run.with_loss(
+                    lambda out: loss(as_float(out), batch), batch["ir"], batch["vi"], method="forward_pretext"
+                )
             return {**logged(terms), "lr": self.pretext_opt.step(terms.total, step)}
         if self.pretext_opt is not None and step == self.pretext:
             self.pretext_opt.reset()
         with self.ctx.autocast():
-            out = self.run(batch["ir"], batch["vi"])
-        terms = self.loss(as_float(out), batch)
+            terms = self.run.with_loss(lambda out: self.loss(as_float(out), batch), batch["ir"], batch["vi"])
         return {**logged(terms), "lr": self.opt.step(terms.total, step - self.pretext)}
 
     def state_dict(self) -> dict[str, Any]:

@@ -164,7 +164,7 @@ class MAFSTwoStage(Strategy):
                     f"missing (e.g. {missing[:3]}); give a fully trained teacher or leave train.teacher empty"
                 )
         self.teacher_fusion = models.create(o.teacher_fusion).to(ctx.device).eval()
-        self.run = ctx.wrap(self.net)
+        self.run = ctx.wrap(self.net, fixed=False)  # forward_pretext in stage I, forward in stage II
         self.run_teacher = ctx.wrap(self.teacher)
         teacher_opt = ctx.optimiser(self.teacher.parameters(), "teacher")
         self.pretext_loss = models.get(cfg.method).pretext_loss(o.alpha1, o.alpha2)

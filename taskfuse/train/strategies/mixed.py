@@ -31,6 +31,7 @@ class MixedOptions(SingleStageOptions):
 class Mixed(SingleStage):
     name = "mixed"
     Options = MixedOptions
+    fixed = False
 
     @classmethod
     def phases(cls, cfg: RunConfig) -> dict[str, tuple[DatasetConfig, PhaseConfig]]:
@@ -65,7 +66,6 @@ class Mixed(SingleStage):
         batch.pop("label", None)
         self.net.train()
         with self.ctx.autocast():
-            out = self.run(batch["ir"], batch["vi"])
-        terms = self.fusion_loss(as_float(out), batch)
+            terms = self.run.with_loss(lambda out: self.fusion_loss(as_float(out), batch), batch["ir"], batch["vi"])
         lr = self.opt.step(terms.total, step)
         return {**logged(terms, "unlabelled/"), "lr": lr, "labelled": 0.0}

@@ -13,7 +13,7 @@ masks from boxes even where label masks exist); a method guided by label masks o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -51,6 +51,8 @@ class SingleStageOptions(StrategyOptions):
 class SingleStage(Strategy):
     name = "single_stage"
     Options = SingleStageOptions
+    fixed: ClassVar[bool] = True
+    """Every step runs the network with the same loss (so with the same parameters)."""
 
     @classmethod
     def check(cls, cfg: RunConfig) -> None:
@@ -65,7 +67,7 @@ class SingleStage(Strategy):
         if isinstance(self.loss, nn.Module):
             self.loss.to(ctx.device)
             extra = list(self.loss.parameters())
-        self.run = ctx.wrap(self.net)
+        self.run = ctx.wrap(self.net, self.fixed)
         self.steps = ctx.length("train")
         self.opt = ctx.optimiser([*self.net.parameters(), *extra], "train")
 
@@ -80,8 +82,7 @@ class SingleStage(Strategy):
         batch = self.task_batch(batch)
         self.net.train()
         with self.ctx.autocast():
-            out = self.run(batch["ir"], batch["vi"])
-        terms = self.loss(as_float(out), batch)
+            terms = self.run.with_loss(lambda out: self.loss(as_float(out), batch), batch["ir"], batch["vi"])
         lr = self.opt.step(terms.total, step)
         return {**logged(terms), "lr": lr}
 

@@ -1,0 +1,144 @@
+"""What keeps a GPU busy, checked on the CPU: no step waits for the device (``host_syncs``) except to log, for the
+tiny method in the real loop and for every published method's strategy; channels_last and torch.compile train
+like the default layout; ``scripts/train_speed.py`` runs, compares settings and profiles."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from host_syncs import HostSyncs
+from train_helpers import tiny_config
+
+from taskfuse import models
+from taskfuse.train import distributed
+from taskfuse.train.log import read_metrics
+from taskfuse.train.loop import Trainer, train
+from taskfuse.train.resolve import load_config, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTHETIC = ["data.train=null", "data.train.name=synthetic", "train.dataset=synthetic"]
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "seafusion": ("seafusion_synthetic", []),
+    "seafusion, detector in the loop": ("seafusion_synthetic", ["train.task=detection", "train.task_model=yolox-nano"]),
+    "psfusion": ("psfusion_synthetic", []),
+    "mafs": ("mafs_synthetic", []),
+    "fgfusion": ("fgfusion_synthetic", []),
+    "fgfusion, masks from boxes": ("fgfusion_synthetic", ["train.task=detection"]),
+    "dsifuse": ("dsifuse_synthetic", []),
+    "dsifuse, masks from boxes": ("dsifuse_synthetic", ["train.task=detection"]),
+    "lite": ("lite", SYNTHETIC),
+    "lite, detector in the loop": ("lite_msrs_det", [*SYNTHETIC, "train.num_classes=9", "train.task_model=yolox-nano"]),
+}
+"""Each method's synthetic recipe (lite: its own configs on synthetic scenes) as ``--quick`` runs of its tiny
+network, with the task variants that take other code paths."""
+
+
+def quick(name: str, *extra: str) -> Any:
+    source, overrides = RUNS[name]
+    method = load_config(source, [*overrides, "data.val=null", "log.best="]).method
+    small = [f"model.{k}={json.dumps(v)}" for k, v in models.get(method).small.items()]
+    settings = ["data.val=null", "log.best=", "log.progress=false", "log.tensorboard=false", *small, *overrides]
+    return load_config(source, [*settings, *extra], quick=True)
+
+
+def test_a_step_of_the_loop_never_waits_for_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two logging steps nothing in the loop reads from the device: steps, EMA, clipping, channels_last."""
+    every, steps = 3, 7
+    cfg = validate(
+        tiny_config(
+            steps,
+            train={"ema": 0.9, "grad_clip": 1.0, "channels_last": True},
+            log={"every": every, "checkpoint_every": 100},
+        )
+    )
+    syncs = HostSyncs()
+    starts: list[int] = []
+    run_step = Trainer.run_step
+
+    def counted(trainer: Trainer, t: int) -> Any:
+        starts.append(syncs.count)
+        return run_step(trainer, t)
+
+    monkeypatch.setattr(Trainer, "run_step", counted)
+    with syncs:
+        result = train(cfg, tmp_path, device="cpu")
+    starts.append(syncs.count)
+    per_step = [b - a for a, b in itertools.pairwise(starts)]
+    logging = [t for t in range(steps) if (t + 1) % every == 0 or t + 1 == steps]
+    assert [per_step[t] for t in range(steps) if t not in logging] == [0] * (steps - len(logging))
+    assert all(per_step[t] > 0 for t in logging)  # the log step reads the values kept on the device
+    assert set(read_metrics(result.run_dir / "metrics.csv")["train/total"]) == {3, 6, 7}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RUNS))
+def test_no_step_of_any_strategy_waits_for_the_device(name: str) -> None:
+    cfg = quick(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp), distributed.setup("cpu"))
+    waits = []
+    for t in range(trainer.total):
+        with HostSyncs() as syncs:
+            trainer.run_step(t)
+        waits.append(dict(syncs.sites))
+    for stream in trainer.streams.values():
+        stream.close()
+    assert waits == [{}] * trainer.total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seafusion", "psfusion", "mafs", "fgfusion", "dsifuse", "lite"])
+def test_channels_last_trains_like_the_default_layout(tmp_path: Path, name: str) -> None:
+    """The first step of every phase within 1e-4 (the networks' first use of their weights: only the order of
+    float operations differs between the layouts), every logged total within 2 % over the whole quick run (the
+    optimisers then amplify those roundings; Adam most, where gradients are near zero)."""
+    logged = []
+    for layout in ("false", "true"):
+        torch.manual_seed(0)
+        result = train(quick(name, f"train.channels_last={layout}"), tmp_path / layout, device="cpu")
+        logged.append(read_metrics(result.run_dir / "metrics.csv"))
+    default, channels_last = logged
+    totals = [k for k in default if k.endswith("total")]
+    for key in totals:
+        first = min(default[key])
+        assert channels_last[key][first] == pytest.approx(default[key][first], rel=1e-4), key
+        assert channels_last[key] == pytest.approx(default[key], rel=2e-2), key
+
+
+@pytest.mark.slow
+def test_compiled_channels_last_trains_like_eager(tmp_path: Path) -> None:
+    runs = []
+    for i, options in enumerate(({}, {"compile": True, "channels_last": True})):
+        result = train(validate(tiny_config(4, train=options)), tmp_path / str(i))
+        runs.append(read_metrics(result.run_dir / "metrics.csv"))
+    assert runs[1]["train/total"] == pytest.approx(runs[0]["train/total"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> None:
+    out, profile = tmp_path / "speed", tmp_path / "profile"
+    command = [sys.executable, str(ROOT / "scripts" / "train_speed.py"), "--device", "cpu", "--small"]
+    command += ["--steps", "2", "--warmup", "1", "--methods", "seafusion", "--compare", "--render-workers", "0"]
+    command += ["--profile", str(profile), "--profile-steps", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    printed = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=tmp_path).stdout
+    report = json.loads((out / "train_speed.json").read_text())
+    runs = report["methods"]["seafusion"]
+    assert set(runs) == {"given", "fast"} and set(runs["fast"]) == {"fusion", "segmentation"}
+    assert all(r["images_per_s"] > 0 for setting in runs.values() for r in setting.values())
+    split = runs["given"]["fusion"]["profile"]
+    assert split["step"] > 0 and split["forward_loss"] > 0 and split["backward"] > 0
+    assert "| seafusion | segmentation | 2 | 64 |" in printed and "speed-up" in printed
+    assert (out / "train_speed.md").read_text() in printed
+    assert sorted(p.name for p in profile.iterdir()) == [
+        f"seafusion-{phase}-{setting}.md" for phase in ("fusion", "segmentation") for setting in ("fast", "given")
+    ]
