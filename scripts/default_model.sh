@@ -15,7 +15,7 @@
 # or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
 #
 #   python scripts/gpu_pack.py --out .cache/gpu                        # once, where the data are
-#   bash scripts/default_model.sh runs/default .cache/gpu 480 12        # repeat until it prints the table
+#   bash scripts/default_model.sh runs/default .cache/gpu 480 6         # repeat until it prints the table
 #
 # DEVICE (default cuda) and SCALE (default session; tiny checks the script on a CPU) override the device and the
 # benchmark's preset; PRETRAINED the detectors' backbone file (empty: none); STAGE_A_SET adds --set overrides to
@@ -23,7 +23,7 @@
 set -uo pipefail
 out=${1:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
 data=${2:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
-deadline=${3:-480} jobs=${4:-12}
+deadline=${3:-480} jobs=${4:-6}
 device=${DEVICE:-cuda}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 start=$SECONDS
