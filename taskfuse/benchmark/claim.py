@@ -546,8 +546,10 @@ class Claim:
         ]
 
     def startable(self, unit: str) -> bool:
+        """False for a pre-training whose ``--init`` weights do not exist yet."""
         kind, name, *_ = unit.split(":")
-        return kind != "pretrain" or Path(self.design.init.get(name, __file__)).is_file()
+        init = self.design.init.get(name) if kind == "pretrain" else None
+        return init is None or Path(init).is_file()
 
     def run_all(self, rows: Sequence[Row]) -> None:
         """Run every unit of ``rows``; listed again after each pass, since the oracle's cells are known only once

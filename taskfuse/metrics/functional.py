@@ -28,8 +28,11 @@ sources, which value scales it offers); ``FUSION_METRICS`` holds them all.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -223,6 +226,39 @@ def mi_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return mi_sources(fused, ir, vi)[:, 1]
 
 
+_SHARED: ContextVar[dict | None] = ContextVar("taskfuse_shared_sources", default=None)
+
+
+@contextlib.contextmanager
+def shared_sources() -> Iterator[dict]:
+    """Within the block, the per-source values of MI, VIF and SSIM are computed once per three input tensors and
+    shared by every metric that reads them: MI, MI_ir and MI_vi of one batch cost one MI (``FusionMetrics``
+    scores a batch inside one such block)."""
+    memo: dict = {}
+    token = _SHARED.set(memo)
+    try:
+        yield memo
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared(fn: MetricFn) -> MetricFn:
+    """``fn(fused, ir, vi)``, remembered inside ``shared_sources`` for the same three tensors."""
+
+    @functools.wraps(fn)
+    def remembered(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
+        memo = _SHARED.get()
+        if memo is None:
+            return fn(fused, ir, vi)
+        key = (fn.__name__, id(fused), id(ir), id(vi))
+        if key not in memo:
+            memo[key] = fn(fused, ir, vi)
+        return memo[key]
+
+    return remembered
+
+
+@_shared
 def mi_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """(B, 2): MI(IR, F) and MI(VI, F) in bits, with MI(A, F) = H(A) + H(F) - H(A, F).
 
@@ -475,6 +511,7 @@ def vif_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return vif_sources(fused, ir, vi)[:, 1]
 
 
+@_shared
 def vif_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """(B, 2): vifp(IR, F) and vifp(VI, F) as ``vif`` computes them."""
     f, a, b = _levels(fused, ir, vi, sources=True)
@@ -671,6 +708,7 @@ def ssim_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     return ssim_sources(fused, ir, vi)[:, 1]
 
 
+@_shared
 def ssim_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """(B, 2): SSIM(F, IR) and SSIM(F, VI) as ``ssim`` computes them."""
     f, a, b = _levels(fused, ir, vi, sources=True)

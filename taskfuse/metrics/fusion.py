@@ -76,7 +76,8 @@ class FusionMetrics:
     def update(self, fused: Tensor, ir: Tensor, vi: Tensor) -> dict[str, Tensor]:
         """Score one batch; returns this batch's values (each (B,) float64) and keeps them for ``compute``."""
         f8, ir8, vi8 = fm.prepare(fused, ir, vi)
-        batch = {n: fn(f8, ir8, vi8) for n, fn in self._functions.items()}
+        with fm.shared_sources():
+            batch = {n: fn(f8, ir8, vi8) for n, fn in self._functions.items()}
         for n, v in batch.items():
             self._values[n].append(v)
         return batch

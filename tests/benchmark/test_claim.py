@@ -142,3 +142,12 @@ def test_tiny_claim_end_to_end(data: Path, tmp_path: Path, capsys: pytest.Captur
     assert main([*args[:6], "--device", "cpu", "--no-progress"]) == 0
     assert (out / "cells" / "ir" / "d0.json").stat().st_mtime_ns == stamp
     write_report(out)
+
+
+def test_pretraining_from_init_waits_for_its_file(data: Path, tmp_path: Path) -> None:
+    out, init = tmp_path / "claim", tmp_path / "stage_a.safetensors"
+    given = {"root": str(data), "scale": "tiny", "methods": ["seafusion"], "init": {"seafusion": str(init)}}
+    claim = Claim(out, settle_design(out, given))
+    assert not any(u.startswith("pretrain:") for u in claim.plan(claim.rows))
+    init.write_bytes(b"")
+    assert any(u.startswith("pretrain:") for u in claim.plan(claim.rows))

@@ -215,3 +215,20 @@ def test_per_source_halves_add_up_to_the_metric(triple, name: str) -> None:
     halves = METRICS[f"{name}_ir"](fused, ir, vi) + METRICS[f"{name}_vi"](fused, ir, vi)
     torch.testing.assert_close(halves, METRICS[name](fused, ir, vi), rtol=1e-12, atol=1e-12)
     assert not torch.equal(METRICS[f"{name}_ir"](fused, ir, vi), METRICS[f"{name}_vi"](fused, ir, vi))
+
+
+def test_a_metric_and_its_halves_share_one_computation_per_batch(triple) -> None:
+    """Inside ``shared_sources`` MI, MI_ir and MI_vi (and VIF's, SSIM's) compute their per-source values once,
+    and give the values they give alone."""
+    fused, ir, vi = triple
+    names = ["MI", "MI_ir", "MI_vi", "VIF", "VIF_ir", "VIF_vi", "SSIM", "SSIM_ir", "SSIM_vi"]
+    alone = {n: METRICS[n](fused, ir, vi) for n in names}
+    with fm.shared_sources() as memo:
+        shared = {n: METRICS[n](fused, ir, vi) for n in names}
+        assert len(memo) == 3
+    for n in names:
+        torch.testing.assert_close(shared[n], alone[n], rtol=0, atol=0)
+    meter = FusionMetrics(names)
+    meter.update(fused, ir, vi)
+    for n in names:
+        torch.testing.assert_close(meter.compute()[n], alone[n], rtol=1e-12, atol=1e-12)
