@@ -42,7 +42,12 @@ def build_dataset(spec: DatasetConfig, where: str) -> Dataset:
         raise TaskfuseError(f"{where}: the dataset is empty; check root, split and limit")
     if not spec.mix:
         return ds
-    parts = [build_dataset(inherit(m, spec), f"{where}.mix[{i}]") for i, m in enumerate(spec.mix)]
+    parts = []
+    for i, m in enumerate(spec.mix):
+        try:
+            parts.append(build_dataset(inherit(m, spec), f"{where}.mix[{i}]"))
+        except TaskfuseError as e:
+            raise TaskfuseError(f"{e}; or train without it: --set {where}.mix=null") from e
     return ConcatDataset([ds, *parts])
 
 

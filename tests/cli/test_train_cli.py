@@ -86,8 +86,13 @@ def test_failed_starts_leave_no_run_folder(tmp_path: Path, monkeypatch: pytest.M
     def fail(self, step: int) -> None:
         raise TaskfuseError("a bad batch")
 
-    monkeypatch.setattr(FusionOnly, "train_step", fail)
     args = ["train", "lite", "--quick", "--set", f"data.train.root={root}", "data.val=null", "log.best=null"]
+    absent_mix = f"data.train.mix=[{{name: msrs_det, root: {tmp_path / 'no_msrs'}}}]"
+    assert main([*args, absent_mix, "--out", str(out), "--device", "cpu"]) == 2
+    assert "mix[0] (msrs_det at" in (err := capsys.readouterr().err) and "--set data.train.mix=null" in err
+    assert not out.exists()
+    monkeypatch.setattr(FusionOnly, "train_step", fail)
+    args.append("data.train.mix=null")
     assert main([*args, "--out", str(out), "--device", "cpu"]) == 2
     assert "a bad batch" in capsys.readouterr().err and list(out.iterdir()) == []
 
