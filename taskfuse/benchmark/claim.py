@@ -377,7 +377,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         value = given.get(key)
         values[key] = stored.get(key, default) if value is None else list(value) if isinstance(value, tuple) else value
     if not values["root"]:
-        raise TaskfuseError("--root: give the msrs_det folder (ir/, vi/, labels/)")
+        raise TaskfuseError("--root: give the msrs_det folder (ir/, vi/, labels/), or --synthetic TRAIN VAL")
     values["root"] = str(Path(values["root"]).resolve())
     unknown = [m for m in values["methods"] if m not in claim_methods()]
     if unknown:

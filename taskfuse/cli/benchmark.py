@@ -4,6 +4,7 @@ taskfuse benchmark claim --root /data/msrs_det --scale full --device cuda --out 
 taskfuse benchmark claim --out runs/claim --plan               # units ready to run now, one per line
 taskfuse benchmark claim --out runs/claim --units cell:ir:-:d0 # one unit (scripts/claim_full.sh runs them)
 taskfuse benchmark claim --out runs/claim --report             # rebuild the table from the cells present
+taskfuse benchmark claim --synthetic 120 40 --out runs/claim-synthetic   # the design on synthetic scenes
 taskfuse benchmark synthetic                                   # --scale small, on the CPU in a few minutes
 taskfuse benchmark synthetic --scale full --device cuda --rows ir vi mean max laplacian gff
 taskfuse benchmark synthetic --scale full --device cuda --rows seafusion --variants task-guided
@@ -89,7 +90,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "can run side by side into one OUT; the table rebuilds from the cells present.",
     )
     c.add_argument("--out", type=Path, default=Path("runs/benchmark-claim"), help="output folder")
-    c.add_argument("--root", help="the msrs_det folder (ir/, vi/, labels/); stored in OUT/claim.json")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--root", help="the msrs_det folder (ir/, vi/, labels/); stored in OUT/claim.json")
+    where.add_argument(
+        "--synthetic",
+        nargs=2,
+        type=int,
+        metavar=("TRAIN", "VAL"),
+        help="instead of --root: TRAIN and VAL synthetic scenes with known truth, written in the msrs_det layout "
+        "into OUT/scenes (a check of the design, no evidence on real data)",
+    )
+    c.add_argument(
+        "--synthetic-size",
+        nargs=2,
+        type=int,
+        default=(128, 160),
+        metavar=("H", "W"),
+        help="height and width of the --synthetic scenes (default: 128 160)",
+    )
     c.add_argument("--scale", help="preset: tiny, cpu (default for a new OUT) or full (one GPU)")
     c.add_argument("--detector", help="downstream detector (default: the preset's YOLOX, from scratch)")
     c.add_argument("--fusion-seeds", nargs="+", type=int, help="fusion seeds (default: the preset's)")
@@ -163,8 +181,13 @@ def run_claim(args: argparse.Namespace) -> int:
             print(line)
         return 0
 
+    root = args.root
+    if args.synthetic is not None:
+        from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
+
+        root = str(write_msrs_det_scenes(args.out / "scenes", *args.synthetic, *args.synthetic_size))
     given = {
-        "root": args.root,
+        "root": root,
         "scale": args.scale,
         "detector": args.detector,
         "fusion_seeds": args.fusion_seeds,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from msrs_det_scenes import write_msrs_det_scenes
 
 from taskfuse.benchmark.claim import TINY, Claim, parse_released, settle_design
 from taskfuse.benchmark.claim_report import pairs, write_report
@@ -18,6 +17,7 @@ from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step,
 from taskfuse.benchmark.stats import image_matches, scores_on
 from taskfuse.cli.main import main
 from taskfuse.data.datasets import open_dataset
+from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import RunConfig
 
@@ -151,3 +151,20 @@ def test_pretraining_from_init_waits_for_its_file(data: Path, tmp_path: Path) ->
     assert not any(u.startswith("pretrain:") for u in claim.plan(claim.rows))
     init.write_bytes(b"")
     assert any(u.startswith("pretrain:") for u in claim.plan(claim.rows))
+
+
+def test_synthetic_scenes_stand_in_for_the_real_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "claim"
+    args = ["benchmark", "claim", "--out", str(out), "--scale", "tiny", "--methods", "seafusion", "--list"]
+    assert main([*args, "--synthetic", "4", "2", "--synthetic-size", "48", "64"]) == 0
+    assert "todo  cell:seafusion-task-guided:f0:d0" in capsys.readouterr().out
+    design = json.loads((out / "claim.json").read_text())["design"]
+    assert design["root"] == str((out / "scenes").resolve())
+    train, val = (open_dataset("msrs_det", out / "scenes", split) for split in ("train", "val"))
+    assert (len(train), len(val)) == (4, 2) and train[0]["ir"].shape[-2:] == (48, 64)
+    assert main([*args, "--synthetic", "4", "3", "--synthetic-size", "48", "64"]) == 2
+    assert "written with other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "--root", str(tmp_path), "--synthetic", "4", "2"])
+    with pytest.raises(TaskfuseError, match="not empty"):
+        write_msrs_det_scenes(tmp_path, 4, 2)

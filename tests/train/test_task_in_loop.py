@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
-from msrs_det_scenes import write_msrs_det_scenes
 
 from taskfuse import models
+from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.weights import load_model, load_weights, read_meta
 from taskfuse.train.log import read_metrics
@@ -51,6 +51,20 @@ def seafusion(root: Path, **train_keys: Any) -> dict[str, Any]:
     }
     model = dict(models.get("seafusion").small)
     return {"method": "seafusion", "model": model, "data": data(root), "train": keys, "log": dict(LOG)}
+
+
+@pytest.mark.parametrize("method", [m for m in models.names() if models.get(m).strategy == "iterative_joint"])
+def test_rounds_without_the_task_train_the_fusion_network_alone(method: str, scenes: Path, tmp_path: Path) -> None:
+    """The fusion-only twin of a guided run (λ = 0 in every round), for every method of the iterative scheme,
+    whatever its loss takes: no task network, no task steps."""
+    raw = seafusion(scenes, rounds=2, seg_weight_per_round=[0, 0], task_warmup=0)
+    raw |= {"method": method, "model": dict(models.get(method).small)}
+    raw["data"]["train"]["options"] = {"labels": False}
+    result = train(validate(raw), tmp_path, device="cpu")
+    logged = read_metrics(result.run_dir / "metrics.csv")
+    assert result.steps == 4 and sorted(logged["train/total"]) == [1, 2, 3, 4]
+    assert not any(key.startswith("train/detection") for key in logged)
+    assert not (result.run_dir / "detector.safetensors").exists()
 
 
 def test_seafusion_rounds_with_a_warm_started_detector(scenes: Path, tmp_path: Path) -> None:

@@ -319,13 +319,15 @@ class IterativeJoint(Strategy):
             self.task_net.requires_grad_(False)
         if weight > 0:
             require_annotations(batch, self.task, "iterative_joint")
-        if self.family is None:
+        if self.family is None and self.guided:
             terms = self.segmentation_terms(batch, weight)
         else:
-            with self.ctx.autocast(), evaluating(self.task_net):
+            with self.ctx.autocast(), evaluating(*self.frozen()):
                 out = self.run_net(batch["ir"], batch["vi"])
                 task_loss = (
-                    self.family.loss(self.task_net, recombine(out.fused, batch["vi"]), batch) if weight else None
+                    self.family.loss(self.task_net, recombine(out.fused, batch["vi"]), batch)
+                    if self.family is not None and weight
+                    else None
                 )
             terms = self.loss(as_float(out), batch)
             if task_loss is not None:
@@ -334,10 +336,13 @@ class IterativeJoint(Strategy):
         lr = self.opt.step(terms.total, inner)
         return {**logged(terms), "lr": lr}
 
+    def frozen(self) -> list[Any]:
+        """The task network, held in eval mode while the fusion network trains; none without the task."""
+        return [] if self.task_net is None else [self.task_net]
+
     def segmentation_terms(self, batch: dict[str, Any], weight: float) -> LossTerms:
         """The method's loss with ``λ L_seg`` from the frozen segmenter (the paper's fusion phase)."""
-        frozen = [self.task_net] if self.task_net is not None else []
-        with self.ctx.autocast(), evaluating(*frozen):
+        with self.ctx.autocast(), evaluating(*self.frozen()):
             out = self.run_net(batch["ir"], batch["vi"])
             seg_out = self.task_net(recombine(out.fused, batch["vi"])) if weight > 0 else None
         self.loss.seg_weight = weight
