@@ -19,7 +19,8 @@
 #
 # DEVICE (default cuda) and SCALE (default session; tiny checks the script on a CPU) override the device and the
 # benchmark's preset; PRETRAINED the detectors' backbone file (empty: none); STAGE_A_SET adds --set overrides to
-# stage A (e.g. train.iters=4 for a check).
+# stage A (e.g. train.iters=4 for a check); STAGE_A=FILE skips stage A and starts the benchmark from those weights
+# (STAGE_A=taskfuse/models/lite/lite.safetensors: the shipped weights, trained by lite.yaml on a CPU).
 set -uo pipefail
 out=${1:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
 data=${2:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
@@ -56,6 +57,14 @@ pretrained=${PRETRAINED-$data/effnet-lite0.safetensors}
 [ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
 rows=(--rows ir vi max seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
 
+if [ -n "${STAGE_A:-}" ]; then
+  if [ ! -f "$out/stage_a.safetensors" ]; then
+    cp "$STAGE_A" "$out/stage_a.safetensors.part" && mv "$out/stage_a.safetensors.part" "$out/stage_a.safetensors"
+  elif ! cmp -s "$STAGE_A" "$out/stage_a.safetensors"; then
+    echo "$out/stage_a.safetensors differs from STAGE_A=$STAGE_A; use another OUT" >&2
+    exit 2
+  fi
+fi
 stage_a > "$out/logs/stage_a.log" 2>&1 &
 declare -A running
 while [ "$(left)" -gt 30 ]; do
