@@ -32,7 +32,8 @@ Six parts (``--parts``):
   pairs (such as the official SeAFusion network); ``--before DIR`` runs the same command with the taskfuse
   package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
   run, so that a change of the machine's load falls on all of them alike.
-  PNG file size and encoding time against the zlib level are measured on the fused outputs.
+  PNG file size and encoding time against the level are measured on the fused outputs, and Pillow's encoder at
+  levels 1, 6 and 9 on the same images.
 * ``precision``: the first ``--pairs`` pairs through ``FusionModel.fuse_batch`` of the shipped default model at
   ``dtype`` bf16 and fp16 against fp32, on ``--device``: the largest difference in grey levels before and after
   rounding to 8 bits, and the share of pixels whose 8-bit value changes.
@@ -49,6 +50,7 @@ timing, meaningless for image quality. Results go to ``--out`` as JSON and are p
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -60,6 +62,7 @@ import sys
 import tempfile
 import time
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -319,16 +322,26 @@ def stages(model_name: str | Path, pairs: list, device: torch.device, png_level:
     }
 
 
+def pillow_png(image: np.ndarray, level: int) -> bytes:
+    """The same image as Pillow's PNG encoder writes it at zlib ``level`` (the comparison of ``png_levels``)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=level)
+    return buffer.getvalue()
+
+
 def png_levels(folder: Path, n: int) -> dict[str, dict[str, float]]:
-    """Mean PNG size (KiB) and median encoding time (ms) per zlib level over ``n`` fused images of ``folder``."""
+    """Mean PNG size (KiB) and median encoding time (ms) over ``n`` fused images of ``folder``: per level of
+    ``encode_image``, and with Pillow's encoder at levels 1, 6 and 9 (``pillow-<level>``) on the same images."""
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))[:n]]
     cpu = torch.device("cpu")
+    encoders = {str(level): partial(encode_image, suffix=".png", png_level=level) for level in range(10)}
+    encoders |= {f"pillow-{level}": partial(pillow_png, level=level) for level in (1, 6, 9)}
     return {
-        str(level): {
-            "kib": float(np.mean([len(encode_image(a, ".png", level)) for a in images])) / 1024,
-            "ms": median_ms(lambda a, level=level: encode_image(a, ".png", level), images, cpu),
+        name: {
+            "kib": float(np.mean([len(encode(a)) for a in images])) / 1024,
+            "ms": median_ms(encode, images, cpu),
         }
-        for level in range(10)
+        for name, encode in encoders.items()
     }
 
 
@@ -463,7 +476,8 @@ def table(report: dict) -> str:
                 if key in p:
                     rows.append(_run_row(f"{Path(p['weights']).name}, {key}, {p['pairs']} pairs", p[key]))
         for level, v in r["png_levels"].items():
-            rows.append([f"PNG level {level}", "fused 640x480 outputs", f"{v['kib']:.0f} KiB, {v['ms']:.1f} ms"])
+            name = f"Pillow PNG level {level[7:]}" if level.startswith("pillow-") else f"PNG level {level}"
+            rows.append([name, "fused 640x480 outputs", f"{v['kib']:.0f} KiB, {v['ms']:.1f} ms"])
     if "precision" in report:
         r = report["precision"]
         for dtype in ("bf16", "fp16"):
