@@ -440,6 +440,15 @@ def _encode_png(arr: np.ndarray, level: int) -> bytes:
     return data.tobytes()
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` atomically (see ``atomic_path``), unless the file already holds it."""
+    path = Path(path)
+    if not (path.is_file() and path.read_text() == text):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path
+
+
 def write_image(
     path: str | os.PathLike, img: Tensor | np.ndarray | bytes, png_level: int = PNG_LEVEL, quality: int = QUALITY
 ) -> Path:

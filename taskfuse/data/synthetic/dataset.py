@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from taskfuse.data.classes import MSRS
-from taskfuse.data.io import atomic_path, write_image
+from taskfuse.data.io import write_image, write_text
 from taskfuse.data.synthetic.config import SceneConfig
 from taskfuse.data.synthetic.render import render
 from taskfuse.data.synthetic.scene import is_night, sample_scene
@@ -143,14 +143,6 @@ def _coco_entries(image_id: int, name: str, item: dict) -> tuple[dict, list[dict
             }
         )
     return image, anns
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically unless the file already holds it."""
-    if path.exists() and path.read_text() == text:
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def _voc_xml(name: str, item: dict) -> str:
@@ -307,7 +299,7 @@ def _read_annotations(path: Path) -> dict:
 
 def _write_scene_file(path: Path, role: str, item: dict, spec: _Layout) -> None:
     if role == "xml":
-        _write_text(path, _voc_xml(path.stem, item))
+        write_text(path, _voc_xml(path.stem, item))
     elif role == "label":
         write_image(path, item["label"].numpy().astype(np.uint8))
     elif role == "ir":
@@ -355,6 +347,6 @@ def _write_split(root: Path, split: str, spec: _Layout, scenes: SyntheticScenes,
         "annotations": [{"id": k + 1, **a} for k, a in enumerate(anns)],
         "categories": categories,
     }
-    _write_text(ann_path, json.dumps(data, indent=1))
+    write_text(ann_path, json.dumps(data, indent=1))
     if spec.names is not None:
-        _write_text(root / spec.names.format(split=split), "".join(f"{scenes.name(i)}\n" for i in indices))
+        write_text(root / spec.names.format(split=split), "".join(f"{scenes.name(i)}\n" for i in indices))

@@ -23,8 +23,10 @@ import json
 import os
 from pathlib import Path
 
+from taskfuse.data.classes import MSRS_DET
 from taskfuse.data.datasets.msrs_det import ANNOTATION_SETS, split_of
-from taskfuse.data.io import atomic_path, write_image
+from taskfuse.data.datasets.yolo import CLASSES_FILE
+from taskfuse.data.io import write_image, write_text
 from taskfuse.data.synthetic.dataset import render_scene
 from taskfuse.errors import TaskfuseError
 
@@ -43,8 +45,9 @@ def scene_names(n_train: int, n_val: int) -> list[str]:
     i = 0
     while any(wanted.values()):
         name = f"{i:05d}{'DN'[len(names) % 2]}"
-        if wanted[split_of(name)] > 0:
-            wanted[split_of(name)] -= 1
+        split = split_of(name)
+        if wanted[split] > 0:
+            wanted[split] -= 1
             names.append(name)
         i += 1
     return names
@@ -89,11 +92,8 @@ def write_msrs_det_scenes(
             raise TaskfuseError(f"{record}: written with other settings; write to another folder or delete this one")
     elif root.is_dir() and any(root.iterdir()):
         raise TaskfuseError(f"{root}: not empty and holds no scenes.json; write the scenes to a new folder")
-    root.mkdir(parents=True, exist_ok=True)
-    with atomic_path(record) as tmp:
-        tmp.write_text(json.dumps(settings) + "\n")
-    with atomic_path(root / "labels" / "classes.txt") as tmp:
-        tmp.write_text("0 person\n1 bicycle\n2 car\n")
+    write_text(record, json.dumps(settings) + "\n")
+    write_text(root / "labels" / CLASSES_FILE, "".join(f"{i} {n}\n" for i, n in enumerate(MSRS_DET.names)))
     for i, name in enumerate(scene_names(n_train, n_val)):
         files = [root / "ir" / f"{name}.png", root / "vi" / f"{name}.png"]
         files += [root / "labels" / folder / f"{name}.txt" for folder in ANNOTATION_SETS]
@@ -104,6 +104,5 @@ def write_msrs_det_scenes(
         write_image(files[1], scene["vi"])
         text = yolo_lines(scene["boxes"].tolist(), height, width)
         for path in files[2:]:
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
+            write_text(path, text)
     return root
