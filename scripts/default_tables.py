@@ -6,7 +6,9 @@ all fused by taskfuse itself.
         --weights seafusion=seafusion-released.safetensors tardal=tardal-released.safetensors [ours=FILE]
 
 Sets: ``msrs`` (the 62 validation pairs of ``msrs_det``, split fixed by name), ``roadscene`` (the 45 validation
-pairs of ``scripts/roadscene_split.py``), ``tno`` (the TNO pairs 17, 21 and 36 of ``data/golden/vifb12``). Rows:
+pairs of ``scripts/roadscene_split.py``), ``tno`` (the TNO pairs 17, 21 and 36 of ``data/golden/vifb12``); these
+three by default. ``--sets select --select FOLDER`` scores the pairs of a ``paired`` folder instead, such as the
+selection split of ``scripts/selection_split.py``, held out of the training pairs for choosing a setting. Rows:
 ``lite`` (the shipped default, or ``ours=FILE``), every ``NAME=WEIGHTS`` given, and mean, max, laplacian, gff.
 Metrics: EN MI SD SF AG SCD VIF Qabf SSIM (higher is better for all nine), and the per-source halves MI, VIF and
 SSIM against each source, which show which source a method draws on. For each set, ``OUT/<set>.md`` holds the
@@ -46,6 +48,9 @@ def roadscene_val(root: Path) -> list[str]:
     return split([p.stem for p in (root / "ir").iterdir()])["val"]
 
 
+VALIDATION = ("msrs", "roadscene", "tno")
+
+
 def sets(shared: Path) -> dict[str, list[Pair]]:
     """The pairs of each validation set."""
     msrs_root = shared / "data" / "msrs_det"
@@ -81,7 +86,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weights", nargs="*", default=[], metavar="NAME=WEIGHTS")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--sets", nargs="+", choices=[*VALIDATION, "select"], default=list(VALIDATION))
+    parser.add_argument("--select", type=Path, help="paired folder (ir/, vi/) of the select set")
     args = parser.parse_args()
+    if "select" in args.sets and args.select is None:
+        parser.error("--sets select needs --select FOLDER (scripts/selection_split.py writes one)")
+    chosen = {n: p for n, p in sets(args.shared).items() if n in args.sets}
+    if args.select is not None:
+        chosen["select"] = find_pairs(args.select / "ir", args.select / "vi")
     device = resolve_device(args.device)
     given = dict(w.split("=", 1) for w in args.weights)
     ours = given.pop("ours", None)
@@ -89,7 +101,7 @@ def main() -> None:
     models |= {name: (lambda w=w: load(weights=w, device=str(device))) for name, w in given.items()}
     models |= {m: (lambda m=m: load(m, device=str(device))) for m in CLASSICAL}
     report: dict[str, dict] = {}
-    for set_name, pairs in sets(args.shared).items():
+    for set_name, pairs in chosen.items():
         rows = {}
         for name, make in models.items():
             folder = args.out / "fused" / set_name / name
@@ -105,7 +117,8 @@ def main() -> None:
             [n, *(f"{r[m]:.3f}" for m in BAR + SOURCES), "" if n == "lite" else f"{report[set_name]['lite_wins'][n]}/9"]
             for n, r in rows.items()
         ]
-        text = f"# {set_name}: {len(pairs)} validation pairs\n\n" + markdown_table(header, body)
+        kind = "selection" if set_name == "select" else "validation"
+        text = f"# {set_name}: {len(pairs)} {kind} pairs\n\n" + markdown_table(header, body)
         with atomic_path(args.out / f"{set_name}.md") as tmp:
             tmp.write_text(text)
         print(text)

@@ -83,16 +83,51 @@ PARTS = ("large", "latency", "throughput", "folder", "video", "precision")
 RUN = "import sys; from taskfuse.cli.main import main; sys.exit(main(sys.argv[1:]))"
 SUMMARY = re.compile(r"fused (\d+) \w+\(s\).* in ([\d.]+) s")
 TIMED_RUN = """
-import json, sys, time, torch
+import json, os, sys, threading, time, torch
 from taskfuse.data.pairs import find_pairs
 from taskfuse.inference import FuseOptions, fuse_pairs, fuse_tensors, load, read_pair
 ir, vi, out, weights, device, kwargs, probes = sys.argv[1:8]
 device = torch.device(device)
 model = load(weights=weights, device=str(device)) if weights else load(device=str(device))
 pairs = find_pairs(ir, vi)
+
+def thread_cpu():
+    seconds = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+def kind(name):
+    return "main" if name == "MainThread" else name.rsplit("_", 1)[0].removeprefix("taskfuse-")
+
+def sample(stop, seen, names, start):
+    while True:
+        names.update({t.native_id: kind(t.name) for t in threading.enumerate()})
+        seen.update({tid: s - start.get(tid, 0.0) for tid, s in thread_cpu().items()})
+        if stop.wait(0.05):
+            return
+
+per_thread = os.path.isdir("/proc/self/task")
+if per_thread:
+    stop, seen, names = threading.Event(), {}, {}
+    sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()), name="sampler")
+    sampler.start()
 wall, cpu = time.perf_counter(), time.process_time()
 summary = fuse_pairs(model, pairs, out, device=device, progress=False, **json.loads(kwargs))
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+threads = {}
+if per_thread:
+    stop.set()
+    sampler.join()
+    for tid, s in seen.items():
+        k = names.get(tid, "other")
+        if k != "sampler":
+            threads[k] = threads.get(k, 0.0) + s
 network = []
 for pair in pairs[: int(probes)]:
     a, b = read_pair(pair, FuseOptions())
@@ -100,11 +135,15 @@ for pair in pairs[: int(probes)]:
     fuse_tensors(model, a, b, device)
     network.append((time.perf_counter() - w, time.process_time() - c))
 network.sort()
-print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": network[len(network) // 2]}))
+result = {"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": network[len(network) // 2]}
+print(json.dumps(result | {"threads_cpu_s": threads}))
 """
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone,
 then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same
-process right after; the API is the same in taskfuse versions before the pipeline (``--before``)."""
+process right after; the API is the same in taskfuse versions before the pipeline (``--before``). Where Linux
+shows each thread's CPU time (``/proc/self/task``), a sampler reads it every 50 ms during the run and sums it by
+kind of thread: ``main``, the pools' ``decode`` and ``encode`` threads, and ``other`` (threads Python did not
+start: torch's intra-op pool, CUDA's and OpenCV's); a thread's last 50 ms before it ends may be missed."""
 CWD = tempfile.gettempdir()
 """Working directory of the timed runs (``_env``)."""
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
@@ -284,6 +323,7 @@ def timed_run(
         "network_cpu_ms": net_cpu * 1e3,
         "wall_ratio": r["wall_s"] / r["pairs"] / net_wall,
         "cpu_ratio": r["cpu_s"] / r["pairs"] / net_cpu,
+        "threads_cpu_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("threads_cpu_s", {}).items()},
         "load": (load_before + os.getloadavg()[0]) / 2,
     }
 
@@ -297,9 +337,15 @@ def _env(package: Path | None) -> dict[str, str]:
     return env
 
 
-def medians(results: list[dict[str, float]]) -> dict[str, Any]:
-    """The median of every figure of several runs, and the runs."""
-    return {**{k: statistics.median(r[k] for r in results) for k in results[0]}, "runs": results}
+def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every figure of several runs (of every entry, for a dict of figures), and the runs."""
+
+    def median(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {k: median([v.get(k, 0.0) for v in values]) for k in values[0]}
+        return statistics.median(values)
+
+    return {**{k: median([r[k] for r in results]) for k in results[0]}, "runs": results}
 
 
 def stages(model_name: str | Path, pairs: list, device: torch.device, png_level: int, tmp: Path) -> dict:
@@ -392,6 +438,13 @@ def video_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> dic
     return {"frames": len(pairs), "size_hw": [h, w], **result}
 
 
+def _threads_text(threads: dict[str, float]) -> str:
+    """The CPU time per pair by kind of thread, for a table cell ("" where it was not measured)."""
+    if not threads:
+        return ""
+    return "; CPU ms per pair by thread: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items()))
+
+
 def _run_row(name: str, r: dict[str, Any]) -> list[str]:
     loads = ", ".join(f"{x['load']:.1f}" for x in r.get("runs", [r]))
     return [
@@ -399,7 +452,7 @@ def _run_row(name: str, r: dict[str, Any]) -> list[str]:
         f"load {loads}",
         f"{r['per_s']:.3g} pairs/s; per pair {r['wall_ms_per_pair']:.0f} ms wall, {r['cpu_ms_per_pair']:.0f} ms CPU = "
         f"{r['wall_ratio']:.2f}x / {r['cpu_ratio']:.2f}x the network ({r['network_wall_ms']:.0f} / "
-        f"{r['network_cpu_ms']:.0f} ms)",
+        f"{r['network_cpu_ms']:.0f} ms)" + _threads_text(r.get("threads_cpu_ms_per_pair", {})),
     ]
 
 

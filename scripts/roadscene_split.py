@@ -24,6 +24,17 @@ def split(names: list[str]) -> dict[str, list[str]]:
     return {"val": ordered[::VAL_EVERY], "train": [n for i, n in enumerate(ordered) if i % VAL_EVERY]}
 
 
+def link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy across file systems); an existing ``dst`` is kept."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="RoadScene folder with ir/ and vi/")
@@ -34,13 +45,7 @@ def main() -> None:
         for stem in stems:
             for role in ("ir", "vi"):
                 src = getattr(pairs[stem], role)
-                dst = args.out / name / role / src.name
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if not dst.exists():
-                    try:
-                        os.link(src, dst)
-                    except OSError:
-                        shutil.copy2(src, dst)
+                link(src, args.out / name / role / src.name)
         print(f"{name}: {len(stems)} pairs -> {args.out / name}")
 
 

@@ -1,0 +1,40 @@
+"""``scripts/selection_split.py``: the pairs held out for choosing a training setting are training pairs of the
+default model, never validation pairs, and no pair is in both of its parts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from taskfuse.data.datasets import open_dataset
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def names(folder: Path) -> set[str]:
+    return {p.stem for p in (folder / "ir").iterdir()}
+
+
+def test_the_selection_split_holds_training_pairs_out_and_no_validation_pair(shared_data: Path, tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "selection_split.py"), str(shared_data.parent), str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    select, train = names(tmp_path / "select"), names(tmp_path / "train")
+    assert select == {p.stem for p in (tmp_path / "select" / "vi").iterdir()}
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from roadscene_split import split
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    roadscene = split([p.stem for p in (shared_data / "roadscene" / "ir").iterdir()])
+    msrs = {
+        s: {r.name for r in open_dataset("msrs_det", shared_data / "msrs_det", s, labels=False).records}
+        for s in ("train", "val")
+    }
+    assert not select & train
+    assert select | train == set(roadscene["train"]) | msrs["train"]
+    assert not (select | train) & (set(roadscene["val"]) | msrs["val"])
+    assert len(select) == 52 and 0 < len(select & msrs["train"]) < len(select)
