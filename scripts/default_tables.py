@@ -7,11 +7,14 @@ all fused by taskfuse itself.
 
 Sets: ``msrs`` (the 62 validation pairs of ``msrs_det``, split fixed by name), ``roadscene`` (the 45 validation
 pairs of ``scripts/roadscene_split.py``), ``tno`` (the TNO pairs 17, 21 and 36 of ``data/golden/vifb12``); these
-three by default. ``--sets select --select FOLDER`` scores the pairs of a ``paired`` folder instead, such as the
-selection split of ``scripts/selection_split.py``, held out of the training pairs for choosing a setting. Rows:
+three by default. ``--select NAME=FOLDER ...`` scores the pairs of ``paired`` folders instead (with ``--sets``,
+as well), such as the selection split of ``scripts/selection_split.py``, held out of the training pairs for
+choosing a setting. Rows:
 ``lite`` (the shipped default, or ``ours=FILE``), every ``NAME=WEIGHTS`` given, and mean, max, laplacian, gff.
 Metrics: EN MI SD SF AG SCD VIF Qabf SSIM (higher is better for all nine), and the per-source halves MI, VIF and
-SSIM against each source, which show which source a method draws on. For each set, ``OUT/<set>.md`` holds the
+SSIM against each source, which show which source a method draws on. ``--reuse tables.json`` takes the rows
+other than ``lite`` from an earlier run where they would come out alike (same pairs; a classical rule or the
+same weights file), to score a new ``ours`` alone. For each set, ``OUT/<set>.md`` holds the
 table and the count of the nine metrics on which ``lite`` beats each other row; ``OUT/tables.json`` all of it.
 """
 
@@ -74,6 +77,17 @@ def score(pairs: list[Pair], folder: Path, device: torch.device) -> dict[str, fl
     return {k: float(v.mean()) for k, v in meter.compute().items()}
 
 
+def reusable(earlier: Path, set_name: str, pairs: list[Pair], weights: dict[str, str | None]) -> dict[str, dict]:
+    """The rows of an earlier ``tables.json`` that this run would compute alike: the same pairs of the set, a
+    classical rule or the same weights file, never ``lite``."""
+    done = json.loads(earlier.read_text())
+    table = done["sets"].get(set_name)
+    if table is None or table["pairs"] != [p.name for p in pairs]:
+        return {}
+    same = {n for n, w in weights.items() if w and Path(w).resolve() == Path(done["weights"].get(n) or "").resolve()}
+    return {n: r for n, r in table["rows"].items() if n != "lite" and (n in CLASSICAL or n in same)}
+
+
 def wins(ours: dict[str, float], other: dict[str, float]) -> int:
     """On how many of the nine bar metrics ``ours`` is better than ``other``."""
     sign = {m: 1.0 if metric_info(m).higher_is_better else -1.0 for m in BAR}
@@ -86,14 +100,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weights", nargs="*", default=[], metavar="NAME=WEIGHTS")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--sets", nargs="+", choices=[*VALIDATION, "select"], default=list(VALIDATION))
-    parser.add_argument("--select", type=Path, help="paired folder (ir/, vi/) of the select set")
+    parser.add_argument("--sets", nargs="+", choices=VALIDATION, help="validation sets (default: all three)")
+    parser.add_argument("--select", nargs="+", default=[], metavar="NAME=FOLDER", help="paired folders to score")
+    parser.add_argument("--reuse", type=Path, help="an earlier tables.json whose rows other than lite are taken")
     args = parser.parse_args()
-    if "select" in args.sets and args.select is None:
-        parser.error("--sets select needs --select FOLDER (scripts/selection_split.py writes one)")
-    chosen = {n: p for n, p in sets(args.shared).items() if n in args.sets}
-    if args.select is not None:
-        chosen["select"] = find_pairs(args.select / "ir", args.select / "vi")
+    validation = args.sets if args.sets is not None else [] if args.select else VALIDATION
+    chosen = {n: p for n, p in sets(args.shared).items() if n in validation}
+    for name, folder in (s.split("=", 1) for s in args.select):
+        if name in VALIDATION:
+            parser.error(f"--select {name}=...: {name} names a validation set; call the selection set otherwise")
+        chosen[name] = find_pairs(Path(folder) / "ir", Path(folder) / "vi")
     device = resolve_device(args.device)
     given = dict(w.split("=", 1) for w in args.weights)
     ours = given.pop("ours", None)
@@ -102,8 +118,12 @@ def main() -> None:
     models |= {m: (lambda m=m: load(m, device=str(device))) for m in CLASSICAL}
     report: dict[str, dict] = {}
     for set_name, pairs in chosen.items():
+        earlier = reusable(args.reuse, set_name, pairs, {"ours": ours, **given}) if args.reuse else {}
         rows = {}
         for name, make in models.items():
+            if name in earlier:
+                rows[name] = earlier[name]
+                continue
             folder = args.out / "fused" / set_name / name
             fuse_pairs(make(), pairs, folder, device=device, progress=False)
             rows[name] = score(pairs, folder, device)
@@ -117,7 +137,7 @@ def main() -> None:
             [n, *(f"{r[m]:.3f}" for m in BAR + SOURCES), "" if n == "lite" else f"{report[set_name]['lite_wins'][n]}/9"]
             for n, r in rows.items()
         ]
-        kind = "selection" if set_name == "select" else "validation"
+        kind = "validation" if set_name in VALIDATION else "selection"
         text = f"# {set_name}: {len(pairs)} {kind} pairs\n\n" + markdown_table(header, body)
         with atomic_path(args.out / f"{set_name}.md") as tmp:
             tmp.write_text(text)

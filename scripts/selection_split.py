@@ -4,12 +4,15 @@ looking at any validation pair.
 The default model trains on the RoadScene training pairs (``scripts/roadscene_split.py``) and the MSRS training
 pairs of ``msrs_det`` (split fixed by name). A setting chosen by its validation scores would make those scores a
 tuning result; a setting chosen here is chosen on pairs that neither the candidates nor any validation table
-use. Of each set's training names, sorted, every eighth (positions 0, 8, 16, ...) goes to ``select``, the rest
-to ``train``; both are ``paired`` folders (hard links, or copies where links fail)::
+use. Of each set's training names, sorted, every eighth (positions 0, 8, 16, ...) is held out into
+``select/<set>`` (22 RoadScene, 30 MSRS pairs), the rest go to ``train`` (363 pairs); all are ``paired``
+folders (hard links, or copies where links fail). Score the sets apart: a setting may help one kind of scene and
+hurt the other, which a pooled mean hides::
 
-    python scripts/selection_split.py ../shared OUT        # OUT/{train,select}/{ir,vi}/
+    python scripts/selection_split.py ../shared OUT        # OUT/train/, OUT/select/{roadscene,msrs}/
     taskfuse train lite --set data.train.root=OUT data.train.mix=null data.val=null log.best=null ...
-    python scripts/default_tables.py --sets select --select OUT/select --weights ... ours=CANDIDATE
+    python scripts/default_tables.py --select select-roadscene=OUT/select/roadscene select-msrs=OUT/select/msrs \
+        --weights ... ours=CANDIDATE
 """
 
 from __future__ import annotations
@@ -47,11 +50,12 @@ def main() -> None:
     args = parser.parse_args()
     for dataset, pairs in training_pairs(args.shared).items():
         for part, chosen in selection(pairs).items():
+            folder = args.out / part / dataset if part == "select" else args.out / part
             for pair in chosen:
                 for role in ("ir", "vi"):
                     src = getattr(pair, role)
-                    link(src, args.out / part / role / src.name)
-            print(f"{dataset} {part}: {len(chosen)} pairs -> {args.out / part}")
+                    link(src, folder / role / src.name)
+            print(f"{dataset} {part}: {len(chosen)} pairs -> {folder}")
 
 
 if __name__ == "__main__":
