@@ -27,7 +27,8 @@ Six parts (``--parts``):
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
-  time per pair (``fuse_tensors`` in the same process right after the run), in wall and in CPU time.
+  time per pair (``fuse_tensors`` in the same process right after the run), in wall and in CPU time, and on
+  Linux the run's CPU time per pair by kind of thread (``TIMED_RUN``).
   ``--peer WEIGHTS`` repeats the end-to-end run and the network time for another model on ``--peer-pairs``
   pairs (such as the official SeAFusion network); ``--before DIR`` runs the same command with the taskfuse
   package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
