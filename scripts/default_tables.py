@@ -40,6 +40,7 @@ BAR = ["EN", "MI", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "SSIM"]
 SOURCES = ["MI_ir", "MI_vi", "VIF_ir", "VIF_vi", "SSIM_ir", "SSIM_vi"]
 CLASSICAL = ["mean", "max", "laplacian", "gff"]
 TNO = ("17", "21", "36")
+VALIDATION = ("msrs", "roadscene", "tno")
 
 
 def roadscene_val(root: Path) -> list[str]:
@@ -49,9 +50,6 @@ def roadscene_val(root: Path) -> list[str]:
     from roadscene_split import split
 
     return split([p.stem for p in (root / "ir").iterdir()])["val"]
-
-
-VALIDATION = ("msrs", "roadscene", "tno")
 
 
 def sets(shared: Path) -> dict[str, list[Pair]]:
@@ -77,14 +75,14 @@ def score(pairs: list[Pair], folder: Path, device: torch.device) -> dict[str, fl
     return {k: float(v.mean()) for k, v in meter.compute().items()}
 
 
-def reusable(earlier: Path, set_name: str, pairs: list[Pair], weights: dict[str, str | None]) -> dict[str, dict]:
+def reusable(earlier: Path, set_name: str, pairs: list[Pair], weights: dict[str, str]) -> dict[str, dict]:
     """The rows of an earlier ``tables.json`` that this run would compute alike: the same pairs of the set, a
     classical rule or the same weights file, never ``lite``."""
     done = json.loads(earlier.read_text())
     table = done["sets"].get(set_name)
     if table is None or table["pairs"] != [p.name for p in pairs]:
         return {}
-    same = {n for n, w in weights.items() if w and Path(w).resolve() == Path(done["weights"].get(n) or "").resolve()}
+    same = {n for n, w in weights.items() if Path(w).resolve() == Path(done["weights"].get(n) or "").resolve()}
     return {n: r for n, r in table["rows"].items() if n != "lite" and (n in CLASSICAL or n in same)}
 
 
@@ -118,7 +116,7 @@ def main() -> None:
     models |= {m: (lambda m=m: load(m, device=str(device))) for m in CLASSICAL}
     report: dict[str, dict] = {}
     for set_name, pairs in chosen.items():
-        earlier = reusable(args.reuse, set_name, pairs, {"ours": ours, **given}) if args.reuse else {}
+        earlier = reusable(args.reuse, set_name, pairs, given) if args.reuse else {}
         rows = {}
         for name, make in models.items():
             if name in earlier:
@@ -143,7 +141,8 @@ def main() -> None:
             tmp.write_text(text)
         print(text)
     with atomic_path(args.out / "tables.json") as tmp:
-        tmp.write_text(json.dumps({"weights": {"ours": ours, **given}, "sets": report}, indent=1) + "\n")
+        reused = {"reused_from": os.fspath(args.reuse)} if args.reuse else {}
+        tmp.write_text(json.dumps({"weights": {"ours": ours, **given}, **reused, "sets": report}, indent=1) + "\n")
     print(f"tables: {os.fspath(args.out)}")
 
 
