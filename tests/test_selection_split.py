@@ -16,27 +16,23 @@ def names(folder: Path) -> set[str]:
     return {p.stem for p in (folder / "ir").iterdir()}
 
 
+def run(script: str, *args: Path) -> None:
+    subprocess.run([sys.executable, str(SCRIPTS / script), *map(str, args)], check=True, capture_output=True)
+
+
 def test_the_selection_split_holds_training_pairs_out_and_no_validation_pair(shared_data: Path, tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, str(SCRIPTS / "selection_split.py"), str(shared_data.parent), str(tmp_path)],
-        check=True,
-        capture_output=True,
-    )
-    parts = {d: names(tmp_path / "select" / d) for d in ("roadscene", "msrs")}
-    select, train = parts["roadscene"] | parts["msrs"], names(tmp_path / "train")
-    assert train == {p.stem for p in (tmp_path / "train" / "vi").iterdir()}
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        from roadscene_split import split
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    roadscene = split([p.stem for p in (shared_data / "roadscene" / "ir").iterdir()])
+    run("selection_split.py", shared_data.parent, tmp_path / "sel")
+    run("roadscene_split.py", shared_data / "roadscene", tmp_path / "rs")
+    parts = {d: names(tmp_path / "sel" / "select" / d) for d in ("roadscene", "msrs")}
+    select, train = parts["roadscene"] | parts["msrs"], names(tmp_path / "sel" / "train")
+    assert train == {p.stem for p in (tmp_path / "sel" / "train" / "vi").iterdir()}
+    roadscene = {s: names(tmp_path / "rs" / s) for s in ("train", "val")}
     msrs = {
         s: {r.name for r in open_dataset("msrs_det", shared_data / "msrs_det", s, labels=False).records}
         for s in ("train", "val")
     }
     assert not select & train
-    assert select | train == set(roadscene["train"]) | msrs["train"]
-    assert not (select | train) & (set(roadscene["val"]) | msrs["val"])
-    assert parts["roadscene"] <= set(roadscene["train"]) and parts["msrs"] <= msrs["train"]
+    assert select | train == roadscene["train"] | msrs["train"]
+    assert not (select | train) & (roadscene["val"] | msrs["val"])
+    assert parts["roadscene"] <= roadscene["train"] and parts["msrs"] <= msrs["train"]
     assert (len(parts["roadscene"]), len(parts["msrs"]), len(train)) == (22, 30, 363)
