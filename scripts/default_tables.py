@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from taskfuse.data.datasets import open_dataset
-from taskfuse.data.io import atomic_path, read_ir, read_vi
+from taskfuse.data.io import read_ir, read_vi, write_text
 from taskfuse.data.pairs import Pair, find_pairs
 from taskfuse.device import resolve_device
 from taskfuse.inference import fuse_pairs, load
@@ -55,8 +55,8 @@ def roadscene_val(root: Path) -> list[str]:
 def sets(shared: Path) -> dict[str, list[Pair]]:
     """The pairs of each validation set."""
     msrs_root = shared / "data" / "msrs_det"
-    msrs_names = {r.name for r in open_dataset("msrs_det", msrs_root, "val", labels=False).records}
-    msrs = [p for p in find_pairs(msrs_root / "ir", msrs_root / "vi") if p.name in msrs_names]
+    records = open_dataset("msrs_det", msrs_root, "val", labels=False).records
+    msrs = sorted((Pair(r.name, r.ir, r.vi) for r in records), key=lambda p: p.name)
     rs_root = shared / "data" / "roadscene"
     rs_names = set(roadscene_val(rs_root))
     roadscene = [p for p in find_pairs(rs_root / "ir", rs_root / "vi") if p.name in rs_names]
@@ -137,12 +137,11 @@ def main() -> None:
         ]
         kind = "validation" if set_name in VALIDATION else "selection"
         text = f"# {set_name}: {len(pairs)} {kind} pairs\n\n" + markdown_table(header, body)
-        with atomic_path(args.out / f"{set_name}.md") as tmp:
-            tmp.write_text(text)
+        write_text(args.out / f"{set_name}.md", text)
         print(text)
-    with atomic_path(args.out / "tables.json") as tmp:
-        reused = {"reused_from": os.fspath(args.reuse)} if args.reuse else {}
-        tmp.write_text(json.dumps({"weights": {"ours": ours, **given}, **reused, "sets": report}, indent=1) + "\n")
+    reused = {"reused_from": os.fspath(args.reuse)} if args.reuse else {}
+    tables = {"weights": {"ours": ours, **given}, **reused, "sets": report}
+    write_text(args.out / "tables.json", json.dumps(tables, indent=1) + "\n")
     print(f"tables: {os.fspath(args.out)}")
 
 

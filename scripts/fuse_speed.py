@@ -136,8 +136,8 @@ for pair in pairs[: int(probes)]:
     fuse_tensors(model, a, b, device)
     network.append((time.perf_counter() - w, time.process_time() - c))
 network.sort()
-result = {"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": network[len(network) // 2]}
-print(json.dumps(result | {"threads_cpu_s": threads}))
+median = network[len(network) // 2]
+print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads}))
 """
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone,
 then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same

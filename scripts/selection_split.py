@@ -33,9 +33,9 @@ def training_pairs(shared: Path) -> dict[str, list[Pair]]:
     rs_root = shared / "data" / "roadscene"
     rs = {p.name: p for p in find_pairs(rs_root / "ir", rs_root / "vi")}
     msrs_root = shared / "data" / "msrs_det"
-    msrs_names = {r.name for r in open_dataset("msrs_det", msrs_root, "train", labels=False).records}
-    msrs = [p for p in find_pairs(msrs_root / "ir", msrs_root / "vi") if p.name in msrs_names]
-    return {"roadscene": [rs[n] for n in split(list(rs))["train"]], "msrs": sorted(msrs, key=lambda p: p.name)}
+    records = open_dataset("msrs_det", msrs_root, "train", labels=False).records
+    msrs = sorted((Pair(r.name, r.ir, r.vi) for r in records), key=lambda p: p.name)
+    return {"roadscene": [rs[n] for n in split(list(rs))["train"]], "msrs": msrs}
 
 
 def selection(pairs: list[Pair]) -> dict[str, list[Pair]]:
