@@ -6,7 +6,7 @@
 # 2. taskfuse benchmark claim --scale session --methods lite: three fusion seeds pre-trained on the MSRS training
 #    pairs from the stage-A weights, each continued with a detector in the loop (lite_msrs_det.yaml), without it
 #    (the fusion-only twin) and without it under another seed (the noise floor); every row (ir, vi, max, the
-#    released SeAFusion and TarDAL weights, the three variants) judged by a YOLOX-S on ImageNet
+#    shipped default, the released SeAFusion and TarDAL weights, the three variants) judged by a YOLOX-S on ImageNet
 #    EfficientNet-Lite0 trained on its training images and scored on the MSRS validation pairs.
 #
 # Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); after DEADLINE seconds
@@ -55,7 +55,7 @@ design=(benchmark claim --out "$out/claim" --root "$data/msrs_det" --scale "${SC
   --device "$device" --no-progress)
 pretrained=${PRETRAINED-$data/effnet-lite0.safetensors}
 [ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
-rows=(--rows ir vi max seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
+rows=(--rows ir vi max lite seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
 
 if [ -n "${STAGE_A:-}" ]; then
   if [ ! -f "$out/stage_a.safetensors" ]; then

@@ -12,9 +12,9 @@
 # runs at most N unfinished pieces and stops (for time-limited sessions); every call rewrites the table from the
 # finished pieces. Settings (environment, defaults in brackets): DETECTOR [yolox-s-effnet-lite0], EPOCHS [100],
 # BATCH [16], LR [the protocol's], SEEDS ["0 1 2"], INPUTS ["ir vi"], DEVICE [auto], CROP [full 640 x 480],
-# WORKERS [4], EXTRA [more evaluate options, e.g. --amp], PRETRAINED [imagenet: the weights of
-# taskfuse[pretrained]; or a .safetensors file of the same backbone, e.g. one packed by scripts/gpu_pack.py for a
-# machine without the package]. The dataset is the msrs_det layout (train / val split)
+# WORKERS [4], ARMS ["scratch imagenet"], EXTRA [more evaluate options, e.g. --amp], PRETRAINED [imagenet: the
+# weights of taskfuse[pretrained]; or a .safetensors file of the same backbone, e.g. one packed by
+# scripts/gpu_pack.py for a machine without the package]. The dataset is the msrs_det layout (train / val split)
 # when taskfuse has it, else the msrs_det_yolo reader beside this script (its own split: every fifth name is val).
 #
 # CPU smoke run (not the measurement):
@@ -25,7 +25,8 @@ out=${1:?usage: bash scripts/pretrained_vs_scratch.sh OUT [ROOT]}
 here=$(cd "$(dirname "$0")" && pwd)
 root=${2:-$here/../../shared/data/msrs_det}
 DETECTOR=${DETECTOR:-yolox-s-effnet-lite0} EPOCHS=${EPOCHS:-100} BATCH=${BATCH:-16} SEEDS=${SEEDS:-0 1 2}
-INPUTS=${INPUTS:-ir vi} DEVICE=${DEVICE:-auto} WORKERS=${WORKERS:-4} EXTRA=${EXTRA:-} PIECES=${PIECES:-}
+INPUTS=${INPUTS:-ir vi} ARMS=${ARMS:-scratch imagenet} DEVICE=${DEVICE:-auto} WORKERS=${WORKERS:-4}
+EXTRA=${EXTRA:-} PIECES=${PIECES:-}
 PRETRAINED=${PRETRAINED:-imagenet}
 lite=${DETECTOR##*effnet-}
 [[ $DETECTOR == *-effnet-lite? ]] || { echo "DETECTOR must be an -effnet-liteN detector, got $DETECTOR" >&2; exit 2; }
@@ -51,7 +52,7 @@ read -r -a extra <<< "$EXTRA"
 ran=0
 for seed in $SEEDS; do
   for input in $INPUTS; do
-    for arm in scratch imagenet; do
+    for arm in $ARMS; do
       dir=$out/$arm/seed$seed
       finished=0
       [ -f "$dir/$input/result.json" ] && finished=1
@@ -83,7 +84,7 @@ for path in sorted(out.glob("*/seed*/*/result.json")):
     arm, seed, name = path.parts[-4], path.parts[-3], path.parts[-2]
     record = json.loads(path.read_text())
     wall = path.parent.parent / f"{name}.wall_seconds"
-    record["wall"] = sum(float(x) for x in wall.read_text().split()) if wall.is_file() else float("nan")
+    record["wall"] = sum(float(x) for x in wall.read_text().split()) if wall.is_file() else None
     runs.setdefault((arm, name), {})[seed] = record
 
 

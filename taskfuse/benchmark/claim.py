@@ -538,11 +538,17 @@ class Claim:
 
     def plan(self, rows: Sequence[Row]) -> list[str]:
         """Units of ``rows`` not done whose inputs are all done: what can run side by side now (a pre-training
-        from ``--init`` weights waits for the file)."""
+        from ``--init`` weights waits for the file; a row's images are not made again once its cells are all
+        scored, unless the oracle, which reads them, is among ``rows``)."""
+        oracle = any(r.kind == "oracle" for r in rows)
+        scored = {r.name for r in rows if all(self.done(c) for c in self.cells(r))}
         return [
             u
             for u in self.units(rows)
-            if not self.done(u) and all(self.done(n) for n in self.needs(u)) and self.startable(u)
+            if not self.done(u)
+            and all(self.done(n) for n in self.needs(u))
+            and self.startable(u)
+            and (oracle or not (u.startswith("fuse:") and u.split(":")[1] in scored))
         ]
 
     def startable(self, unit: str) -> bool:

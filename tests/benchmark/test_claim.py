@@ -96,6 +96,18 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
         claim.run("cell:nowhere:-:d0")
 
 
+def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path) -> None:
+    claim = Claim(tmp_path, settle_design(tmp_path, {"root": data, "scale": "tiny", "methods": ["seafusion"]}))
+    rows = [r for r in claim.rows if r.name in ("ir", "max")]
+    assert "fuse:max" in claim.plan(rows)
+    for cell in claim.cells(claim.by_name["max"]):
+        path = tmp_path / "cells" / "max" / f"{cell.split(':')[-1]}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert "fuse:max" not in claim.plan(rows) and "cell:ir:-:d0" in claim.plan(rows)
+    assert "fuse:max" in claim.plan([*rows, claim.by_name["oracle"]])
+
+
 def test_cells_pair_by_seeds() -> None:
     learned, fixed = [(0, 0), (0, 1), (1, 0), (1, 1)], [(None, 0), (None, 1)]
     assert pairs(learned, learned[:3]) == [((0, 0), (0, 0)), ((0, 1), (0, 1)), ((1, 0), (1, 0))]
