@@ -7,12 +7,16 @@
 # per core stalled the synthetic benchmark's pieces on 16 cores.
 # Rows of released weights plug in when their files exist, e.g.
 #   WEIGHTS="seafusion-released=/w/seafusion.safetensors tardal-released=/w/tardal.safetensors"
-# SCALE and DEVICE override the preset and device (SCALE=tiny DEVICE=cpu checks the script on a CPU).
+# SCALE and DEVICE override the preset and device (SCALE=tiny DEVICE=cpu checks the script on a CPU); PRETRAINED
+# the detectors' backbone weights (default imagenet, from taskfuse[pretrained]; a .safetensors file; empty: none,
+# as the CPU presets' detectors take none).
 #
 #   bash scripts/claim_full.sh OUT ROOT [LIMIT] [JOBS]
 set -uo pipefail
 out=$1 root=$2 limit=${3:-540} jobs=${4:-12}
 design=(--out "$out" --root "$root" --scale "${SCALE:-full}" --device "${DEVICE:-cuda}" --no-progress)
+pretrained=${PRETRAINED-imagenet}
+[ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
 for row in ${WEIGHTS:-}; do
   if [ -f "${row#*=}" ]; then design+=(--weights "$row"); fi
 done
