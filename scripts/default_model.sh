@@ -9,9 +9,10 @@
 #    shipped default, the released SeAFusion and TarDAL weights, the three variants) judged by a YOLOX-S on ImageNet
 #    EfficientNet-Lite0 trained on its training images and scored on the MSRS validation pairs.
 #
-# Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); after DEADLINE seconds
-# the running ones are stopped (each resumes from its checkpoints) and OUT.tgz is written beside OUT: what a next
-# call needs to continue (records, cells, predictions, the small fusion networks' checkpoints), without images
+# Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); a unit that fails is not
+# started again: the script stops starting units, names it with the end of its log and exits with 1. After
+# DEADLINE seconds the running ones are stopped (each resumes from its checkpoints) and OUT.tgz is written beside
+# OUT: what a next call needs to continue (records, cells, predictions, the small fusion networks' checkpoints), without images
 # or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
 #
 #   python scripts/gpu_pack.py --out .cache/gpu                        # once, where the data are
@@ -67,12 +68,17 @@ if [ -n "${STAGE_A:-}" ]; then
 fi
 stage_a > "$out/logs/stage_a.log" 2>&1 &
 declare -A running
-while [ "$(left)" -gt 30 ]; do
+failed=()
+while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
   mapfile -t ready < <(taskfuse "${design[@]}" "${rows[@]}" --plan 2>> "$out/logs/plan.log")
   busy=0
   for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
   for unit in "${ready[@]}"; do
-    if [ -n "${running[$unit]:-}" ] && kill -0 "${running[$unit]}" 2>/dev/null; then continue; fi
+    pid=${running[$unit]:-}
+    if [ -n "$pid" ]; then
+      kill -0 "$pid" 2>/dev/null && continue
+      wait "$pid" || { failed+=("$unit"); continue; }
+    fi
     [ "$busy" -ge "$jobs" ] && break
     timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out/logs/${unit//:/_}.log" 2>&1 &
     running[$unit]=$!
@@ -82,9 +88,14 @@ while [ "$(left)" -gt 30 ]; do
   sleep 10
 done
 wait
+for unit in "${failed[@]}"; do
+  echo "unit $unit failed (not started again; its log, $out/logs/${unit//:/_}.log, ends):" >&2
+  tail -n 3 "$out/logs/${unit//:/_}.log" >&2
+done
 taskfuse "${design[@]}" --report > "$out/logs/report.log" 2>&1
 echo "units left: $(taskfuse "${design[@]}" "${rows[@]}" --list | grep -c '^todo')"
 tar czf "$out.tgz" -C "$(dirname "$out")" --exclude='*.png' --exclude='*.jpg' --exclude='inputs' \
   --exclude='checkpoint' --exclude='detector.safetensors' --exclude='*.lock' --exclude='runs/*/checkpoints' \
   "$(basename "$out")"
 ls -la "$out.tgz"
+[ "${#failed[@]}" -eq 0 ]
