@@ -21,7 +21,8 @@
 # DEVICE (default cuda) and SCALE (default session; tiny checks the script on a CPU) override the device and the
 # benchmark's preset; PRETRAINED the detectors' backbone file (empty: none); STAGE_A_SET adds --set overrides to
 # stage A (e.g. train.iters=4 for a check); STAGE_A=FILE skips stage A and starts the benchmark from those weights
-# (STAGE_A=taskfuse/models/lite/lite.safetensors: the shipped weights, trained by lite.yaml on a CPU).
+# (STAGE_A=taskfuse/models/lite/lite.safetensors: the shipped weights, trained by lite.yaml on a CPU); REUSE=DIR
+# copies the IR, VIS and max cells of another claim folder made with the same data and detector (--reuse).
 set -uo pipefail
 out=${1:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
 data=${2:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
@@ -56,6 +57,7 @@ design=(benchmark claim --out "$out/claim" --root "$data/msrs_det" --scale "${SC
   --device "$device" --no-progress)
 pretrained=${PRETRAINED-$data/effnet-lite0.safetensors}
 [ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
+[ -n "${REUSE:-}" ] && design+=(--reuse "$REUSE")
 rows=(--rows ir vi max lite seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
 
 if [ -n "${STAGE_A:-}" ]; then

@@ -24,6 +24,8 @@ The work is cut into units that each finish in minutes on a GPU and resume after
 
 A unit runs the units it needs first; each holds a file lock while it works, so pieces may run side by side
 into one output folder (``--plan`` lists the units whose inputs are ready, for ``scripts/claim_full.sh``).
+``--reuse OTHER_OUT`` copies the cells of the IR, VIS and classical rows from another folder made with the same
+data and downstream settings (``reuse_cells``).
 
 Output folder::
 
@@ -423,6 +425,43 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+REUSABLE = ("modality", "classical")
+"""Kinds of rows whose cells depend on the data and the downstream settings alone, not on any weights."""
+
+CELL_SETTINGS = ("root", "scale", "detector", "downstream_seeds", "pretrained")
+"""The design keys a cell of a ``REUSABLE`` row depends on."""
+
+
+def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
+    """Copy into ``out`` the cells (scores and predictions) of ``source``, another claim folder, for the rows of
+    kinds ``REUSABLE`` that ``design`` holds and ``out`` has not scored, when both designs agree on
+    ``CELL_SETTINGS``: a redesign (new ``--init``, methods or fusion seeds) need not train those detectors again.
+    Returns the rows copied."""
+    path = Path(source) / "claim.json"
+    if not path.is_file():
+        raise TaskfuseError(f"--reuse {source}: no claim.json there; give the output folder of a claim benchmark")
+    theirs = json.loads(path.read_text())["design"]
+    ours = json.loads(json.dumps(asdict(design)))
+    differ = [k for k in CELL_SETTINGS if theirs.get(k) != ours[k]]
+    if differ:
+        raise TaskfuseError(
+            f"--reuse {source}: made with other {', '.join(differ)} ({', '.join(str(theirs.get(k)) for k in differ)});"
+            " its cells cannot stand for this design's"
+        )
+    claim = Claim(out, design)
+    copied = []
+    for row in claim.rows:
+        cells = claim.cells(row)
+        theirs_done = all((Path(source) / "cells" / row.name / f"{c.split(':')[-1]}.json").is_file() for c in cells)
+        if row.kind not in REUSABLE or not theirs_done or all(claim.done(c) for c in cells):
+            continue
+        for part in ("downstream", "cells"):
+            if (Path(source) / part / row.name).is_dir():
+                shutil.copytree(Path(source) / part / row.name, Path(out) / part / row.name, dirs_exist_ok=True)
+        copied.append(row.name)
+    return copied
 
 
 def tag(seed: int | None) -> str:

@@ -109,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="height and width of the --synthetic scenes (default: 128 160)",
     )
     c.add_argument("--scale", help="preset: tiny, cpu (default for a new OUT) or full (one GPU)")
-    c.add_argument("--detector", help="downstream detector (default: the preset's YOLOX, from scratch)")
+    c.add_argument("--detector", help="downstream detector (default: the preset's; from scratch without --pretrained)")
     c.add_argument("--fusion-seeds", nargs="+", type=int, help="fusion seeds (default: the preset's)")
     c.add_argument("--downstream-seeds", nargs="+", type=int, help="downstream seeds (default: the preset's)")
     c.add_argument("--methods", nargs="+", help="methods trained both ways (default: every one detection guides)")
@@ -130,6 +130,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=FILE",
         help="rows of released weights, e.g. seafusion-released=SeAFusion.safetensors",
+    )
+    c.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="OTHER_OUT",
+        help="copy the finished cells of the IR, VIS and classical rows from another claim folder made with the "
+        "same data, detector, downstream seeds and preset (they depend on no weights)",
     )
     c.add_argument("--rows", nargs="+", default=[], metavar="ROW", help="rows to run (a row or a method; default all)")
     c.add_argument("--units", nargs="+", default=[], metavar="UNIT", help="run only these units (see --plan)")
@@ -173,7 +180,14 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 
 def run_claim(args: argparse.Namespace) -> int:
-    from taskfuse.benchmark.claim import Claim, parse_init, parse_released, pretrained_source, settle_design
+    from taskfuse.benchmark.claim import (
+        Claim,
+        parse_init,
+        parse_released,
+        pretrained_source,
+        reuse_cells,
+        settle_design,
+    )
     from taskfuse.benchmark.claim_report import compare_rows, write_report
 
     if args.compare:
@@ -197,7 +211,11 @@ def run_claim(args: argparse.Namespace) -> int:
         "init": parse_init(args.init),
         "pretrained": None if args.pretrained is None else pretrained_source(args.pretrained),
     }
-    claim = Claim(args.out, settle_design(args.out, given), args.device, args.progress)
+    design = settle_design(args.out, given)
+    if args.reuse is not None:
+        for row in reuse_cells(args.out, design, args.reuse):
+            print(f"{row}: cells copied from {args.reuse}", file=sys.stderr)
+    claim = Claim(args.out, design, args.device, args.progress)
     rows = claim.select(args.rows)
     if args.plan:
         for unit in claim.plan(rows):

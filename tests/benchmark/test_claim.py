@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taskfuse.benchmark.claim import TINY, Claim, parse_released, settle_design
+from taskfuse.benchmark.claim import TINY, Claim, parse_released, reuse_cells, settle_design
 from taskfuse.benchmark.claim_report import pairs, write_report
 from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, variant_config
 from taskfuse.benchmark.stats import image_matches, scores_on
@@ -106,6 +106,29 @@ def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path) -> None:
         path.write_text("{}")
     assert "fuse:max" not in claim.plan(rows) and "cell:ir:-:d0" in claim.plan(rows)
     assert "fuse:max" in claim.plan([*rows, claim.by_name["oracle"]])
+
+
+def test_cells_of_rows_without_weights_are_reused_from_a_folder_of_the_same_data(data: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    settle_design(first, {"root": data, "scale": "tiny", "methods": ["seafusion"]})
+    for row in ("ir", "vi", "lite"):
+        for d in TINY.downstream_seeds:
+            (first / "cells" / row).mkdir(parents=True, exist_ok=True)
+            (first / "cells" / row / f"d{d}.json").write_text("{}")
+            (first / "downstream" / row / f"d{d}").mkdir(parents=True, exist_ok=True)
+            (first / "downstream" / row / f"d{d}" / "predictions.json").write_text("[]")
+    design = settle_design(second, {"root": data, "scale": "tiny", "methods": ["lite"]})
+    assert reuse_cells(second, design, first) == ["ir", "vi"]
+    assert (second / "downstream" / "vi" / "d0" / "predictions.json").is_file()
+    assert not (second / "cells" / "lite").exists()
+    claim = Claim(second, design)
+    assert not any(u.startswith(("cell:ir:", "cell:vi:")) for u in claim.plan(claim.rows))
+    assert reuse_cells(second, design, first) == []
+    other = settle_design(tmp_path / "third", {"root": data, "scale": "tiny", "downstream_seeds": [7]})
+    with pytest.raises(TaskfuseError, match="made with other downstream_seeds"):
+        reuse_cells(tmp_path / "third", other, first)
+    with pytest.raises(TaskfuseError, match="no claim.json"):
+        reuse_cells(second, design, tmp_path)
 
 
 def test_cells_pair_by_seeds() -> None:
