@@ -12,8 +12,8 @@
 # Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); a unit that fails is not
 # started again: the script stops starting units, names it with the end of its log and exits with 1. After
 # DEADLINE seconds the running ones are stopped (each resumes from its checkpoints) and OUT.tgz is written beside
-# OUT: what a next call needs to continue (records, cells, predictions, the small fusion networks' checkpoints), without images
-# or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
+# OUT: what a next call needs to continue (records, cells, predictions, the small fusion networks' checkpoints),
+# without images or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
 #
 #   python scripts/gpu_pack.py --out .cache/gpu                        # once, where the data are
 #   bash scripts/default_model.sh runs/default .cache/gpu 480 6         # repeat until it prints the table

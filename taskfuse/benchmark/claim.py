@@ -439,10 +439,10 @@ def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
     kinds ``REUSABLE`` that ``design`` holds and ``out`` has not scored, when both designs agree on
     ``CELL_SETTINGS``: a redesign (new ``--init``, methods or fusion seeds) need not train those detectors again.
     Returns the rows copied."""
-    path = Path(source) / "claim.json"
-    if not path.is_file():
+    source = Path(source)
+    if not (source / "claim.json").is_file():
         raise TaskfuseError(f"--reuse {source}: no claim.json there; give the output folder of a claim benchmark")
-    theirs = json.loads(path.read_text())["design"]
+    theirs = json.loads((source / "claim.json").read_text())["design"]
     ours = json.loads(json.dumps(asdict(design)))
     differ = [k for k in CELL_SETTINGS if theirs.get(k) != ours[k]]
     if differ:
@@ -450,16 +450,15 @@ def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
             f"--reuse {source}: made with other {', '.join(differ)} ({', '.join(str(theirs.get(k)) for k in differ)});"
             " its cells cannot stand for this design's"
         )
-    claim = Claim(out, design)
+    claim, earlier = Claim(out, design), Claim(source, design)
     copied = []
     for row in claim.rows:
         cells = claim.cells(row)
-        theirs_done = all((Path(source) / "cells" / row.name / f"{c.split(':')[-1]}.json").is_file() for c in cells)
-        if row.kind not in REUSABLE or not theirs_done or all(claim.done(c) for c in cells):
+        if row.kind not in REUSABLE or not all(map(earlier.done, cells)) or all(map(claim.done, cells)):
             continue
         for part in ("downstream", "cells"):
-            if (Path(source) / part / row.name).is_dir():
-                shutil.copytree(Path(source) / part / row.name, Path(out) / part / row.name, dirs_exist_ok=True)
+            if (source / part / row.name).is_dir():
+                shutil.copytree(source / part / row.name, Path(out) / part / row.name, dirs_exist_ok=True)
         copied.append(row.name)
     return copied
 
