@@ -22,7 +22,8 @@
 # benchmark's preset; PRETRAINED the detectors' backbone file (empty: none); STAGE_A_SET adds --set overrides to
 # stage A (e.g. train.iters=4 for a check); STAGE_A=FILE skips stage A and starts the benchmark from those weights
 # (STAGE_A=taskfuse/models/lite/lite.safetensors: the shipped weights, trained by lite.yaml on a CPU); REUSE=DIR
-# copies the IR, VIS and max cells of another claim folder made with the same data and detector (--reuse).
+# copies the IR, VIS and max cells of another claim folder made with the same data and detector, and those of
+# the default and released rows made with the same weights (--reuse).
 set -uo pipefail
 out=${1:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}
 data=${2:?usage: bash scripts/default_model.sh OUT DATA [DEADLINE] [JOBS]}

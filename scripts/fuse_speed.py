@@ -93,30 +93,34 @@ model = load(weights=weights, device=str(device)) if weights else load(device=st
 pairs = find_pairs(ir, vi)
 
 def thread_cpu():
-    seconds = {}
+    seconds, comms = {}, {}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                head, tail = f.read().rsplit(")", 1)
         except OSError:
             continue
+        fields = tail.split()
         seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return seconds
+        comms[int(tid)] = head.split("(", 1)[1]
+    return seconds, comms
 
 def kind(name):
     return "main" if name == "MainThread" else name.rsplit("_", 1)[0].removeprefix("taskfuse-")
 
 def sample(stop, seen, names, start):
     while True:
+        seconds, comms = thread_cpu()
+        names.update({tid: f"other ({comm})" for tid, comm in comms.items() if tid not in names})
         names.update({t.native_id: kind(t.name) for t in threading.enumerate()})
-        seen.update({tid: s - start.get(tid, 0.0) for tid, s in thread_cpu().items()})
+        seen.update({tid: s - start.get(tid, 0.0) for tid, s in seconds.items()})
         if stop.wait(0.05):
             return
 
 per_thread = os.path.isdir("/proc/self/task")
 if per_thread:
     stop, seen, names = threading.Event(), {}, {}
-    sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()), name="sampler")
+    sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()[0]), name="sampler")
     sampler.start()
 wall, cpu = time.perf_counter(), time.process_time()
 summary = fuse_pairs(model, pairs, out, device=device, progress=False, **json.loads(kwargs))
@@ -143,8 +147,9 @@ print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "netwo
 then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same
 process right after; the API is the same in taskfuse versions before the pipeline (``--before``). Where Linux
 shows each thread's CPU time (``/proc/self/task``), a sampler reads it every 50 ms during the run and sums it by
-kind of thread: ``main``, the pools' ``decode`` and ``encode`` threads, and ``other`` (threads Python did not
-start: torch's intra-op pool, CUDA's and OpenCV's); a thread's last 50 ms before it ends may be missed."""
+kind of thread: ``main``, the pools' ``decode`` and ``encode`` threads, and ``other (NAME)`` for the threads
+Python did not start, by their name in ``/proc`` (torch's intra-op pool, CUDA's and OpenCV's); a thread's last
+50 ms before it ends may be missed."""
 CWD = tempfile.gettempdir()
 """Working directory of the timed runs (``_env``)."""
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}

@@ -23,7 +23,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -427,7 +427,8 @@ class FuseSummary:
 @dataclass
 class _Fused:
     """Pairs fused together, their uint8 images (B, H, W, C) on the CPU, and the CUDA event after which
-    those bytes are there (None when they already are)."""
+    those bytes are there (None when they already are; a blocking event, so that the encoding threads that
+    wait for it sleep instead of spinning)."""
 
     pairs: list[Pair]
     images: Tensor
@@ -496,7 +497,7 @@ class FuseJob:
         readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
         encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
         try:
-            with ExitStack() as outputs:
+            with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
                 for pair, decoded in self._decoded(readers):
                     try:
@@ -676,7 +677,7 @@ class _Pipeline:
             return _Fused([pair for pair, _, _ in items], levels)
         host = torch.empty(levels.shape, dtype=torch.uint8, pin_memory=True)
         host.copy_(levels, non_blocking=True)
-        ready = torch.cuda.Event()
+        ready = torch.cuda.Event(blocking=True)
         ready.record()
         return _Fused([pair for pair, _, _ in items], host, ready)
 
@@ -693,6 +694,24 @@ class _Pipeline:
             self.written += 1
             self.bar.update()
             wait = False
+
+
+@contextmanager
+def host_threads(device: torch.device) -> Iterator[None]:
+    """One intra-op thread for torch's CPU work while a pipeline feeds a GPU, the previous count after.
+
+    There the CPU side only stacks and copies, while the decoding and encoding pools keep every core busy; torch's
+    own pool of one thread per core would only compete with them (its threads wait for work by spinning). Runs
+    on the CPU keep the count as it is: the network runs there."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stack(tensors: list[Tensor], pinned: bool) -> Tensor:

@@ -395,3 +395,19 @@ def test_sobel_kernels_are_made_once_per_device_and_dtype_and_still_train() -> N
     x = torch.rand(2, 3, 8, 8, requires_grad=True)
     sobel.sobel_abs(x).sum().backward()
     assert x.grad is not None and not torch.is_inference(first[0])
+
+
+def test_gpu_pipelines_cap_torch_host_threads_and_restore_them() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with inference.host_threads(torch.device("cuda")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(RuntimeError), inference.host_threads(torch.device("cuda")):
+            raise RuntimeError("a failing run")
+        assert torch.get_num_threads() == 3
+        with inference.host_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

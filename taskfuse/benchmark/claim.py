@@ -25,7 +25,8 @@ The work is cut into units that each finish in minutes on a GPU and resume after
 A unit runs the units it needs first; each holds a file lock while it works, so pieces may run side by side
 into one output folder (``--plan`` lists the units whose inputs are ready, for ``scripts/claim_full.sh``).
 ``--reuse OTHER_OUT`` copies the cells of the IR, VIS and classical rows from another folder made with the same
-data and downstream settings (``reuse_cells``).
+data and downstream settings, and those of the default and released rows made with the same weights
+(``reuse_cells``).
 
 Output folder::
 
@@ -70,6 +71,7 @@ from taskfuse.data.color import luminance, recombine
 from taskfuse.data.datasets import open_dataset
 from taskfuse.data.datasets.msrs_det import MSRSDetDataset, condition
 from taskfuse.data.io import atomic_path, read_ir, read_vi, write_image
+from taskfuse.data.manifest import file_sha256
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
 from taskfuse.errors import TaskfuseError
@@ -430,15 +432,20 @@ def locked(path: Path) -> Iterator[None]:
 REUSABLE = ("modality", "classical")
 """Kinds of rows whose cells depend on the data and the downstream settings alone, not on any weights."""
 
+WEIGHED = ("default", "released")
+"""Kinds of rows without training whose cells also depend on one weights file (``Claim.weights_sha256``)."""
+
 CELL_SETTINGS = ("root", "scale", "detector", "downstream_seeds", "pretrained")
-"""The design keys a cell of a ``REUSABLE`` row depends on."""
+"""The design keys a cell of a ``REUSABLE`` or ``WEIGHED`` row depends on."""
 
 
 def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
-    """Copy into ``out`` the cells (scores and predictions) of ``source``, another claim folder, for the rows of
-    kinds ``REUSABLE`` that ``design`` holds and ``out`` has not scored, when both designs agree on
-    ``CELL_SETTINGS``: a redesign (new ``--init``, methods or fusion seeds) need not train those detectors again.
-    Returns the rows copied."""
+    """Copy into ``out`` the cells (scores and predictions) of ``source``, another claim folder, for the rows
+    that ``design`` holds and ``out`` has not scored, when both designs agree on ``CELL_SETTINGS``: rows of kinds
+    ``REUSABLE``, and rows of kinds ``WEIGHED`` whose cells were made with the same weights (the SHA-256 each cell
+    records; for released weights scored before cells recorded it, the file their design names, if it is still
+    there). A redesign (new ``--init``, methods or fusion seeds) need not train those detectors again. Returns
+    the rows copied."""
     source = Path(source)
     if not (source / "claim.json").is_file():
         raise TaskfuseError(f"--reuse {source}: no claim.json there; give the output folder of a claim benchmark")
@@ -454,13 +461,31 @@ def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
     copied = []
     for row in claim.rows:
         cells = claim.cells(row)
-        if row.kind not in REUSABLE or not all(map(earlier.done, cells)) or all(map(claim.done, cells)):
+        if not all(map(earlier.done, cells)) or all(map(claim.done, cells)):
+            continue
+        if row.kind not in REUSABLE and not (
+            row.kind in WEIGHED and _same_weights(earlier, row, theirs.get("released", {}).get(row.name))
+        ):
             continue
         for part in ("downstream", "cells"):
             if (source / part / row.name).is_dir():
                 shutil.copytree(source / part / row.name, Path(out) / part / row.name, dirs_exist_ok=True)
         copied.append(row.name)
     return copied
+
+
+def _same_weights(earlier: Claim, row: Row, their_path: str | None) -> bool:
+    """Whether every cell ``earlier`` holds of ``row`` was made with the weights ``row`` names now."""
+    digest = earlier.weights_sha256(row)
+    for unit in earlier.cells(row):
+        _, _, fusion, down = unit.split(":")
+        record = earlier.cell_record(row, None if fusion == "-" else int(fusion[1:]), int(down[1:]))
+        made = record.get("weights_sha256")
+        if made is None and their_path is not None and Path(their_path).is_file():
+            made = file_sha256(their_path)
+        if made != digest:
+            return False
+    return True
 
 
 def tag(seed: int | None) -> str:
@@ -700,6 +725,14 @@ class Claim:
             grid=2,
         )
 
+    def weights_sha256(self, row: Row) -> str | None:
+        """The SHA-256 of the weights a ``WEIGHED`` row fuses with (released weights, or the shipped default's);
+        None for other rows."""
+        if row.kind == "released":
+            return file_sha256(row.source)
+        shipped = models.get(row.source).weights if row.kind == "default" else None
+        return None if shipped is None else file_sha256(shipped)
+
     def cell_record(self, row: Row, seed: int | None, dseed: int) -> dict[str, Any]:
         return json.loads((self.out / "cells" / row.name / f"{cell_name(seed, dseed)}.json").read_text())
 
@@ -737,6 +770,8 @@ class Claim:
             "train_seconds": stored["train_seconds"],
             "seconds": time.perf_counter() - start,
         }
+        if row.kind in WEIGHED:
+            record["weights_sha256"] = self.weights_sha256(row)
         write_json(self.out / "cells" / row.name / f"{cell_name(seed, dseed)}.json", record)
         shutil.rmtree(folder / row.name / "checkpoint", ignore_errors=True)
 

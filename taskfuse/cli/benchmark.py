@@ -136,7 +136,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="OTHER_OUT",
         help="copy the finished cells of the IR, VIS and classical rows from another claim folder made with the "
-        "same data, detector, downstream seeds and preset (they depend on no weights)",
+        "same data, detector, downstream seeds and preset (they depend on no weights), and those of the default "
+        "and released rows made with the same weights (SHA-256)",
     )
     c.add_argument("--rows", nargs="+", default=[], metavar="ROW", help="rows to run (a row or a method; default all)")
     c.add_argument("--units", nargs="+", default=[], metavar="UNIT", help="run only these units (see --plan)")

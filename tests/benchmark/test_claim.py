@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from taskfuse import models
 from taskfuse.benchmark.claim import TINY, Claim, parse_released, reuse_cells, settle_design
 from taskfuse.benchmark.claim_report import pairs, write_report
 from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, variant_config
 from taskfuse.benchmark.stats import image_matches, scores_on
 from taskfuse.cli.main import main
 from taskfuse.data.datasets import open_dataset
+from taskfuse.data.manifest import file_sha256
 from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import RunConfig
@@ -131,6 +133,29 @@ def test_cells_of_rows_without_weights_are_reused_from_a_folder_of_the_same_data
         reuse_cells(second, design, tmp_path)
 
 
+def test_cells_of_the_default_and_released_rows_are_reused_only_with_the_same_weights(
+    data: Path, tmp_path: Path
+) -> None:
+    peer, other = tmp_path / "peer.safetensors", tmp_path / "other.safetensors"
+    peer.write_bytes(b"released weights")
+    other.write_bytes(b"other weights")
+    first = tmp_path / "first"
+    design = settle_design(first, {"root": data, "scale": "tiny", "methods": ["lite"], "released": {"peer": str(peer)}})
+    shipped = Claim(first, design).weights_sha256(Claim(first, design).by_name["lite"])
+    assert shipped == file_sha256(models.get("lite").weights)
+    for row, record in (("lite", {"weights_sha256": shipped}), ("peer", {})):
+        for d in TINY.downstream_seeds:
+            (first / "cells" / row).mkdir(parents=True, exist_ok=True)
+            (first / "cells" / row / f"d{d}.json").write_text(json.dumps(record))
+    same = settle_design(tmp_path / "same", {"root": data, "scale": "tiny", "released": {"peer": str(peer)}})
+    assert reuse_cells(tmp_path / "same", same, first) == ["lite", "peer"]
+    changed = settle_design(tmp_path / "changed", {"root": data, "scale": "tiny", "released": {"peer": str(other)}})
+    assert reuse_cells(tmp_path / "changed", changed, first) == ["lite"]
+    (first / "cells" / "lite" / "d0.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
+    fresh = settle_design(tmp_path / "fresh", {"root": data, "scale": "tiny", "released": {"peer": str(peer)}})
+    assert reuse_cells(tmp_path / "fresh", fresh, first) == ["peer"]
+
+
 def test_cells_pair_by_seeds() -> None:
     learned, fixed = [(0, 0), (0, 1), (1, 0), (1, 1)], [(None, 0), (None, 1)]
     assert pairs(learned, learned[:3]) == [((0, 0), (0, 0)), ((0, 1), (0, 1)), ((1, 0), (1, 0))]
@@ -156,6 +181,8 @@ def test_tiny_claim_end_to_end(data: Path, tmp_path: Path, capsys: pytest.Captur
     base = json.loads((out / "oracle.json").read_text())["base"]
     assert guidance["room: oracle over its base"]["a"] == base
     assert (out / "rows" / "seafusion-task-guided.json").is_file()
+    lite = json.loads((out / "cells" / "lite" / "d0.json").read_text())
+    assert lite["weights_sha256"] == file_sha256(models.get("lite").weights)
     capsys.readouterr()
     assert main(["benchmark", "claim", "--out", str(out), "--compare", "ir", "max", "--compare", "vi", "max"]) == 0
     lines = capsys.readouterr().out.splitlines()
