@@ -34,10 +34,13 @@ Six parts (``--parts``):
   package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
   run, so that a change of the machine's load falls on all of them alike.
   PNG file size and encoding time against the level are measured on the fused outputs, and Pillow's encoder at
-  levels 1, 6 and 9 on the same images.
+  levels 1, 6 and 9 on the same images; pairs decoded and images encoded per second by pools of 1, 2, 4, ...
+  threads (``pool_scaling``).
 * ``precision``: the first ``--pairs`` pairs through ``FusionModel.fuse_batch`` of the shipped default model at
   ``dtype`` bf16 and fp16 against fp32, on ``--device``: the largest difference in grey levels before and after
-  rounding to 8 bits, and the share of pixels whose 8-bit value changes.
+  rounding to 8 bits, and the share of pixels whose 8-bit value changes; the same against fp32 for consecutive
+  pairs fused together in batches of ``--batch`` (default 16), in order and in reverse order, which shows whether
+  a pair's output depends on the batch it is fused in.
 * ``video``: the first ``--video-frames`` pairs as two H.264 videos (``.mp4``) and ``taskfuse fuse --ir ir.mp4
   --vi vi.mp4 --out fused.mp4``: frames/s, decoding and encoding included.
 
@@ -62,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -374,6 +378,30 @@ def stages(model_name: str | Path, pairs: list, device: torch.device, png_level:
     }
 
 
+def pool_scaling(pairs: list, png_level: int) -> dict[str, dict[str, float]]:
+    """Pairs decoded (``decode_pair``) and fused images encoded (PNG at ``png_level``) per second by a pool of
+    1, 2, 4, ... threads up to the CPUs this process may use (at most 16), as ``taskfuse fuse``'s pools run them:
+    how far they scale with the cores, which the GIL would cap."""
+    options = FuseOptions()
+    images = [np.ascontiguousarray(decode_pair(p, options)[1].permute(1, 2, 0).numpy()) for p in pairs]
+    cpus = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    jobs = {
+        "decode": (partial(decode_pair, options=options), pairs),
+        "encode": (partial(encode_image, suffix=".png", png_level=png_level), images),
+    }
+    result: dict[str, dict[str, float]] = {}
+    n = 1
+    while n <= cpus:
+        result[str(n)] = {}
+        for name, (work, items) in jobs.items():
+            with ThreadPoolExecutor(n) as pool:
+                start = time.perf_counter()
+                list(pool.map(work, items))
+                result[str(n)][name] = len(items) / (time.perf_counter() - start)
+        n *= 2
+    return result
+
+
 def pillow_png(image: np.ndarray, level: int) -> bytes:
     """The same image as Pillow's PNG encoder writes it at zlib ``level`` (the comparison of ``png_levels``)."""
     buffer = io.BytesIO()
@@ -403,6 +431,7 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
     pairs = find_pairs(data / "ir", data / "vi")
     result: dict[str, Any] = {"pairs": len(pairs), "size_hw": list(decode_pair(pairs[0], FuseOptions())[0].shape[-2:])}
     result["stages"] = stages("lite", pairs[: args.profile_pairs], device, args.png_level, tmp)
+    result["pools"] = pool_scaling(pairs, args.png_level)
     after = {"png_level": args.png_level} | ({"batch": args.batch} if args.batch else {})
     serial = {"png_level": 6, "batch": 1, "workers": 1}
     settings = {"after": (after, None), "after_serial_level6": (serial, None)}
@@ -462,23 +491,49 @@ def _run_row(name: str, r: dict[str, Any]) -> list[str]:
     ]
 
 
+PRECISION_ROWS = {
+    "bf16": "fuse_batch bf16 vs fp32",
+    "fp16": "fuse_batch fp16 vs fp32",
+    "batch": "fp32, batches of {batch} vs one pair at a time",
+    "reversed": "fp32, batches of {batch} in reverse order vs one pair at a time",
+}
+"""The comparisons of the ``precision`` part, each against fp32 one pair at a time, and their table labels."""
+
+
 def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Part ``precision`` (module docstring)."""
     model = load(device=str(device))
     pairs = find_pairs(args.folder / "ir", args.folder / "vi")[: args.pairs]
-    worst = {dtype: {"max_levels": 0.0, "max_levels_8bit": 0, "changed": 0} for dtype in ("bf16", "fp16")}
-    pixels = 0
+    worst = {kind: {"max_levels": 0.0, "max_levels_8bit": 0, "changed": 0} for kind in PRECISION_ROWS}
+
+    def compare(kind: str, out: torch.Tensor, reference: torch.Tensor) -> None:
+        w = worst[kind]
+        w["max_levels"] = max(w["max_levels"], (out - reference).abs().max().item() * 255)
+        levels = (quantize(out).int() - quantize(reference).int()).abs()
+        w["max_levels_8bit"] = max(w["max_levels_8bit"], int(levels.max()))
+        w["changed"] += int((levels > 0).sum())
+
+    pixels, singles = 0, []
     for pair in pairs:
         ir, vi = (x[None] for x in decode_pair(pair, FuseOptions()))
         reference = model.fuse_batch(ir, vi)
         pixels += reference.numel()
-        for dtype, w in worst.items():
-            out = model.fuse_batch(ir, vi, dtype=dtype)
-            w["max_levels"] = max(w["max_levels"], (out - reference).abs().max().item() * 255)
-            levels = (quantize(out).int() - quantize(reference).int()).abs()
-            w["max_levels_8bit"] = max(w["max_levels_8bit"], int(levels.max()))
-            w["changed"] += int((levels > 0).sum())
-    return {"pairs": len(pairs), **{d: w | {"changed_share": w["changed"] / pixels} for d, w in worst.items()}}
+        singles.append((ir, vi, reference))
+        for dtype in ("bf16", "fp16"):
+            compare(dtype, model.fuse_batch(ir, vi, dtype=dtype), reference)
+    batch = args.batch or 16
+    for start in range(0, len(singles) - batch + 1, batch):
+        group = singles[start : start + batch]
+        if len({x[0].shape for x in group}) > 1:
+            continue
+        ir, vi, reference = (torch.cat(parts) for parts in zip(*group, strict=True))
+        compare("batch", model.fuse_batch(ir, vi), reference)
+        compare("reversed", model.fuse_batch(ir.flip(0), vi.flip(0)).flip(0), reference)
+    return {
+        "pairs": len(pairs),
+        "batch_size": batch,
+        **{k: w | {"changed_share": w["changed"] / pixels} for k, w in worst.items()},
+    }
 
 
 def table(report: dict) -> str:
@@ -526,6 +581,14 @@ def table(report: dict) -> str:
                 f"{st['encode_level6_ms']:.1f}), write {st['write_ms']:.2f}",
             ]
         )
+        for n, v in r.get("pools", {}).items():
+            rows.append(
+                [
+                    f"{n} pool threads",
+                    f"{r['pairs']} pairs",
+                    f"decode {v['decode']:.1f} pairs/s, encode {v['encode']:.1f} images/s",
+                ]
+            )
         for key in ("after", "after_serial_level6", "before"):
             if key in r:
                 rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
@@ -539,11 +602,11 @@ def table(report: dict) -> str:
             rows.append([name, "fused 640x480 outputs", f"{v['kib']:.0f} KiB, {v['ms']:.1f} ms"])
     if "precision" in report:
         r = report["precision"]
-        for dtype in ("bf16", "fp16"):
-            p = r[dtype]
+        for kind, what in PRECISION_ROWS.items():
+            p = r[kind]
             rows.append(
                 [
-                    f"fuse_batch {dtype} vs fp32",
+                    what.format(batch=r.get("batch_size", 16)),
                     f"{r['pairs']} pairs",
                     f"max {p['max_levels']:.2f} levels; 8-bit: max {p['max_levels_8bit']}, "
                     f"{p['changed_share']:.3%} of values changed",
