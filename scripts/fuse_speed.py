@@ -22,8 +22,9 @@ Six parts (``--parts``):
   out-of-memory batch size.
 * ``folder``: ``taskfuse fuse`` on a folder of ``--pairs`` pairs copied from ``--folder`` (``ir/`` and ``vi/``) into
   a temporary folder, disk to disk, in a separate process (``--runs`` times; ``TIMED_RUN``: the run timed without
-  start-up and model loading, checks included), with the shipped default model and its options as given
-  (``--png-level``, ``--batch``), and at PNG level 6 with one pair per batch and one thread of each kind.
+  start-up and model loading, checks included, after a first run over ``--first-pairs`` pairs timed apart), with
+  the shipped default model and its options as given (``--png-level``, ``--batch``), and at PNG level 6 with one
+  pair per batch and one thread of each kind.
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
@@ -91,10 +92,15 @@ TIMED_RUN = """
 import json, os, sys, threading, time, torch
 from taskfuse.data.pairs import find_pairs
 from taskfuse.inference import FuseOptions, fuse_pairs, fuse_tensors, load, read_pair
-ir, vi, out, weights, device, kwargs, probes = sys.argv[1:8]
+ir, vi, out, weights, device, kwargs, probes, first = sys.argv[1:9]
 device = torch.device(device)
 model = load(weights=weights, device=str(device)) if weights else load(device=str(device))
 pairs = find_pairs(ir, vi)
+first_s = None
+if int(first):
+    first_s = time.perf_counter()
+    fuse_pairs(model, pairs[: int(first)], out + "-first", device=device, progress=False, **json.loads(kwargs))
+    first_s = time.perf_counter() - first_s
 
 def thread_cpu():
     seconds, comms = {}, {}
@@ -145,15 +151,18 @@ for pair in pairs[: int(probes)]:
     network.append((time.perf_counter() - w, time.process_time() - c))
 network.sort()
 median = network[len(network) // 2]
-print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads}))
+print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads,
+                  "first_s": first_s}))
 """
-"""``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone,
-then the model's own time per pair (``fuse_tensors`` on decoded pairs, the median of ``probes``) in the same
-process right after; the API is the same in taskfuse versions before the pipeline (``--before``). Where Linux
-shows each thread's CPU time (``/proc/self/task``), a sampler reads it every 50 ms during the run and sums it by
-kind of thread: ``main``, the pools' ``decode`` and ``encode`` threads, and ``other (NAME)`` for the threads
-Python did not start, by their name in ``/proc`` (torch's intra-op pool, CUDA's and OpenCV's); a thread's last
-50 ms before it ends may be missed."""
+"""``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone.
+Before it the same process fuses its first ``first`` pairs into another folder, timed apart: what a fresh
+process pays once (cuDNN's choices, loading kernels), which a run of a few hundred pairs would otherwise spread
+over its pairs (0: none, the timed run starts cold). After it, the model's own time per pair (``fuse_tensors`` on
+decoded pairs, the median of ``probes``) in the same process; the API is the same in taskfuse versions before
+the pipeline (``--before``). Where Linux shows each thread's CPU time (``/proc/self/task``), a sampler reads it
+every 50 ms during the run and sums it by kind of thread: ``main``, the pools' ``decode`` and ``encode`` threads,
+and ``other (NAME)`` for the threads Python did not start, by their name in ``/proc`` (torch's intra-op pool,
+CUDA's and OpenCV's); a thread's last 50 ms before it ends may be missed."""
 CWD = tempfile.gettempdir()
 """Working directory of the timed runs (``_env``)."""
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
@@ -306,16 +315,24 @@ def fuse_command(args: list[str], package: Path | None = None) -> dict[str, floa
 
 
 def timed_run(
-    data: Path, out: Path, device: torch.device, kwargs: dict, weights: Path | None, probes: int, package: Path | None
+    data: Path,
+    out: Path,
+    device: torch.device,
+    kwargs: dict,
+    weights: Path | None,
+    probes: int,
+    package: Path | None,
+    first: int = 0,
 ) -> dict[str, Any]:
     """``TIMED_RUN`` in a new process (with the taskfuse package of ``package`` when given): pairs/s, the cost per
     pair in wall and CPU time over the model's own, and the load average."""
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(f"{out}-first", ignore_errors=True)
     argv = [str(data / "ir"), str(data / "vi"), str(out), str(weights.resolve()) if weights else "", str(device)]
     argv.append(json.dumps(kwargs))
     load_before = os.getloadavg()[0]
     done = subprocess.run(
-        [sys.executable, "-c", TIMED_RUN, *argv, str(probes)],
+        [sys.executable, "-c", TIMED_RUN, *argv, str(probes), str(first)],
         capture_output=True,
         text=True,
         env=_env(package),
@@ -335,6 +352,8 @@ def timed_run(
         "cpu_ratio": r["cpu_s"] / r["pairs"] / net_cpu,
         "threads_cpu_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("threads_cpu_s", {}).items()},
         "load": (load_before + os.getloadavg()[0]) / 2,
+        "first_pairs": first,
+        "first_s": r.get("first_s"),
     }
 
 
@@ -353,7 +372,7 @@ def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
     def median(values: list[Any]) -> Any:
         if isinstance(values[0], dict):
             return {k: median([v.get(k, 0.0) for v in values]) for k in values[0]}
-        return statistics.median(values)
+        return None if None in values else statistics.median(values)
 
     return {**{k: median([r[k] for r in results]) for k in results[0]}, "runs": results}
 
@@ -440,7 +459,9 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
     runs: dict[str, list] = {name: [] for name in settings}
     for _ in range(args.runs):
         for name, (kwargs, package) in settings.items():
-            runs[name].append(timed_run(data, tmp / "out", device, kwargs, None, args.probes, package))
+            runs[name].append(
+                timed_run(data, tmp / "out", device, kwargs, None, args.probes, package, args.first_pairs)
+            )
     result |= {name: medians(r) for name, r in runs.items()}
     result["png_levels"] = png_levels(tmp / "out", args.profile_pairs)
     if args.peer is not None:
@@ -449,7 +470,9 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
         for name, (kwargs, package) in settings.items():
             if name != "after_serial_level6":
                 probes = min(args.probes, args.peer_pairs)
-                peer[name] = timed_run(peer_data, tmp / "peer", device, kwargs, args.peer, probes, package)
+                peer[name] = timed_run(
+                    peer_data, tmp / "peer", device, kwargs, args.peer, probes, package, args.first_pairs
+                )
         result["peer"] = peer
     return result
 
@@ -487,7 +510,9 @@ def _run_row(name: str, r: dict[str, Any]) -> list[str]:
         f"load {loads}",
         f"{r['per_s']:.3g} pairs/s; per pair {r['wall_ms_per_pair']:.0f} ms wall, {r['cpu_ms_per_pair']:.0f} ms CPU = "
         f"{r['wall_ratio']:.2f}x / {r['cpu_ratio']:.2f}x the network ({r['network_wall_ms']:.0f} / "
-        f"{r['network_cpu_ms']:.0f} ms)" + _threads_text(r.get("threads_cpu_ms_per_pair", {})),
+        f"{r['network_cpu_ms']:.0f} ms)"
+        + _threads_text(r.get("threads_cpu_ms_per_pair", {}))
+        + (f"; before it, the first {r['first_pairs']} pairs {r['first_s']:.2f} s" if r.get("first_s") else ""),
     ]
 
 
@@ -652,6 +677,12 @@ def main() -> None:
     parser.add_argument("--profile-pairs", type=int, default=20, help="pairs timed stage by stage (default 20)")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs per setting (default 3)")
     parser.add_argument("--probes", type=int, default=5, help="pairs timed through the network alone (default 5)")
+    parser.add_argument(
+        "--first-pairs",
+        type=int,
+        default=16,
+        help="pairs fused in each timed process before its timed run, timed apart (default 16; 0: the run starts cold)",
+    )
     parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help=f"--png-level (default {PNG_LEVEL})")
     parser.add_argument("--batch", type=int, help="--batch of the end-to-end run (default: taskfuse fuse's)")
     parser.add_argument("--peer", type=Path, help="weights of a second model timed on the folder (e.g. SeAFusion)")
