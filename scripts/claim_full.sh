@@ -1,34 +1,73 @@
 #!/usr/bin/env bash
-# The claim benchmark (taskfuse benchmark claim --scale full, docs/benchmark.md) on one GPU, in waves. Each call
-# lists the units whose inputs are done (--plan), runs up to JOBS of them side by side, each stopped after LIMIT
-# seconds, and prints how many units are left; every unit resumes, so calling it again continues, and a call
-# with nothing left prints the table. One call fits a 10-minute command; repeat it until the table appears.
-# Each piece gets one CPU thread (OMP_NUM_THREADS, unless set): many pieces with torch's default of one thread
-# per core stalled the synthetic benchmark's pieces on 16 cores.
-# Rows of released weights plug in when their files exist, e.g.
-#   WEIGHTS="seafusion-released=/w/seafusion.safetensors tardal-released=/w/tardal.safetensors"
-# SCALE and DEVICE override the preset and device (SCALE=tiny DEVICE=cpu checks the script on a CPU); PRETRAINED
-# the detectors' backbone weights (default imagenet, from taskfuse[pretrained]; a .safetensors file; empty: none,
-# as the CPU presets' detectors take none).
+# The claim benchmark (taskfuse benchmark claim, docs/benchmark.md) on one GPU, in calls of DEADLINE seconds.
+# A call keeps up to JOBS units running side by side: every POLL seconds (10) it lists the units whose inputs are
+# done (--plan) and starts them as slots free up. At the deadline the running units are stopped; every unit
+# resumes from its checkpoints, so calling again continues, and the call that finishes the last unit prints the
+# table. A unit that fails is not started again: the call stops starting units, names it with the end of its log
+# (OUT-logs/) and exits with 1. Each unit gets one CPU thread (OMP_NUM_THREADS, unless set): many units with
+# torch's default of one thread per core stalled the synthetic benchmark's pieces on 16 cores.
 #
-#   bash scripts/claim_full.sh OUT ROOT [LIMIT] [JOBS]
+#   bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]        # repeat until it prints the table
+#
+# Environment (all optional):
+#   SCALE       the preset (default full; SCALE=tiny DEVICE=cpu checks the script on a CPU)
+#   DEVICE      default cuda
+#   METHODS     the methods of the paired continuation (default: every method detection can guide)
+#   INIT        per method, the weights its pre-trainings start from: "seafusion=/w/seafusion.safetensors"
+#   WEIGHTS     rows of released weights, taken when their files exist:
+#               "seafusion-released=/w/seafusion.safetensors tardal-released=/w/tardal.safetensors"
+#   PRETRAINED  the detectors' backbone (default imagenet, from taskfuse[pretrained]; a .safetensors file;
+#               empty: none, as the CPU presets' detectors take none)
+#   REUSE       another claim folder whose cells this design shares (--reuse)
+#   ROWS        the rows to run (default all, the oracle included)
 set -uo pipefail
-out=$1 root=$2 limit=${3:-540} jobs=${4:-12}
-design=(--out "$out" --root "$root" --scale "${SCALE:-full}" --device "${DEVICE:-cuda}" --no-progress)
+out=${1:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
+root=${2:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
+deadline=${3:-540} jobs=${4:-12} poll=${POLL:-10}
+design=(benchmark claim --out "$out" --root "$root" --scale "${SCALE:-full}" --device "${DEVICE:-cuda}" --no-progress)
 pretrained=${PRETRAINED-imagenet}
 [ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
+read -r -a methods <<< "${METHODS:-}"
+[ "${#methods[@]}" -gt 0 ] && design+=(--methods "${methods[@]}")
+read -r -a init <<< "${INIT:-}"
+[ "${#init[@]}" -gt 0 ] && design+=(--init "${init[@]}")
 for row in ${WEIGHTS:-}; do
   if [ -f "${row#*=}" ]; then design+=(--weights "$row"); fi
 done
+read -r -a rows <<< "${ROWS:-}"
+[ "${#rows[@]}" -gt 0 ] && rows=(--rows "${rows[@]}")
+planned=("${design[@]}")
+[ -n "${REUSE:-}" ] && planned+=(--reuse "$REUSE")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+start=$SECONDS
+left() { echo $((deadline - (SECONDS - start))); }
 mkdir -p "$out-logs"
-mapfile -t ready < <(taskfuse benchmark claim "${design[@]}" --plan)
-if [ "${#ready[@]}" -eq 0 ]; then
-  taskfuse benchmark claim "${design[@]}" --report
-  exit $?
-fi
-for unit in "${ready[@]:0:$jobs}"; do
-  timeout "$limit" taskfuse benchmark claim "${design[@]}" --units "$unit" > "$out-logs/${unit//:/_}.log" 2>&1 &
+declare -A running
+failed=()
+while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
+  mapfile -t ready < <(taskfuse "${planned[@]}" "${rows[@]}" --plan 2>> "$out-logs/plan.log")
+  busy=0
+  for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
+  for unit in "${ready[@]}"; do
+    pid=${running[$unit]:-}
+    if [ -n "$pid" ]; then
+      kill -0 "$pid" 2>/dev/null && continue
+      wait "$pid" || { failed+=("$unit"); continue; }
+    fi
+    [ "$busy" -ge "$jobs" ] && break
+    timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out-logs/${unit//:/_}.log" 2>&1 &
+    running[$unit]=$!
+    busy=$((busy + 1))
+  done
+  if [ "${#ready[@]}" -eq 0 ] && [ "$busy" -eq 0 ]; then break; fi
+  sleep "$poll"
 done
 wait
-echo "units left: $(taskfuse benchmark claim "${design[@]}" --list | grep -c '^todo')"
+for unit in "${failed[@]}"; do
+  echo "unit $unit failed (not started again; its log, $out-logs/${unit//:/_}.log, ends):" >&2
+  tail -n 3 "$out-logs/${unit//:/_}.log" >&2
+done
+todo=$(taskfuse "${design[@]}" "${rows[@]}" --list | grep -c '^todo')
+echo "units left: $todo"
+if [ "$todo" -eq 0 ]; then taskfuse "${design[@]}" --report || exit 1; fi
+[ "${#failed[@]}" -eq 0 ]

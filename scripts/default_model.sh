@@ -9,10 +9,10 @@
 #    shipped default, the released SeAFusion and TarDAL weights, the three variants) judged by a YOLOX-S on ImageNet
 #    EfficientNet-Lite0 trained on its training images and scored on the MSRS validation pairs.
 #
-# Every ready unit runs beside the others (at most JOBS at a time, one CPU thread each); a unit that fails is not
-# started again: the script stops starting units, names it with the end of its log and exits with 1. After
-# DEADLINE seconds the running ones are stopped (each resumes from its checkpoints) and OUT.tgz is written beside
-# OUT: what a next call needs to continue (records, cells, predictions, the small fusion networks' checkpoints),
+# Stage A runs first; then scripts/claim_full.sh runs the benchmark's units side by side (at most JOBS at a time,
+# one CPU thread each; logs in OUT/claim-logs/) and stops at the first unit that fails, naming it, and the script
+# exits with 1. After DEADLINE seconds whatever runs is stopped (each resumes from its checkpoints) and OUT.tgz is
+# written beside OUT: what a next call needs to continue (records, cells, predictions, the small fusion networks' checkpoints),
 # without images or detector checkpoints. Unpack it into the parent of OUT in the next call and run the script again:
 #
 #   python scripts/gpu_pack.py --out .cache/gpu                        # once, where the data are
@@ -40,26 +40,17 @@ stage_a() {
   [ -f "$final" ] && return 0
   run=$(find "$out/stage_a" -maxdepth 1 -name 'lite-*' -type d 2>/dev/null | sort | tail -1)
   if [ -n "$run" ] && [ -d "$run/checkpoints" ]; then
-    timeout "$(left)" taskfuse train --resume "$run" --device "$device" || return 1
+    timeout "$(left)" taskfuse train --resume "$run" --device "$device" || return $?
   else
     read -r -a extra <<< "${STAGE_A_SET:-}"
     timeout "$(left)" taskfuse train lite --out "$out/stage_a" --device "$device" --set \
       "data.train.root=$data/rs_split" data.val=null log.best=null \
       "data.train.mix=[{name: msrs_det, root: $data/msrs_det, split: train, options: {labels: false}}]" \
-      log.progress=false log.keep=1 data.workers=3 "${extra[@]}" || return 1
+      log.progress=false log.keep=1 data.workers=3 "${extra[@]}" || return $?
     run=$(find "$out/stage_a" -maxdepth 1 -name 'lite-*' -type d | sort | tail -1)
   fi
   cp "$run/fusion.safetensors" "$final.part" && mv "$final.part" "$final" && rm -rf "$run/checkpoints"
 }
-
-design=(benchmark claim --out "$out/claim" --root "$data/msrs_det" --scale "${SCALE:-session}" --methods lite
-  --init "lite=$out/stage_a.safetensors"
-  --weights "seafusion-released=$data/seafusion-released.safetensors" "tardal-released=$data/tardal-released.safetensors"
-  --device "$device" --no-progress)
-pretrained=${PRETRAINED-$data/effnet-lite0.safetensors}
-[ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
-[ -n "${REUSE:-}" ] && design+=(--reuse "$REUSE")
-rows=(--rows ir vi max lite seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed)
 
 if [ -n "${STAGE_A:-}" ]; then
   if [ ! -f "$out/stage_a.safetensors" ]; then
@@ -69,36 +60,24 @@ if [ -n "${STAGE_A:-}" ]; then
     exit 2
   fi
 fi
-stage_a > "$out/logs/stage_a.log" 2>&1 &
-declare -A running
-failed=()
-while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
-  mapfile -t ready < <(taskfuse "${design[@]}" "${rows[@]}" --plan 2>> "$out/logs/plan.log")
-  busy=0
-  for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
-  for unit in "${ready[@]}"; do
-    pid=${running[$unit]:-}
-    if [ -n "$pid" ]; then
-      kill -0 "$pid" 2>/dev/null && continue
-      wait "$pid" || { failed+=("$unit"); continue; }
-    fi
-    [ "$busy" -ge "$jobs" ] && break
-    timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out/logs/${unit//:/_}.log" 2>&1 &
-    running[$unit]=$!
-    busy=$((busy + 1))
-  done
-  if [ "${#ready[@]}" -eq 0 ] && [ "$busy" -eq 0 ] && [ -f "$out/stage_a.safetensors" ]; then break; fi
-  sleep 10
-done
-wait
-for unit in "${failed[@]}"; do
-  echo "unit $unit failed (not started again; its log, $out/logs/${unit//:/_}.log, ends):" >&2
-  tail -n 3 "$out/logs/${unit//:/_}.log" >&2
-done
-taskfuse "${design[@]}" --report > "$out/logs/report.log" 2>&1
-echo "units left: $(taskfuse "${design[@]}" "${rows[@]}" --list | grep -c '^todo')"
+status=0
+stage_a > "$out/logs/stage_a.log" 2>&1
+done_a=$?
+if [ "$done_a" -eq 124 ]; then
+  echo "stage A: time is up; it resumes in the next call" >&2
+elif [ "$done_a" -ne 0 ]; then
+  echo "stage A failed; its log, $out/logs/stage_a.log, ends:" >&2
+  tail -n 3 "$out/logs/stage_a.log" >&2
+  status=1
+elif [ "$(left)" -gt 60 ]; then
+  SCALE=${SCALE:-session} DEVICE=$device METHODS=lite INIT="lite=$out/stage_a.safetensors" \
+    WEIGHTS="seafusion-released=$data/seafusion-released.safetensors tardal-released=$data/tardal-released.safetensors" \
+    PRETRAINED=${PRETRAINED-$data/effnet-lite0.safetensors} REUSE=${REUSE:-} \
+    ROWS="ir vi max lite seafusion-released tardal-released lite-fusion-only lite-task-guided lite-reseed" \
+    bash "$(dirname "$0")/claim_full.sh" "$out/claim" "$data/msrs_det" "$(left)" "$jobs" || status=$?
+fi
 tar czf "$out.tgz" -C "$(dirname "$out")" --exclude='*.png' --exclude='*.jpg' --exclude='inputs' \
   --exclude='checkpoint' --exclude='detector.safetensors' --exclude='*.lock' --exclude='runs/*/checkpoints' \
   "$(basename "$out")"
 ls -la "$out.tgz"
-[ "${#failed[@]}" -eq 0 ]
+exit "$status"

@@ -5,6 +5,9 @@ cells, predictions and report agree."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import RunConfig
 
 DESIGN = replace(TINY.fusion, steps=4, rounds=2)
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "claim_full.sh"
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +234,35 @@ def test_synthetic_scenes_stand_in_for_the_real_pairs(tmp_path: Path, capsys: py
         main([*args[:-1], "--root", str(tmp_path), "--synthetic", "4", "2"])
     with pytest.raises(TaskfuseError, match="not empty"):
         write_msrs_det_scenes(tmp_path, 4, 2)
+
+
+def run_script(out: Path, data: Path, **env: str) -> subprocess.CompletedProcess:
+    """``scripts/claim_full.sh`` on the tiny preset on the CPU, polling every second."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "SCALE": "tiny", "DEVICE": "cpu", "POLL": "1", "PRETRAINED": "", "PATH": path, **env}
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(out), str(data), "600", "2"], env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow
+def test_the_script_runs_the_units_side_by_side_until_the_table(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "claim"
+    done = run_script(out, data, METHODS="seafusion", ROWS="ir seafusion-fusion-only")
+    assert done.returncode == 0, done.stderr
+    assert "units left: 0" in done.stdout and "| seafusion-fusion-only |" in done.stdout
+    claim = Claim(out, settle_design(out, {}))
+    rows = [claim.by_name["ir"], claim.by_name["seafusion-fusion-only"]]
+    assert all(claim.done(u) for u in claim.units(rows))
+    assert not any(claim.done(u) for u in claim.units([claim.by_name["vi"]]))
+
+
+@pytest.mark.slow
+def test_the_script_stops_at_a_failing_unit_and_names_it(data: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    done = run_script(
+        tmp_path / "claim", data, METHODS="seafusion", ROWS="seafusion-fusion-only", INIT=f"seafusion={broken}"
+    )
+    assert done.returncode == 1
+    assert "unit pretrain:seafusion:f0 failed" in done.stderr and "units left: " in done.stdout
