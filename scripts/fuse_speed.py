@@ -80,7 +80,7 @@ from taskfuse import models
 from taskfuse.data.io import PNG_LEVEL, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
-from taskfuse.inference import FuseOptions, decode_pair, fuse_tensors, load, read_pair, tile_context
+from taskfuse.inference import FuseOptions, decode_pair, default_workers, fuse_tensors, load, read_pair, tile_context
 from taskfuse.metrics.table import markdown_table
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import read_meta
@@ -398,12 +398,12 @@ def stages(model_name: str | Path, pairs: list, device: torch.device, png_level:
 
 
 def pool_scaling(pairs: list, png_level: int) -> dict[str, dict[str, float]]:
-    """Pairs decoded (``decode_pair``) and fused images encoded (PNG at ``png_level``) per second by a pool of
-    1, 2, 4, ... threads up to the CPUs this process may use (at most 16), as ``taskfuse fuse``'s pools run them:
-    how far they scale with the cores, which the GIL would cap."""
+    """Pairs decoded (``decode_pair``) and colour images of their size encoded (their visible images, as PNG at
+    ``png_level``) per second by a pool of 1, 2, 4, ... threads up to ``taskfuse fuse``'s own pool size
+    (``default_workers``): how far the pools scale with the cores, which the GIL would cap."""
     options = FuseOptions()
     images = [np.ascontiguousarray(decode_pair(p, options)[1].permute(1, 2, 0).numpy()) for p in pairs]
-    cpus = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cpus = default_workers()
     jobs = {
         "decode": (partial(decode_pair, options=options), pairs),
         "encode": (partial(encode_image, suffix=".png", png_level=png_level), images),
@@ -529,7 +529,7 @@ def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, 
     """Part ``precision`` (module docstring)."""
     model = load(device=str(device))
     pairs = find_pairs(args.folder / "ir", args.folder / "vi")[: args.pairs]
-    worst = {kind: {"max_levels": 0.0, "max_levels_8bit": 0, "changed": 0} for kind in PRECISION_ROWS}
+    worst = {kind: {"max_levels": 0.0, "max_levels_8bit": 0, "changed": 0, "values": 0} for kind in PRECISION_ROWS}
 
     def compare(kind: str, out: torch.Tensor, reference: torch.Tensor) -> None:
         w = worst[kind]
@@ -537,12 +537,12 @@ def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, 
         levels = (quantize(out).int() - quantize(reference).int()).abs()
         w["max_levels_8bit"] = max(w["max_levels_8bit"], int(levels.max()))
         w["changed"] += int((levels > 0).sum())
+        w["values"] += levels.numel()
 
-    pixels, singles = 0, []
+    singles = []
     for pair in pairs:
         ir, vi = (x[None] for x in decode_pair(pair, FuseOptions()))
         reference = model.fuse_batch(ir, vi)
-        pixels += reference.numel()
         singles.append((ir, vi, reference))
         for dtype in ("bf16", "fp16"):
             compare(dtype, model.fuse_batch(ir, vi, dtype=dtype), reference)
@@ -557,7 +557,7 @@ def precision_part(args: argparse.Namespace, device: torch.device) -> dict[str, 
     return {
         "pairs": len(pairs),
         "batch_size": batch,
-        **{k: w | {"changed_share": w["changed"] / pixels} for k, w in worst.items()},
+        **{k: w | {"changed_share": w["changed"] / max(w["values"], 1)} for k, w in worst.items()},
     }
 
 

@@ -476,16 +476,10 @@ def reuse_cells(out: Path, design: Design, source: Path) -> list[str]:
 
 def _same_weights(earlier: Claim, row: Row, their_path: str | None) -> bool:
     """Whether every cell ``earlier`` holds of ``row`` was made with the weights ``row`` names now."""
-    digest = earlier.weights_sha256(row)
-    for unit in earlier.cells(row):
-        _, _, fusion, down = unit.split(":")
-        record = earlier.cell_record(row, None if fusion == "-" else int(fusion[1:]), int(down[1:]))
-        made = record.get("weights_sha256")
-        if made is None and their_path is not None and Path(their_path).is_file():
-            made = file_sha256(their_path)
-        if made != digest:
-            return False
-    return True
+    made = {earlier.cell_record(row, f, d).get("weights_sha256") for f, d in earlier.cell_keys(row)}
+    if None in made and their_path is not None and Path(their_path).is_file():
+        made = (made - {None}) | {file_sha256(their_path)}
+    return made == {earlier.weights_sha256(row)}
 
 
 def tag(seed: int | None) -> str:
