@@ -4,8 +4,9 @@
 # done (--plan) and starts them as slots free up. At the deadline the running units are stopped; every unit
 # resumes from its checkpoints, so calling again continues, and the call that finishes the last unit prints the
 # table. A unit that fails is not started again: the call stops starting units, names it with the end of its log
-# (OUT-logs/) and exits with 1. Each unit gets one CPU thread (OMP_NUM_THREADS, unless set): many units with
-# torch's default of one thread per core stalled the synthetic benchmark's pieces on 16 cores.
+# (OUT-logs/) and exits with 1, as it does when --plan refuses the design (OUT-logs/plan.log). Each unit gets one
+# CPU thread (OMP_NUM_THREADS, unless set): many units with torch's default of one thread per core stalled the
+# synthetic benchmark's pieces on 16 cores.
 #
 #   bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]        # repeat until it prints the table
 #
@@ -19,6 +20,7 @@
 #   PRETRAINED  the detectors' backbone (default imagenet, from taskfuse[pretrained]; a .safetensors file;
 #               empty: none, as the CPU presets' detectors take none)
 #   REUSE       another claim folder whose cells this design shares (--reuse)
+#   TASK_WEIGHT the scale of SeAFusion's task weight per round (--task-weight; default 1, the paper's)
 #   ROWS        the rows to run (default all, the oracle included)
 set -uo pipefail
 out=${1:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
@@ -31,9 +33,12 @@ read -r -a methods <<< "${METHODS:-}"
 [ "${#methods[@]}" -gt 0 ] && design+=(--methods "${methods[@]}")
 read -r -a init <<< "${INIT:-}"
 [ "${#init[@]}" -gt 0 ] && design+=(--init "${init[@]}")
+released=()
 for row in ${WEIGHTS:-}; do
-  if [ -f "${row#*=}" ]; then design+=(--weights "$row"); fi
+  if [ -f "${row#*=}" ]; then released+=("$row"); fi
 done
+[ "${#released[@]}" -gt 0 ] && design+=(--weights "${released[@]}")
+[ -n "${TASK_WEIGHT:-}" ] && design+=(--task-weight "$TASK_WEIGHT")
 read -r -a rows <<< "${ROWS:-}"
 [ "${#rows[@]}" -gt 0 ] && rows=(--rows "${rows[@]}")
 planned=("${design[@]}")
@@ -45,7 +50,12 @@ mkdir -p "$out-logs"
 declare -A running
 failed=()
 while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
-  mapfile -t ready < <(taskfuse "${planned[@]}" "${rows[@]}" --plan 2>> "$out-logs/plan.log")
+  if ! plan=$(taskfuse "${planned[@]}" "${rows[@]}" --plan 2>> "$out-logs/plan.log"); then
+    echo "--plan failed; $out-logs/plan.log ends:" >&2
+    tail -n 3 "$out-logs/plan.log" >&2
+    exit 1
+  fi
+  mapfile -t ready < <(printf '%s' "$plan" | grep .)
   busy=0
   for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
   for unit in "${ready[@]}"; do

@@ -48,8 +48,9 @@ Six parts (``--parts``):
 The load average (``os.getloadavg``) is recorded with every end-to-end run: on a shared machine the ratios
 within one run are the figures to compare.
 
-A learned ``--method`` without ``--weights`` runs at random initialisation (``random_init`` in the JSON): fine for
-timing, meaningless for image quality. Results go to ``--out`` as JSON and are printed as a Markdown table.
+A learned ``--method`` without ``--weights`` runs with the weights it ships (the default's), else at random
+initialisation (``random_init`` in the JSON): fine for timing, meaningless for image quality. Results go to
+``--out`` as JSON and are printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ GIB = 2**30
 
 
 def build(method: str | None, weights: Path | None) -> tuple[FusionModel, str, bool]:
-    """The model on the CPU in eval mode, its method name, and whether it is a learned net at random init."""
+    """The model on the CPU in eval mode, its method name, and whether it is a learned net at random init (the
+    default method loads its shipped weights, as ``taskfuse.load`` does)."""
     if weights is not None:
         return load(method, weights, "cpu"), read_meta(weights)["method"], False
     name = method or models.DEFAULT_METHOD
+    if models.get(name).weights is not None:
+        return load(name, None, "cpu"), name, False
     model = models.create(name).eval()
     return model, name, any(True for _ in model.parameters())
 

@@ -361,6 +361,8 @@ class Design:
     """Per method, the weights its pre-trainings start from (none: random weights)."""
     pretrained: str = ""
     """Backbone weights of every detector, in the loop and downstream (``imagenet`` or a file; empty: none)."""
+    task_weight: float = 1.0
+    """Scale of the task term's weight in SeAFusion's rounds (``FusionDesign.task_weight``)."""
 
 
 def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
@@ -378,6 +380,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         "methods": claim_methods(),
         "init": {},
         "pretrained": "",
+        "task_weight": 1.0,
     }
     values: dict[str, Any] = {}
     for key, default in preset.items():
@@ -406,6 +409,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         released=released,
         init=dict(values["init"]),
         pretrained=values["pretrained"],
+        task_weight=float(values["task_weight"]),
     )
     record = {
         "design": {**values, "released": released},
@@ -550,31 +554,49 @@ class Claim:
         return [(f, d) for f in seeds for d in downstream]
 
     def fusion(self, method: str) -> FusionDesign:
-        """The preset's fusion trainings of ``method``, with its starting weights and the detectors' backbone."""
-        return replace(self.scale.fusion, init=self.design.init.get(method, ""), task_pretrained=self.design.pretrained)
+        """The preset's fusion trainings of ``method``, with its starting weights, the detectors' backbone and the
+        task weight."""
+        return replace(
+            self.scale.fusion,
+            init=self.design.init.get(method, ""),
+            task_pretrained=self.design.pretrained,
+            task_weight=self.design.task_weight,
+        )
 
     def cells(self, row: Row) -> list[str]:
         return [f"cell:{row.name}:{tag(f)}:d{d}" for f, d in self.cell_keys(row)]
 
     def units(self, rows: Sequence[Row]) -> list[str]:
-        """The units that make ``rows``, in an order in which each one's inputs come first."""
+        """The units that make ``rows``, in an order in which each one's inputs come first (with the oracle,
+        the images of its base once that is known)."""
         learned = [r for r in rows if r.kind in VARIANTS]
         out = list(dict.fromkeys(f"pretrain:{r.source}:f{s}" for r in learned for s in self.design.fusion_seeds))
         out += [f"train:{r.name}:f{s}" for r in learned for s in self.design.fusion_seeds]
         out += [f"fuse:{r.name}" for r in rows if r.kind in FIXED]
         out += [u for r in rows if r.kind != "oracle" for u in self.cells(r)]
         if any(r.kind == "oracle" for r in rows):
-            out += ["fuse:oracle", *self.cells(self.by_name["oracle"])]
+            base = self.oracle_base()
+            made = [] if base is None else [u for u in self.image_units(base) if u not in out]
+            out += [*made, "fuse:oracle", *self.cells(self.by_name["oracle"])]
         return out
 
+    def image_units(self, row: Row) -> list[str]:
+        """The units that make the fused images of ``row``."""
+        if row.kind in VARIANTS:
+            return [f"train:{row.name}:f{s}" for s in self.design.fusion_seeds]
+        return [f"fuse:{row.name}"]
+
     def needs(self, unit: str) -> list[str]:
-        """The units ``unit`` needs finished first."""
+        """The units ``unit`` needs finished first (the oracle: every other row's cells, then its base's
+        images, so the images of rows scored earlier or in another folder are made again only for the base)."""
         kind, name, *rest = unit.split(":")
         row = self.by_name.get(name)
         if kind == "train":
             return [f"pretrain:{row.source}:{rest[0]}"]  # type: ignore[union-attr]
         if kind == "fuse" and name == "oracle":
-            return [u for r in self.rows if r.kind != "oracle" for u in self.units([r])]
+            cells = [u for r in self.rows if r.kind != "oracle" for u in self.cells(r)]
+            base = self.oracle_base()
+            return cells if base is None else [*cells, *self.image_units(base)]
         if kind == "cell":
             assert row is not None
             if row.kind in VARIANTS:
@@ -596,20 +618,21 @@ class Claim:
             return (self.out / "cells" / name / f"{cell_name(seed, int(rest[1][1:]))}.json").is_file()
         raise TaskfuseError(f"unit {unit!r}: not a unit of this benchmark (see --plan)")
 
-    def plan(self, rows: Sequence[Row]) -> list[str]:
-        """Units of ``rows`` not done whose inputs are all done: what can run side by side now (a pre-training
-        from ``--init`` weights waits for the file; a row's images are not made again once its cells are all
-        scored, unless the oracle, which reads them, is among ``rows``)."""
-        oracle = any(r.kind == "oracle" for r in rows)
-        scored = {r.name for r in rows if all(self.done(c) for c in self.cells(r))}
+    def todo(self, rows: Sequence[Row]) -> list[str]:
+        """Units of ``rows`` not done, less the images of rows whose cells are all scored (made earlier or
+        copied by ``--reuse``), which are not made again unless the oracle among ``rows`` reads them."""
+        base = self.oracle_base() if any(r.kind == "oracle" for r in rows) else None
+        scored = {r.name for r in self.rows if r is not base and all(self.done(c) for c in self.cells(r))}
         return [
             u
             for u in self.units(rows)
-            if not self.done(u)
-            and all(self.done(n) for n in self.needs(u))
-            and self.startable(u)
-            and (oracle or not (u.startswith("fuse:") and u.split(":")[1] in scored))
+            if not self.done(u) and not (u.startswith("fuse:") and u.split(":")[1] in scored)
         ]
+
+    def plan(self, rows: Sequence[Row]) -> list[str]:
+        """Units to do whose inputs are all done: what can run side by side now (a pre-training from ``--init``
+        weights waits for the file)."""
+        return [u for u in self.todo(rows) if all(self.done(n) for n in self.needs(u)) and self.startable(u)]
 
     def startable(self, unit: str) -> bool:
         """False for a pre-training whose ``--init`` weights do not exist yet."""
@@ -620,7 +643,7 @@ class Claim:
     def run_all(self, rows: Sequence[Row]) -> None:
         """Run every unit of ``rows``; listed again after each pass, since the oracle's cells are known only once
         its base is."""
-        while todo := [u for u in self.units(rows) if not self.done(u)]:
+        while todo := self.todo(rows):
             for unit in todo:
                 self.run(unit)
 

@@ -15,6 +15,9 @@ downstream seed):
 * every task-guided row and the best fused row minus the better single modality (``ir`` or ``vi``, by mean
   mAP50), the claim's "better than either modality";
 * ``oracle`` minus its base row: how much room better fused inputs have.
+
+Beside them, how large the task term was in each task-guided continuation against the fusion loss it is added
+to (``loss_balance``), and where each pre-training stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from taskfuse.benchmark.claim import FIXED, tag
 from taskfuse.benchmark.continuation import VARIANTS
@@ -45,6 +49,7 @@ from taskfuse.data.datasets import open_dataset
 from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.table import markdown_table
+from taskfuse.train.log import read_metrics
 
 Key = tuple[int | None, int]
 """A cell: (fusion seed or None, downstream seed)."""
@@ -217,6 +222,7 @@ def build(out: Path) -> dict[str, Any]:
         "methods": methods,
         "comparisons": comparisons,
         "pretraining": pretraining(out),
+        "loss_balance": loss_balance(out),
     }
 
 
@@ -228,6 +234,47 @@ def pretraining(out: Path) -> list[dict[str, Any]]:
         last = r["history"].get(str(r["steps"]), {})
         found.append({"run": path.stem, "steps": r["steps"], "plateau": r["plateau"], "scores": last})
     return found
+
+
+def loss_balance(out: Path) -> list[dict[str, Any]]:
+    """Per task-guided continuation and round: the means over its fusion phase of the fusion loss and of the
+    weighted task term ``λ_r L_task`` added to it (seed 000 eq. 2), and the fusion loss of its fusion-only twin in
+    that round, from the runs' ``metrics.csv``. A task term many times the fusion loss steers the fusion network
+    by the task alone; the twin's loss shows what that costs the fusion terms."""
+    found = []
+    for path in sorted((out / "runs").glob("*-task-guided-f*.json")):
+        twin = path.with_name(path.name.replace("-task-guided-", "-fusion-only-"))
+        guided, alone = _round_means(out, path), _round_means(out, twin)
+        for r, (task, fusion, term) in guided.items():
+            found.append(
+                {
+                    "run": path.stem,
+                    "round": r,
+                    "task": task,
+                    "fusion": fusion,
+                    "task_term": term,
+                    "twin_fusion": alone[r][1] if r in alone else math.nan,
+                }
+            )
+    return found
+
+
+def _round_means(out: Path, record: Path) -> dict[int, tuple[str, float, float]]:
+    """{round: (task, mean fusion loss, mean weighted task term)} over the fusion steps a run logged."""
+    if not record.is_file():
+        return {}
+    run = out / Path(json.loads(record.read_text())["weights"]).parent
+    if not (run / "metrics.csv").is_file():
+        return {}
+    task = yaml.safe_load((run / "config.yaml").read_text())["train"]["task"]
+    logged = read_metrics(run / "metrics.csv")
+    total, term, rounds = (logged.get(f"train/{k}", {}) for k in ("total", task, "round"))
+    means = {}
+    for r in sorted({int(rounds[s]) for s in total}):
+        steps = [s for s in total if int(rounds[s]) == r]
+        task_term = float(np.mean([term.get(s, 0.0) for s in steps]))
+        means[r] = (task, float(np.mean([total[s] for s in steps])) - task_term, task_term)
+    return means
 
 
 def _cell(value: float | None, digits: int = 2) -> str:
@@ -305,6 +352,22 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             for r in report["pretraining"]
         ]
         lines += [markdown_table(["Run", "Steps", "Plateau", "Validation at the end"], body).rstrip("\n")]
+    if report["loss_balance"]:
+        lines += ["", "## The task term beside the fusion loss (task-guided continuations, fusion phases)", ""]
+        body = [
+            [
+                r["run"],
+                str(r["round"]),
+                r["task"],
+                _cell(r["task_term"], 3),
+                _cell(r["fusion"], 3),
+                _cell(r["twin_fusion"], 3),
+                _cell(r["task_term"] / r["fusion"] if r["fusion"] else math.nan),
+            ]
+            for r in report["loss_balance"]
+        ]
+        header = ["Run", "Round", "Task", "task term (weighted)", "fusion loss", "twin's fusion loss", "task / fusion"]
+        lines += [markdown_table(header, body).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -91,6 +91,9 @@ class FusionDesign:
     """Weights the pre-training starts from (e.g. a network trained on more data); empty: random weights."""
     task_pretrained: str = ""
     """Backbone weights of the detector in the loop (``imagenet`` or a ``.safetensors`` file); empty: random."""
+    task_weight: float = 1.0
+    """Scale of SeAFusion's λ: round r of the continuation weighs the task term ``task_weight * r`` (1: the
+    paper's round index, seed 000 eq. 2)."""
 
 
 def claim_methods() -> list[str]:
@@ -107,7 +110,7 @@ def config_name(method: str) -> str:
 
 
 def budget(design: FusionDesign) -> Budget:
-    """The continuation's budget, λ = 1 .. rounds."""
+    """The continuation's budget, λ = ``task_weight`` x (1 .. rounds)."""
     return Budget(
         fusion_steps=design.steps,
         batch_size=design.batch_size,
@@ -118,7 +121,7 @@ def budget(design: FusionDesign) -> Budget:
         task="detection",
         task_model=design.task_model,
         task_warmup=design.task_warmup,
-        weights=tuple(float(r) for r in range(1, design.rounds + 1)),
+        weights=tuple(design.task_weight * r for r in range(1, design.rounds + 1)),
     )
 
 

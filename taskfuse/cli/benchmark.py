@@ -125,6 +125,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="backbone weights of every detector, in the loop and downstream (an -effnet-liteN detector)",
     )
     c.add_argument(
+        "--task-weight",
+        type=float,
+        metavar="W",
+        help="SeAFusion's λ in round r of the continuation is W x r (default 1: the paper's round index)",
+    )
+    c.add_argument(
         "--weights",
         nargs="+",
         default=[],
@@ -142,7 +148,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rows", nargs="+", default=[], metavar="ROW", help="rows to run (a row or a method; default all)")
     c.add_argument("--units", nargs="+", default=[], metavar="UNIT", help="run only these units (see --plan)")
     c.add_argument("--plan", action="store_true", help="print the units whose inputs are done, one per line")
-    c.add_argument("--list", action="store_true", help="list the rows and every unit with its state")
+    c.add_argument(
+        "--list", action="store_true", help="list the rows and every unit: done, todo, or skip (a scored row's images)"
+    )
     c.add_argument("--report", action="store_true", help="only rebuild the table from the finished cells")
     c.add_argument(
         "--compare",
@@ -211,6 +219,7 @@ def run_claim(args: argparse.Namespace) -> int:
         "released": parse_released(args.weights),
         "init": parse_init(args.init),
         "pretrained": None if args.pretrained is None else pretrained_source(args.pretrained),
+        "task_weight": args.task_weight,
     }
     design = settle_design(args.out, given)
     if args.reuse is not None:
@@ -225,8 +234,9 @@ def run_claim(args: argparse.Namespace) -> int:
     if args.list:
         for row in rows:
             print(f"{row.name:<28} {row.kind}")
+        todo = claim.todo(rows)
         for unit in claim.units(rows):
-            print(f"{'done' if claim.done(unit) else 'todo'}  {unit}")
+            print(f"{'todo' if unit in todo else 'done' if claim.done(unit) else 'skip'}  {unit}")
         return 0
     if args.units:
         for unit in args.units:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from taskfuse import models
-from taskfuse.benchmark.claim import TINY, Claim, parse_released, reuse_cells, settle_design
-from taskfuse.benchmark.claim_report import pairs, write_report
+from taskfuse.benchmark.claim import TINY, Claim, cell_name, parse_released, reuse_cells, settle_design
+from taskfuse.benchmark.claim_report import loss_balance, pairs, write_report
 from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, variant_config
 from taskfuse.benchmark.stats import image_matches, scores_on
 from taskfuse.cli.main import main
@@ -59,6 +59,8 @@ def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Pa
         assert guided.options.seg_weight_per_round == [1.0, 2.0] and plain.options.seg_weight_per_round == [0.0, 0.0]
         assert guided.options.task_warmup == DESIGN.task_warmup and guided.options.task_model == DESIGN.task_model
         assert guided.options.fusion == plain.options.fusion
+        scaled = variant_config(replace(DESIGN, task_weight=0.2), method, "task-guided", 3, data, init)
+        assert scaled.options.seg_weight_per_round == pytest.approx([0.2, 0.4])
     else:
         assert (guided.strategy, plain.strategy, guided.options.task) == ("single_stage", "fusion_only", "detection")
         keys = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "warmup_iters", "batch_size", "crop")
@@ -82,6 +84,10 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
     assert again == design
     with pytest.raises(TaskfuseError, match="made with fusion_seeds"):
         settle_design(tmp_path, {"fusion_seeds": [5]})
+    with pytest.raises(TaskfuseError, match="made with task_weight 1.0"):
+        settle_design(tmp_path, {"task_weight": 0.2})
+    weighed = settle_design(tmp_path / "weighed", {"root": data, "scale": "tiny", "task_weight": 0.2})
+    assert Claim(tmp_path / "weighed", weighed).fusion("seafusion").task_weight == 0.2
     with pytest.raises(TaskfuseError, match="detection guides only"):
         settle_design(tmp_path / "other", {"root": data, "methods": ["psfusion"]})
     with pytest.raises(TaskfuseError, match="not a file"):
@@ -102,7 +108,7 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
         claim.run("cell:nowhere:-:d0")
 
 
-def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path) -> None:
+def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     claim = Claim(tmp_path, settle_design(tmp_path, {"root": data, "scale": "tiny", "methods": ["seafusion"]}))
     rows = [r for r in claim.rows if r.name in ("ir", "max")]
     assert "fuse:max" in claim.plan(rows)
@@ -111,7 +117,27 @@ def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
     assert "fuse:max" not in claim.plan(rows) and "cell:ir:-:d0" in claim.plan(rows)
-    assert "fuse:max" in claim.plan([*rows, claim.by_name["oracle"]])
+    assert claim.todo(rows) == ["cell:ir:-:d0", "cell:ir:-:d1"]
+    capsys.readouterr()
+    assert main(["benchmark", "claim", "--out", str(tmp_path), "--rows", "ir", "max", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "skip  fuse:max" in listed and "done  cell:max:-:d0" in listed and "todo  cell:ir:-:d0" in listed
+
+
+def test_the_oracle_waits_for_every_cell_then_for_the_images_of_its_base_alone(data: Path, tmp_path: Path) -> None:
+    claim = Claim(tmp_path, settle_design(tmp_path, {"root": data, "scale": "tiny", "methods": ["seafusion"]}))
+    oracle = [claim.by_name["oracle"]]
+    assert claim.plan(oracle) == [] and claim.oracle_base() is None
+    for row in claim.rows[:-1]:
+        for f, d in claim.cell_keys(row):
+            path = tmp_path / "cells" / row.name / f"{cell_name(f, d)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"result": {"mAP50": 0.6 if row.name == "max" else 0.5}}))
+    assert not any(u.startswith(("fuse:", "cell:")) for u in claim.plan(claim.rows[:-1]))
+    assert claim.plan(oracle) == ["fuse:max"] and claim.oracle_base() is claim.by_name["max"]
+    (tmp_path / "fused" / "max").mkdir(parents=True)
+    (tmp_path / "fused" / "max" / "done.json").write_text("{}")
+    assert claim.plan(oracle) == ["fuse:oracle"] and claim.seeds(oracle[0]) == [None]
 
 
 def test_cells_of_rows_without_weights_are_reused_from_a_folder_of_the_same_data(data: Path, tmp_path: Path) -> None:
@@ -165,6 +191,25 @@ def test_cells_pair_by_seeds() -> None:
     assert pairs(learned, learned[:3]) == [((0, 0), (0, 0)), ((0, 1), (0, 1)), ((1, 0), (1, 0))]
     assert pairs(fixed, learned) == [((None, 0), (0, 0)), ((None, 1), (0, 1)), ((None, 0), (1, 0)), ((None, 1), (1, 1))]
     assert pairs(fixed, fixed) == [((None, 0), (None, 0)), ((None, 1), (None, 1))]
+
+
+def test_the_task_term_is_weighed_against_the_fusion_loss_and_the_twins(tmp_path: Path) -> None:
+    logs = {
+        "task-guided": [(20, "total", 5.0), (20, "detection", 4.0), (40, "total", 7.0), (40, "detection", 6.0)],
+        "fusion-only": [(20, "total", 0.8), (40, "total", 0.6)],
+    }
+    for variant, values in logs.items():
+        run = tmp_path / "runs" / f"m-{variant}-f0-1"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("train:\n  task: detection\n")
+        rounds = [(step, "round", float(step // 40)) for step in (20, 40)]
+        lines = [f"{s},train/{n},{v}" for s, n, v in [*values, *rounds, (20, "lr", 1e-3)]]
+        (run / "metrics.csv").write_text("step,name,value\n" + "\n".join(lines) + "\n")
+        record = {"weights": f"runs/m-{variant}-f0-1/fusion.safetensors"}
+        (tmp_path / "runs" / f"m-{variant}-f0.json").write_text(json.dumps(record))
+    found = loss_balance(tmp_path)
+    assert [(r["round"], r["task_term"], r["twin_fusion"]) for r in found] == [(0, 4.0, 0.8), (1, 6.0, 0.6)]
+    assert [r["fusion"] for r in found] == pytest.approx([1.0, 1.0]) and found[0]["run"] == "m-task-guided-f0"
 
 
 @pytest.mark.slow
@@ -266,3 +311,12 @@ def test_the_script_stops_at_a_failing_unit_and_names_it(data: Path, tmp_path: P
     )
     assert done.returncode == 1
     assert "unit pretrain:seafusion:f0 failed" in done.stderr and "units left: " in done.stdout
+
+
+def test_the_script_records_every_released_row_and_stops_when_the_plan_fails(data: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    weights = " ".join(f"{n}-released={tmp_path / n}.safetensors" for n in ("a", "b"))
+    done = run_script(tmp_path / "claim", data, METHODS="seafusion", WEIGHTS=weights, ROWS="a-released nowhere")
+    assert done.returncode == 1 and "--plan failed" in done.stderr and "'nowhere': not a row" in done.stderr
+    assert list(settle_design(tmp_path / "claim", {}).released) == ["a-released", "b-released"]
