@@ -240,12 +240,15 @@ def loss_balance(out: Path) -> list[dict[str, Any]]:
     """Per task-guided continuation and round: the means over its fusion phase of the fusion loss and of the
     weighted task term ``λ_r L_task`` added to it (seed 000 eq. 2), and the fusion loss of its fusion-only twin in
     that round, from the runs' ``metrics.csv``. A task term many times the fusion loss steers the fusion network
-    by the task alone; the twin's loss shows what that costs the fusion terms."""
+    by the task alone; the twin's loss shows what that costs the fusion terms. Runs whose task acts inside the
+    loss's own terms (boxes made into foreground masks) log no separate term and are left out."""
     found = []
     for path in sorted((out / "runs").glob("*-task-guided-f*.json")):
         twin = path.with_name(path.name.replace("-task-guided-", "-fusion-only-"))
         guided, alone = _round_means(out, path), _round_means(out, twin)
         for r, (task, fusion, term) in guided.items():
+            if term is None:
+                continue
             found.append(
                 {
                     "run": path.stem,
@@ -259,21 +262,24 @@ def loss_balance(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _round_means(out: Path, record: Path) -> dict[int, tuple[str, float, float]]:
-    """{round: (task, mean fusion loss, mean weighted task term)} over the fusion steps a run logged."""
+def _round_means(out: Path, record: Path) -> dict[int, tuple[str, float, float | None]]:
+    """{round: (task, mean fusion loss, mean weighted task term or None where the run logs none)} over the
+    fusion steps a run logged (one round, 0, for strategies without rounds)."""
     if not record.is_file():
         return {}
     run = out / Path(json.loads(record.read_text())["weights"]).parent
     if not (run / "metrics.csv").is_file():
         return {}
-    task = yaml.safe_load((run / "config.yaml").read_text())["train"]["task"]
+    task = yaml.safe_load((run / "config.yaml").read_text())["train"].get("task") or ""
     logged = read_metrics(run / "metrics.csv")
     total, term, rounds = (logged.get(f"train/{k}", {}) for k in ("total", task, "round"))
-    means = {}
-    for r in sorted({int(rounds[s]) for s in total}):
-        steps = [s for s in total if int(rounds[s]) == r]
+    by_round: dict[int, list[int]] = {}
+    for step in total:
+        by_round.setdefault(int(rounds.get(step, 0)), []).append(step)
+    means: dict[int, tuple[str, float, float | None]] = {}
+    for r, steps in sorted(by_round.items()):
         task_term = float(np.mean([term.get(s, 0.0) for s in steps]))
-        means[r] = (task, float(np.mean([total[s] for s in steps])) - task_term, task_term)
+        means[r] = (task, float(np.mean([total[s] for s in steps])) - task_term, task_term if term else None)
     return means
 
 

@@ -52,6 +52,9 @@ def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Pa
         assert fusion_steps(cfg) == DESIGN.steps and cfg.train.init == str(init)
         assert (cfg.data.train.name, cfg.data.train.split, cfg.data.val) == ("msrs_det", "train", None)
     assert guided.train.seed == plain.train.seed == 3 and reseed.train.seed == 3 + RESEED
+    imagenet = replace(DESIGN, task_pretrained="imagenet", task_model="yolox-s-effnet-lite0")
+    backbone = variant_config(imagenet, method, "task-guided", 3, data, init)
+    assert getattr(backbone.options, "task_options", {"pretrained": "imagenet"}) == {"pretrained": "imagenet"}
     assert guided.data.train.options == {} and plain.data.train.options == {"labels": False}
     assert plain.to_dict()["train"] == {**reseed.to_dict()["train"], "seed": 3}
     if guided.strategy == "iterative_joint":
@@ -207,6 +210,13 @@ def test_the_task_term_is_weighed_against_the_fusion_loss_and_the_twins(tmp_path
         (run / "metrics.csv").write_text("step,name,value\n" + "\n".join(lines) + "\n")
         record = {"weights": f"runs/m-{variant}-f0-1/fusion.safetensors"}
         (tmp_path / "runs" / f"m-{variant}-f0.json").write_text(json.dumps(record))
+    masks = {"task-guided": "train:\n  task: detection\n", "fusion-only": "train:\n  seed: 0\n"}
+    for variant, config in masks.items():
+        run = tmp_path / "runs" / f"s-{variant}-f0-1"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(config)
+        (run / "metrics.csv").write_text("step,name,value\n20,train/total,0.5\n20,train/ex,0.1\n")
+        (tmp_path / "runs" / f"s-{variant}-f0.json").write_text(json.dumps({"weights": f"runs/s-{variant}-f0-1/w"}))
     found = loss_balance(tmp_path)
     assert [(r["round"], r["task_term"], r["twin_fusion"]) for r in found] == [(0, 4.0, 0.8), (1, 6.0, 0.6)]
     assert [r["fusion"] for r in found] == pytest.approx([1.0, 1.0]) and found[0]["run"] == "m-task-guided-f0"
