@@ -372,7 +372,15 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             ]
             for r in report["loss_balance"]
         ]
-        header = ["Run", "Round", "Task", "task term (weighted)", "fusion loss", "twin's fusion loss", "task / fusion"]
+        header = [
+            "Run",
+            "Round (from 0)",
+            "Task",
+            "task term (weighted)",
+            "fusion loss",
+            "twin's fusion loss",
+            "task / fusion",
+        ]
         lines += [markdown_table(header, body).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
