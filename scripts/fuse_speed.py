@@ -78,7 +78,7 @@ import torch
 from PIL import Image
 
 from taskfuse import models
-from taskfuse.data.io import PNG_LEVEL, encode_image, quantize, to_unit, write_image
+from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
 from taskfuse.inference import FuseOptions, decode_pair, default_workers, fuse_tensors, load, read_pair, tile_context
@@ -433,12 +433,14 @@ def pillow_png(image: np.ndarray, level: int) -> bytes:
 
 
 def png_levels(folder: Path, n: int) -> dict[str, dict[str, float]]:
-    """Mean PNG size (KiB) and median encoding time (ms) over ``n`` fused images of ``folder``: per level of
-    ``encode_image``, and with Pillow's encoder at levels 1, 6 and 9 (``pillow-<level>``) on the same images."""
+    """Mean file size (KiB) and median encoding time (ms) over ``n`` fused images of ``folder``: per PNG level of
+    ``encode_image``, with Pillow's PNG encoder at levels 1, 6 and 9 (``pillow-<level>``), and as JPEG and WebP at
+    ``encode_image``'s default quality (``jpg``, ``webp``: lossy, the outputs ``taskfuse fuse --ext`` offers)."""
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))[:n]]
     cpu = torch.device("cpu")
     encoders = {str(level): partial(encode_image, suffix=".png", png_level=level) for level in range(10)}
     encoders |= {f"pillow-{level}": partial(pillow_png, level=level) for level in (1, 6, 9)}
+    encoders |= {ext: partial(encode_image, suffix=f".{ext}") for ext in ("jpg", "webp")}
     return {
         name: {
             "kib": float(np.mean([len(encode(a)) for a in images])) / 1024,
@@ -628,6 +630,7 @@ def table(report: dict) -> str:
                     rows.append(_run_row(f"{Path(p['weights']).name}, {key}, {p['pairs']} pairs", p[key]))
         for level, v in r["png_levels"].items():
             name = f"Pillow PNG level {level[7:]}" if level.startswith("pillow-") else f"PNG level {level}"
+            name = f"{level.upper()}, quality {QUALITY}" if level in ("jpg", "webp") else name
             rows.append([name, "fused 640x480 outputs", f"{v['kib']:.0f} KiB, {v['ms']:.1f} ms"])
     if "precision" in report:
         r = report["precision"]
