@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -121,6 +121,7 @@ def budget(design: FusionDesign) -> Budget:
         task="detection",
         task_model=design.task_model,
         task_warmup=design.task_warmup,
+        task_pretrained=design.task_pretrained,
         weights=tuple(design.task_weight * r for r in range(1, design.rounds + 1)),
     )
 
@@ -155,17 +156,14 @@ def common(design: FusionDesign, method: str, root: Path, seed: int, boxes: bool
 
 
 def guided_config(design: FusionDesign, method: str, root: Path, seed: int, init: str, progress: bool) -> RunConfig:
-    """The task-guided continuation. The detectors' backbone (``task_pretrained``) goes to a strategy with a task
-    network in the loop (one whose options take ``task_options``); the methods whose boxes make masks have none."""
+    """The task-guided continuation (the strategy's budget gives the detectors' backbone to a task network in the
+    loop; the methods whose boxes make masks have none)."""
     spec = models.get(method)
     overrides = [
         *common(design, method, root, seed, True, progress),
         *STRATEGIES.get(spec.strategy).budget(budget(design), spec),
         f"train.init={value(init)}",
     ]
-    in_loop = {f.name for f in fields(STRATEGIES.get(spec.strategy).Options)}
-    if design.task_pretrained and "task_options" in in_loop:
-        overrides.append(f"train.task_options.pretrained={value(design.task_pretrained)}")
     return load_config(config_name(method), overrides)
 
 

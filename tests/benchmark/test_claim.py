@@ -53,8 +53,7 @@ def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Pa
         assert (cfg.data.train.name, cfg.data.train.split, cfg.data.val) == ("msrs_det", "train", None)
     assert guided.train.seed == plain.train.seed == 3 and reseed.train.seed == 3 + RESEED
     imagenet = replace(DESIGN, task_pretrained="imagenet", task_model="yolox-s-effnet-lite0")
-    backbone = variant_config(imagenet, method, "task-guided", 3, data, init)
-    assert getattr(backbone.options, "task_options", {"pretrained": "imagenet"}) == {"pretrained": "imagenet"}
+    backbone, twin = (variant_config(imagenet, method, v, 3, data, init) for v in ("task-guided", "fusion-only"))
     assert guided.data.train.options == {} and plain.data.train.options == {"labels": False}
     assert plain.to_dict()["train"] == {**reseed.to_dict()["train"], "seed": 3}
     if guided.strategy == "iterative_joint":
@@ -64,7 +63,9 @@ def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Pa
         assert guided.options.fusion == plain.options.fusion
         scaled = variant_config(replace(DESIGN, task_weight=0.2), method, "task-guided", 3, data, init)
         assert scaled.options.seg_weight_per_round == pytest.approx([0.2, 0.4])
+        assert backbone.options.task_options == {"pretrained": "imagenet"} and twin.options.task_options == {}
     else:
+        assert not hasattr(backbone.options, "task_options") and backbone.to_dict()["train"]["task"] == "detection"
         assert (guided.strategy, plain.strategy, guided.options.task) == ("single_stage", "fusion_only", "detection")
         keys = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "warmup_iters", "batch_size", "crop")
         assert all(getattr(guided.train, k) == getattr(plain.train, k) for k in keys)

@@ -61,6 +61,8 @@ class Budget:
     """Its network (a name of the family's registry); empty = the config's."""
     task_warmup: int = 0
     """Steps the task network trains on the starting fusion network's images before the first round."""
+    task_pretrained: str = ""
+    """Backbone weights of that network (``imagenet`` or a ``.safetensors`` file); empty = the config's."""
     weights: tuple[float, ...] = ()
     """λ of the task loss in each round; empty = the round index (0, 1, 2, ...), the authors' schedule."""
 

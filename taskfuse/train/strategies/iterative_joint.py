@@ -36,6 +36,7 @@ the same images without the round trip through 8-bit files.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -224,12 +225,14 @@ class IterativeJoint(Strategy):
         ]
         if budget.task_model:
             out.append(f"train.task_model={budget.task_model}")
+        if budget.task_pretrained:
+            out.append(f"train.task_options.pretrained={json.dumps(budget.task_pretrained)}")
         return out
 
     @classmethod
     def without_task(cls, budget: Budget, spec: MethodSpec) -> list[str] | None:
         """The same rounds with λ = 0 in every one: the fusion network alone, with the same optimiser restarts."""
-        return cls.budget(replace(budget, weights=(0.0,) * budget.rounds, task_warmup=0), spec)
+        return cls.budget(replace(budget, weights=(0.0,) * budget.rounds, task_warmup=0, task_pretrained=""), spec)
 
     @classmethod
     def fusion_phase(cls, cfg: RunConfig) -> PhaseConfig:
