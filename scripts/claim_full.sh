@@ -21,6 +21,7 @@
 #               empty: none, as the CPU presets' detectors take none)
 #   REUSE       another claim folder whose cells this design shares (--reuse)
 #   TASK_WEIGHT the scale of SeAFusion's task weight per round (--task-weight; default 1, the paper's)
+#   FAST        1: the fusion trainings in channels_last and compiled (--fast)
 #   ROWS        the rows to run (default all, the oracle included)
 set -uo pipefail
 out=${1:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
@@ -39,6 +40,7 @@ for row in ${WEIGHTS:-}; do
 done
 [ "${#released[@]}" -gt 0 ] && design+=(--weights "${released[@]}")
 [ -n "${TASK_WEIGHT:-}" ] && design+=(--task-weight "$TASK_WEIGHT")
+[ "${FAST:-}" = 1 ] && design+=(--fast)
 read -r -a rows <<< "${ROWS:-}"
 [ "${#rows[@]}" -gt 0 ] && rows=(--rows "${rows[@]}")
 planned=("${design[@]}")

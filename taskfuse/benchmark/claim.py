@@ -363,6 +363,8 @@ class Design:
     """Backbone weights of every detector, in the loop and downstream (``imagenet`` or a file; empty: none)."""
     task_weight: float = 1.0
     """Scale of the task term's weight in SeAFusion's rounds (``FusionDesign.task_weight``)."""
+    fast: bool = False
+    """Fusion trainings in channels_last and compiled (``FusionDesign.fast``)."""
 
 
 def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
@@ -381,6 +383,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         "init": {},
         "pretrained": "",
         "task_weight": 1.0,
+        "fast": False,
     }
     values: dict[str, Any] = {}
     for key, default in preset.items():
@@ -393,7 +396,8 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
     if unknown:
         raise TaskfuseError(f"--methods {', '.join(unknown)}: detection guides only {', '.join(claim_methods())}")
     released = {**stored.get("released", {}), **(given.get("released") or {})}
-    changed = [f"{k} {stored[k]}" for k in values if k in stored and stored[k] != values[k]]
+    earlier = {k: stored.get(k, preset[k]) for k in values} if stored else values
+    changed = [f"{k} {earlier[k]}" for k in values if earlier[k] != values[k]]
     changed += [f"{k}={v}" for k, v in stored.get("released", {}).items() if released[k] != v]
     if changed:
         raise TaskfuseError(
@@ -410,6 +414,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         init=dict(values["init"]),
         pretrained=values["pretrained"],
         task_weight=float(values["task_weight"]),
+        fast=bool(values["fast"]),
     )
     record = {
         "design": {**values, "released": released},
@@ -514,12 +519,14 @@ class Claim:
     # -- rows and units -----------------------------------------------------------------------------------
 
     def select(self, names: Sequence[str] = ()) -> list[Row]:
-        """The rows named (a row, or a method for all its variants; none = all), in table order."""
+        """The rows named (a row, or a method for all its variants; none = all), in table order. A name that is
+        a row is that row alone: ``lite`` is the shipped default's row, not the ``lite-*`` variants too."""
         known = [r.name for r in self.rows] + list(self.design.methods)
         for n in names:
             if n not in known:
                 raise TaskfuseError(f"--rows {n!r}: not a row{closest(n, known)} Rows: {', '.join(known)}")
-        return [r for r in self.rows if not names or r.name in names or (r.source in names and r.kind in VARIANTS)]
+        methods = {n for n in names if n not in self.by_name}
+        return [r for r in self.rows if not names or r.name in names or (r.source in methods and r.kind in VARIANTS)]
 
     def oracle_base(self) -> Row | None:
         """The oracle's base row: recorded in ``oracle.json`` once every other row's cells exist, else None."""
@@ -561,6 +568,7 @@ class Claim:
             init=self.design.init.get(method, ""),
             task_pretrained=self.design.pretrained,
             task_weight=self.design.task_weight,
+            fast=self.design.fast,
         )
 
     def cells(self, row: Row) -> list[str]:

@@ -131,6 +131,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="SeAFusion's λ in round r of the continuation is W x r (default 1: the paper's round index)",
     )
     c.add_argument(
+        "--fast",
+        action="store_true",
+        default=None,
+        help="fusion trainings in channels_last and compiled (GPU; recorded in the design)",
+    )
+    c.add_argument(
         "--weights",
         nargs="+",
         default=[],
@@ -220,6 +226,7 @@ def run_claim(args: argparse.Namespace) -> int:
         "init": parse_init(args.init),
         "pretrained": None if args.pretrained is None else pretrained_source(args.pretrained),
         "task_weight": args.task_weight,
+        "fast": args.fast,
     }
     design = settle_design(args.out, given)
     if args.reuse is not None:

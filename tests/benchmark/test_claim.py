@@ -17,7 +17,7 @@ import pytest
 from taskfuse import models
 from taskfuse.benchmark.claim import TINY, Claim, cell_name, parse_released, reuse_cells, settle_design
 from taskfuse.benchmark.claim_report import loss_balance, pairs, write_report
-from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, variant_config
+from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, pretrain_config, variant_config
 from taskfuse.benchmark.stats import image_matches, scores_on
 from taskfuse.cli.main import main
 from taskfuse.data.datasets import open_dataset
@@ -72,6 +72,16 @@ def test_variants_differ_only_in_the_task_term_or_the_seed(method: str, data: Pa
         assert guided.train.lr_schedule == "constant"
 
 
+def test_fast_trainings_are_compiled_in_channels_last_in_every_phase(data: Path) -> None:
+    init = Path("/runs/pretrain/x.safetensors")
+    for method in claim_methods():
+        for fast in (False, True):
+            design = replace(DESIGN, fast=fast)
+            configs = [variant_config(design, method, v, 3, data, init) for v in ("task-guided", "fusion-only")]
+            configs.append(pretrain_config(design, method, data, 3, 8, progress=False))
+            assert all((c.train.channels_last, c.train.compile) == (fast, fast) for c in configs)
+
+
 def test_plateau_rule() -> None:
     rising = {s: {"Qabf": 0.1 * s, "SSIM": 0.5} for s in (1, 2, 3, 4)}
     assert plateau_step(rising, ("Qabf", "SSIM"), 1, 0.01, 0) is None
@@ -92,6 +102,12 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
         settle_design(tmp_path, {"task_weight": 0.2})
     weighed = settle_design(tmp_path / "weighed", {"root": data, "scale": "tiny", "task_weight": 0.2})
     assert Claim(tmp_path / "weighed", weighed).fusion("seafusion").task_weight == 0.2
+    record = json.loads((tmp_path / "claim.json").read_text())
+    del record["design"]["fast"]
+    (tmp_path / "claim.json").write_text(json.dumps(record))
+    assert settle_design(tmp_path, {}) == design
+    with pytest.raises(TaskfuseError, match="made with fast False"):
+        settle_design(tmp_path, {"fast": True})
     with pytest.raises(TaskfuseError, match="detection guides only"):
         settle_design(tmp_path / "other", {"root": data, "methods": ["psfusion"]})
     with pytest.raises(TaskfuseError, match="not a file"):
@@ -126,6 +142,15 @@ def test_scored_rows_are_not_fused_again(data: Path, tmp_path: Path, capsys: pyt
     assert main(["benchmark", "claim", "--out", str(tmp_path), "--rows", "ir", "max", "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert "skip  fuse:max" in listed and "done  cell:max:-:d0" in listed and "todo  cell:ir:-:d0" in listed
+
+
+def test_a_row_name_selects_that_row_and_a_method_name_its_variants(data: Path, tmp_path: Path) -> None:
+    design = settle_design(tmp_path, {"root": data, "scale": "tiny", "methods": ["lite", "seafusion"]})
+    claim = Claim(tmp_path, design)
+    assert [r.name for r in claim.select(["lite"])] == ["lite"]
+    variants = [r.name for r in claim.select(["seafusion", "ir"])]
+    assert variants == ["ir", "seafusion-fusion-only", "seafusion-task-guided", "seafusion-reseed"]
+    assert not any(u.startswith("pretrain:") for u in claim.plan(claim.select(["lite", "ir"])))
 
 
 def test_the_oracle_waits_for_every_cell_then_for_the_images_of_its_base_alone(data: Path, tmp_path: Path) -> None:
