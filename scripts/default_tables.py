@@ -16,6 +16,10 @@ SSIM against each source, which show which source a method draws on. ``--reuse t
 other than ``lite`` from an earlier run where they would come out alike (same pairs; a classical rule or the
 same weights file), to score a new ``ours`` alone. For each set, ``OUT/<set>.md`` holds the
 table and the count of the nine metrics on which ``lite`` beats each other row; ``OUT/tables.json`` all of it.
+
+``--set KEY=VALUE ...`` gives ``lite`` config keys that leave its weights alone, as ``taskfuse fuse --set``
+does: ``--set display=stretch`` scores its contrast-stretched display (``taskfuse/models/lite/network.py``).
+Choose such settings on the selection sets, not here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from taskfuse.cli.fuse import model_config
 from taskfuse.data.datasets import open_dataset
 from taskfuse.data.io import read_ir, read_vi, write_text
 from taskfuse.data.pairs import Pair, find_pairs
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sets", nargs="+", choices=VALIDATION, help="validation sets (default: all three)")
     parser.add_argument("--select", nargs="+", default=[], metavar="NAME=FOLDER", help="paired folders to score")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config keys of the lite row")
     parser.add_argument("--reuse", type=Path, help="an earlier tables.json whose rows other than lite are taken")
     args = parser.parse_args()
     validation = args.sets if args.sets is not None else [] if args.select else VALIDATION
@@ -111,7 +117,8 @@ def main() -> None:
     device = resolve_device(args.device)
     given = dict(w.split("=", 1) for w in args.weights)
     ours = given.pop("ours", None)
-    models = {"lite": lambda: load(weights=ours, device=str(device)) if ours else load(device=str(device))}
+    config = model_config(args.set)
+    models = {"lite": lambda: load(weights=ours, device=str(device), **config)}
     models |= {name: (lambda w=w: load(weights=w, device=str(device))) for name, w in given.items()}
     models |= {m: (lambda m=m: load(m, device=str(device))) for m in CLASSICAL}
     report: dict[str, dict] = {}
@@ -140,7 +147,7 @@ def main() -> None:
         write_text(args.out / f"{set_name}.md", text)
         print(text)
     reused = {"reused_from": os.fspath(args.reuse)} if args.reuse else {}
-    tables = {"weights": {"ours": ours, **given}, **reused, "sets": report}
+    tables = {"weights": {"ours": ours, **given}, "config": config, **reused, "sets": report}
     write_text(args.out / "tables.json", json.dumps(tables, indent=1) + "\n")
     print(f"tables: {os.fspath(args.out)}")
 

@@ -78,6 +78,7 @@ import torch
 from PIL import Image
 
 from taskfuse import models
+from taskfuse.cli.fuse import model_config
 from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
@@ -170,15 +171,15 @@ AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 GIB = 2**30
 
 
-def build(method: str | None, weights: Path | None) -> tuple[FusionModel, str, bool]:
+def build(method: str | None, weights: Path | None, config: dict[str, Any]) -> tuple[FusionModel, str, bool]:
     """The model on the CPU in eval mode, its method name, and whether it is a learned net at random init (the
-    default method loads its shipped weights, as ``taskfuse.load`` does)."""
+    default method loads its shipped weights, as ``taskfuse.load`` does); ``config`` as ``--set`` gives it."""
     if weights is not None:
-        return load(method, weights, "cpu"), read_meta(weights)["method"], False
+        return load(method, weights, "cpu", **config), read_meta(weights)["method"], False
     name = method or models.DEFAULT_METHOD
     if models.get(name).weights is not None:
-        return load(name, None, "cpu"), name, False
-    model = models.create(name).eval()
+        return load(name, None, "cpu", **config), name, False
+    model = models.create(name, **config).eval()
     return model, name, any(True for _ in model.parameters())
 
 
@@ -664,6 +665,9 @@ def main() -> None:
     source.add_argument(
         "--method", help=f"registered method (default: {models.DEFAULT_METHOD}); learned ones at random init"
     )
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="model config keys, as taskfuse fuse --set"
+    )
     parser.add_argument("--device", default="auto", help="device of the throughput and large parts (default: auto)")
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(PARTS[:3]), help="parts to run (default: the first three)"
@@ -700,7 +704,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    model, name, random_init = build(args.method, args.weights)
+    model, name, random_init = build(args.method, args.weights, model_config(args.set))
     report: dict[str, Any] = {
         "method": name,
         "weights": str(args.weights) if args.weights else None,

@@ -70,14 +70,16 @@ def load(
     """A fusion model ready for inference: eval mode, on ``device``, and ``inference_only``, so that every
     call (``model(ir, vi)``, ``model.fuse_color(ir, vi)``) runs under ``torch.inference_mode``.
 
-    With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree).
-    Without, a method whose spec ships weights (the default, ``lite``) loads those; a classical rule is built
-    with ``cfg``; any other learned method needs ``weights``. The model's ``source`` records the method, the
-    weights file with its SHA-256, and ``cfg``: the identity a run manifest stores.
+    With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree),
+    ``cfg`` overriding config keys that leave the weights' shapes alone (``load(display="stretch")``: the
+    default's contrast-stretched display, ``taskfuse/models/lite/network.py``). Without, a method whose spec
+    ships weights (the default, ``lite``) loads those; a classical rule is built with ``cfg``; any other learned
+    method needs ``weights``. The model's ``source`` records the method, the weights file with its SHA-256, and
+    ``cfg``: the identity a run manifest stores.
     """
     dev = resolve_device(device)
     name = (method or models.DEFAULT_METHOD).lower()
-    if weights is None and models.get(name).weights is not None and not cfg:
+    if weights is None and models.get(name).weights is not None:
         weights = models.get(name).weights
     if weights is not None:
         stored = read_meta(weights).get("method")
@@ -168,8 +170,9 @@ def fuse_tiled(
 ) -> Tensor:
     """Fuse (1, H, W) IR and (1|3, H, W) VIS in cores of ``tile`` pixels, each with ``halo`` pixels of context.
 
-    Every window (core plus context, clipped to the image) goes through ``model.fuse_color``, so colour is
-    handled exactly as untiled (luminance fused, VIS chroma recombined per pixel), and only the core is kept.
+    Every window (core plus context, clipped to the image) goes through ``model.fuse_window``, so colour is
+    handled exactly as untiled (luminance fused, VIS chroma recombined per pixel), and only the core is kept;
+    ``model.finish`` (a whole-image step such as a contrast stretch) then runs once on the assembled image.
     Cores and context are rounded up to multiples of ``align`` so that every window starts on the model's
     stride grid. Windows touching the image border end at the border, where the model pads as it does for
     the whole image; elsewhere a receptive field within ``halo`` sees exactly its untiled context. So the
@@ -191,11 +194,12 @@ def fuse_tiled(
     out = None
     for win_y, core_y, local_y in _spans(h, tile, halo):
         for win_x, core_x, local_x in _spans(w, tile, halo):
-            part = model.fuse_color(ir[None, :, win_y, win_x].to(dev), vi[None, :, win_y, win_x].to(dev))[0]
+            part = model.fuse_window(ir[None, :, win_y, win_x].to(dev), vi[None, :, win_y, win_x].to(dev))[0]
             if out is None:
                 out = torch.empty(part.shape[0], h, w, dtype=part.dtype)
             out[:, core_y, core_x] = part[:, local_y, local_x].cpu()
-    return out
+    assert out is not None
+    return model.finish(out[None])[0]
 
 
 def _fuse_auto(model: FusionModel, ir: Tensor, vi: Tensor, dev: torch.device, overlap: int) -> Tensor:
@@ -320,7 +324,7 @@ def _stored_settings(settings: dict[str, Any]) -> dict[str, Any]:
 OPTIONS = {
     "method": "--method",
     "weights_sha256": "--weights",
-    "config": "model config",
+    "config": "--set",
     "ir_range": "--ir-range",
     "resize": "--resize",
     "tile": "--tile",
@@ -347,6 +351,8 @@ def _shown(key: str, settings: dict[str, Any], info: dict[str, Any]) -> str:
         return f"--ext {str(value).lstrip('.')}"
     if key == "resize" and value is None:
         return "no --resize"
+    if key == "config":
+        return " ".join(f"--set {k}={v}" for k, v in value.items()) if value else "no --set"
     return f"{OPTIONS.get(key, key)} {value}"
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +18,7 @@ from taskfuse.data.video import EXTRA, is_video, is_video_output, pyav
 from taskfuse.device import DEVICES, resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.inference import FuseJob, FuseOptions, Tile, is_output_file, load, plan_fuse, plan_video
+from taskfuse.train.resolve import apply_override
 
 FORMATS = ("png", "jpg", "bmp", "tif", "webp")
 
@@ -73,6 +75,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/<name>/",
     )
     p.add_argument("--weights", type=Path, help="trained weights (.safetensors) of a learned method")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model config keys that leave the weights alone, e.g. display=stretch (the default model's "
+        "contrast-stretched display; values parsed as YAML)",
+    )
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto)")
     p.add_argument("--resize", choices=("vi", "ir"), help="resize this side to the other when sizes differ")
     p.add_argument(
@@ -178,6 +188,14 @@ def output_format(ext: str | None, out: Path, single: bool) -> str:
     return suffix
 
 
+def model_config(texts: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE ...`` as keyword arguments of ``taskfuse.load``."""
+    config: dict[str, Any] = {}
+    for text in texts:
+        apply_override(config, text)
+    return config
+
+
 def plan(args: argparse.Namespace) -> list[FuseJob]:
     """Every check of the command, in order, before anything is written: arguments, device, output against
     inputs, pairing, models and weights, sizes and run manifests. One job per method."""
@@ -216,7 +234,7 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
         pairs = [replace(p, name=apply_pattern(p.name, args.out_pattern)) for p in pairs]
     jobs = []
     for method in methods:
-        model = load(method, args.weights, str(device))
+        model = load(method, args.weights, str(device), **model_config(args.set))
         out = args.out / method if len(methods) > 1 else args.out
         jobs.append(
             plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
@@ -246,7 +264,7 @@ def plan_videos(
         raise TaskfuseError(f"--out {args.out} names an image; give a video file (fused.mp4) or a frame folder")
     jobs = []
     for method in methods:
-        model = load(method, args.weights, str(device))
+        model = load(method, args.weights, str(device), **model_config(args.set))
         out = args.out / method if len(methods) > 1 else args.out
         job = plan_video(
             model, args.ir, args.vi, out, options, args.overwrite, device, args.batch, args.workers, args.codec

@@ -59,8 +59,9 @@ class FusionModel(nn.Module):
 
     @property
     def whole_image(self) -> bool:
-        """True when the display image at a pixel depends on statistics of the whole image (a per-image
-        normalisation or contrast stretch), so that fusing in tiles cannot reproduce the untiled result."""
+        """True when the network's output at a pixel depends on statistics of the whole image (a per-image
+        normalisation inside it), so that fusing in tiles cannot reproduce the untiled result. A contrast
+        stretch of the display image belongs in ``finish``, which tiled fusion applies to the whole image."""
         return False
 
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
@@ -88,12 +89,25 @@ class FusionModel(nn.Module):
             return out
 
     def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
-        """Fused image for display: RGB when ``vi`` is colour (chroma from ``vi``), gray otherwise."""
+        """Fused image for display: RGB when ``vi`` is colour (chroma from ``vi``), gray otherwise
+        (``fuse_window``, then ``finish``)."""
+        with self._mode():
+            return self.finish(self.fuse_window(ir, vi))
+
+    def fuse_window(self, ir: Tensor, vi: Tensor) -> Tensor:
+        """The display image before ``finish``: what every pixel's neighbourhood decides, so that a tile fused
+        with enough context (``context``) gives the same pixels as the whole image."""
         with self._mode():
             fused = self(ir, vi).fused
             if self.output_mode == "rgb":
                 return fused.clamp(0, 1) if vi.shape[1] == 3 else fused.mean(1, keepdim=True).clamp(0, 1)
             return recombine(fused, vi)
+
+    def finish(self, image: Tensor) -> Tensor:
+        """The last step of ``fuse_color``, on display images (B, C, H, W) in [0, 1], one that reads each whole
+        image, such as a contrast stretch by the image's own range; none here. Tiled fusion applies it once to
+        the assembled image, so tiles still reproduce the untiled result."""
+        return image
 
     @torch.inference_mode()
     def fuse_batch(

@@ -8,6 +8,7 @@ JSON metadata: ``imports`` (modules that register a method defined outside taskf
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -84,10 +85,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **ov
             f"{path} holds weights of {meta['method']!r}, a method registered by {', '.join(meta['imports'])}; "
             f"import it first (taskfuse {modules} ...)"
         )
+    network = METHODS.get(meta["method"]).network
+    known = inspect.signature(network).parameters
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise TaskfuseError(
+            f"{path}: {meta['method']!r} has no config key {', '.join(unknown)}; known: {', '.join(known)}"
+        )
     config = {**meta["config"], **overrides}
     if config.get("backbone_weights"):
         config["backbone_weights"] = None
-    model = METHODS.get(meta["method"]).network(**config)
+    model = network(**config)
     _load_checked(model, path, f"{meta['method']!r}", "was it saved from another method or config?")
     return model.to(device).eval()
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,9 +9,11 @@ from taskfuse import models
 from taskfuse.data.color import luminance
 from taskfuse.data.io import read_ir, read_vi
 from taskfuse.data.synthetic import render_scene
+from taskfuse.errors import TaskfuseError
 from taskfuse.inference import fuse_tensors
 from taskfuse.metrics.functional import qabf
 from taskfuse.models.lite import LiteFusion
+from taskfuse.models.lite.network import stretch_percentiles
 
 
 def test_shapes_range_and_odd_sizes() -> None:
@@ -49,6 +52,46 @@ def test_shipped_model_keeps_edges_better_than_laplacian_on_a_real_pair(shared_d
         fused = fuse_tensors(taskfuse.load(name), ir, vi)
         scores[name] = float(qabf(fused[None], ir[None], vi[None]))
     assert scores["lite"] > scores["laplacian"], scores
+
+
+@pytest.mark.parametrize("percent", [0.0, 0.5, 2.0])
+def test_the_stretch_maps_each_images_percentiles_to_black_and_white(percent: float) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 23, 31) * torch.tensor([0.4, 0.7, 1.0]).view(3, 1, 1, 1)
+    stretched = stretch_percentiles(images, percent)
+    for image, out in zip(images.numpy(), stretched.numpy(), strict=True):
+        lo, hi = np.percentile(image, [percent, 100 - percent])
+        expected = np.floor(255 * np.clip((image.astype(np.float64) - lo) / (hi - lo), 0, 1))
+        levels = np.round(out * 255)
+        assert np.abs(levels - expected).max() <= 1 and (levels == expected).mean() > 0.999
+        assert out.min() == 0 and out.max() == 1
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    assert torch.equal(stretch_percentiles(flat, percent), flat)
+    for level in (0.05, 0.5, 0.9):
+        foggy = level + 0.01 * torch.rand(1, 1, 40, 40)
+        out = stretch_percentiles(foggy, percent)
+        assert 0.03 < float(out.max() - out.min()) <= 0.04 + 1 / 255
+        assert abs(float(out.mean()) - float(foggy.mean())) < 0.03
+
+
+def test_the_stretched_display_is_the_shipped_network_stretched_and_tiles_alike() -> None:
+    torch.manual_seed(0)
+    plain, stretched = taskfuse.load(), taskfuse.load(display="stretch")
+    assert stretched.source["weights_sha256"] == plain.source["weights_sha256"]
+    assert stretched.source["config"] == {"display": "stretch"}
+    ir, vi = torch.rand(1, 1, 96, 120) * 0.2, torch.rand(1, 3, 96, 120) * 0.3
+    shown = stretched.fuse_color(ir, vi)
+    assert torch.equal(shown, stretch_percentiles(plain.fuse_color(ir, vi), 0.5))
+    assert float(plain.fuse_color(ir, vi).max()) < 0.5 and shown.min() == 0 and shown.max() == 1
+    assert torch.equal(stretched(ir, vi).fused, plain(ir, vi).fused)
+    tiled = fuse_tensors(stretched, ir[0], vi[0], tile=32, overlap=64)
+    assert (tiled - shown[0]).abs().max() <= 1 / 255 + 1e-6 and (tiled == shown[0]).float().mean() > 0.99
+    with pytest.raises(TaskfuseError, match="display"):
+        models.create("lite", display="equalise")
+    with pytest.raises(TaskfuseError, match="stretch_percent"):
+        models.create("lite", stretch_percent=50)
+    with pytest.raises(TaskfuseError, match="stretch_max_gain"):
+        models.create("lite", stretch_max_gain=0.5)
 
 
 def test_width_must_be_positive() -> None:

@@ -3,6 +3,7 @@ segmenter, determinism, checkpoints, a short training run."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,13 @@ def test_official_postprocess_stretches_each_image_to_whole_levels() -> None:
     for img in shown:
         assert img.min() == 0 and img.max() == 1
     assert torch.equal((shown * 255).round() / 255, shown)
-    assert official.whole_image and not plain.whole_image
-    with pytest.warns(UserWarning, match="statistics of the whole image"):
-        fuse_tensors(official, torch.rand(1, 40, 40), torch.rand(3, 40, 40), tile=16)
+    ir1, vi1 = torch.rand(1, 40, 40), torch.rand(3, 40, 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiled = fuse_tensors(official, ir1, vi1, tile=16)
+    whole = fuse_tensors(official, ir1, vi1)
+    assert tiled.min() == 0 and tiled.max() == 1 and (tiled - whole).abs().max() <= 1 / 255 + 1e-6
+    assert (tiled == whole).float().mean() > 0.99
     with pytest.raises(TaskfuseError, match="postprocess"):
         models.create("seafusion", postprocess="stretch")
 

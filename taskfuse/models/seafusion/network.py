@@ -49,9 +49,9 @@ class SeAFusion(FusionModel):
     * ``"official"``: the authors' inference (``test.py``): their three-decimal YCrCb conversion (Cr = 0.713
       (R - Y) + 0.5, Cb = 0.564 (B - Y) + 0.5, and back with ``_TO_RGB``), clipped to [0, 1], then every image
       stretched from its own minimum to maximum over all three channels to 0..255 and truncated to 8-bit levels.
-      The stretch changes brightness image by image, so it is not the default; the converter of the released
-      weights stores it, because published SeAFusion results (and the reference images of
-      ``tests/models/test_official.py``) were made that way.
+      The stretch (``finish``, so tiles of a large image share one range) changes brightness image by image,
+      so it is not the default; the converter of the released weights stores it, because published SeAFusion
+      results (and the reference images of ``tests/models/test_official.py``) were made that way.
     """
 
     input_mode = "y"
@@ -75,25 +75,25 @@ class SeAFusion(FusionModel):
             ConvBNAct(w[0], 1, 3, act="tanh", bn=False),
         )
 
-    @property
-    def whole_image(self) -> bool:
-        return self.postprocess == "official"
-
     def fuse(self, ir: Tensor, vi: Tensor) -> FusionOutput:
         feats = torch.cat((self.vi_encoder(vi), self.ir_encoder(ir)), dim=1)
         return FusionOutput(self.decoder(feats) / 2 + 0.5)
 
-    def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
+    def fuse_window(self, ir: Tensor, vi: Tensor) -> Tensor:
         if self.postprocess == "none":
-            return super().fuse_color(ir, vi)
-        fused = self(ir, vi).fused
-        if vi.shape[1] == 3:
-            r, g, b = vi.unbind(1)
-            y = _KR * r + _KG * g + _KB * b
-            cr, cb = (r - y) * _CR + 0.5, (b - y) * _CB + 0.5
-            centred = torch.stack((fused[:, 0], cr - 0.5, cb - 0.5), dim=-1)
-            fused = (centred @ _TO_RGB.to(centred)).permute(0, 3, 1, 2)
-        return stretch_to_levels(fused.clamp(0, 1))
+            return super().fuse_window(ir, vi)
+        with self._mode():
+            fused = self(ir, vi).fused
+            if vi.shape[1] == 3:
+                r, g, b = vi.unbind(1)
+                y = _KR * r + _KG * g + _KB * b
+                cr, cb = (r - y) * _CR + 0.5, (b - y) * _CB + 0.5
+                centred = torch.stack((fused[:, 0], cr - 0.5, cb - 0.5), dim=-1)
+                fused = (centred @ _TO_RGB.to(centred)).permute(0, 3, 1, 2)
+            return fused.clamp(0, 1)
+
+    def finish(self, image: Tensor) -> Tensor:
+        return stretch_to_levels(image) if self.postprocess == "official" else image
 
 
 def stretch_to_levels(x: Tensor) -> Tensor:

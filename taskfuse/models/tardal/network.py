@@ -117,7 +117,7 @@ class TarDAL(FusionModel):
             x = torch.cat((x, layer(x)), dim=1)
         return FusionOutput(self.decoder(x))
 
-    def fuse_color(self, ir: Tensor, vi: Tensor) -> Tensor:
+    def fuse_window(self, ir: Tensor, vi: Tensor) -> Tensor:
         fused = self(ir, vi).fused.clamp(0, 1)
         if self.color == "ycbcr":
             return recombine(fused, vi)
