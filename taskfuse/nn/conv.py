@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from taskfuse.nn.resample import replicate_pad
 
 
 def make_act(name: str | None) -> nn.Module:
@@ -18,6 +23,18 @@ def make_act(name: str | None) -> nn.Module:
     if name not in acts:
         raise ValueError(f"unknown activation {name!r}; use one of {[k for k in acts if k]}")
     return acts[name]()
+
+
+class ReplicateConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with ``padding_mode="replicate"``, its padding done by ``replicate_pad`` (the same values;
+    a compiled backward that works on torch 2.13). The parameters and their names are ``nn.Conv2d``'s."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "padding_mode": "replicate"})
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        padded = replicate_pad(input, tuple(self._reversed_padding_repeated_twice))
+        return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 class ConvBNAct(nn.Sequential):
@@ -37,7 +54,10 @@ class ConvBNAct(nn.Sequential):
         padding_mode: str = "zeros",
     ) -> None:
         pad = dilation * (k // 2)
-        conv = nn.Conv2d(cin, cout, k, stride, pad, dilation, groups, bias=not bn, padding_mode=padding_mode)
+        if padding_mode == "replicate":
+            conv = ReplicateConv2d(cin, cout, k, stride, pad, dilation, groups, bias=not bn)
+        else:
+            conv = nn.Conv2d(cin, cout, k, stride, pad, dilation, groups, bias=not bn, padding_mode=padding_mode)
         layers: list[nn.Module] = [conv]
         if bn:
             layers.append(nn.BatchNorm2d(cout))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskfuse.nn.conv import ConvBNAct
+from taskfuse.nn.resample import replicate_pad
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, heads: int = 1, scale: float | None = None) -> Tensor:
@@ -82,5 +83,5 @@ class CrossAttention(nn.Module):
         r = self.reduction
         if r > 1:
             h, w = context.shape[-2:]
-            context = self.reduce(F.pad(context, (0, (-w) % r, 0, (-h) % r), mode="replicate"))
+            context = self.reduce(replicate_pad(context, (0, (-w) % r, 0, (-h) % r)))
         return attend(self.q(query), self.k(context), self.v(context), self.heads, self.scale)

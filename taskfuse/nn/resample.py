@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -13,6 +14,22 @@ def resize(x: Tensor, size: tuple[int, int] | list[int], align_corners: bool = F
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
+def replicate_pad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """``F.pad(x, pad, mode="replicate")`` for (..., H, W) and ``pad`` = (left, right, top, bottom), built from
+    the edge rows and columns: the same values, and a backward pass ``torch.compile`` can build (torch 2.13's
+    compiled ``replication_pad2d_backward`` fails its own stride check on the CPU, so a compiled training step of
+    a network with replicate padding stopped there).
+
+    >>> replicate_pad(torch.tensor([[1.0, 2.0]]), (1, 2, 1, 0)).tolist()
+    [[1.0, 1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0, 2.0]]
+    """
+    left, right, top, bottom = pad
+    rows, cols = x.shape[:-1], x.shape[:-2]
+    x = torch.cat((x[..., :1].expand(*rows, left), x, x[..., -1:].expand(*rows, right)), dim=-1)
+    width = x.shape[-1]
+    return torch.cat((x[..., :1, :].expand(*cols, top, width), x, x[..., -1:, :].expand(*cols, bottom, width)), dim=-2)
+
+
 def pad_to_multiple(x: Tensor, stride: int) -> Tensor:
     """Pad the bottom and right of (..., H, W) up to multiples of ``stride``: reflection where the image is large
     enough, edge replication otherwise. Callers crop outputs back to the original H, W."""
@@ -20,4 +37,4 @@ def pad_to_multiple(x: Tensor, stride: int) -> Tensor:
     ph, pw = (-h) % stride, (-w) % stride
     if not (ph or pw):
         return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+    return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph < h and pw < w else replicate_pad(x, (0, pw, 0, ph))

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
-from taskfuse.nn.conv import ConvBNAct
+from taskfuse.nn.conv import ConvBNAct, ReplicateConv2d
+from taskfuse.nn.resample import replicate_pad
 from taskfuse.nn.sobel import sobel_abs
 
 
@@ -40,7 +41,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
 
 def _edges(x: Tensor) -> Tensor:
     """Sobel magnitude with replicated borders (no artificial edge along the image border)."""
-    return sobel_abs(F.pad(x, (1, 1, 1, 1), mode="replicate"))[..., 1:-1, 1:-1]
+    return sobel_abs(replicate_pad(x, (1, 1, 1, 1)))[..., 1:-1, 1:-1]
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
@@ -126,7 +127,7 @@ class LiteFusion(FusionModel):
         self.dec4 = _conv(w4, w4)
         self.up4 = _conv(w4, w2)
         self.dec2 = _conv(w2, w2)
-        self.head = nn.Conv2d(w2 + 4, 2, 3, padding=1, padding_mode="replicate")
+        self.head = ReplicateConv2d(w2 + 4, 2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
