@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from taskfuse.benchmark.claim import FIXED, tag
 from taskfuse.benchmark.continuation import VARIANTS
@@ -50,6 +49,7 @@ from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.table import markdown_table
 from taskfuse.train.log import read_metrics
+from taskfuse.train.loop import stored_config
 
 Key = tuple[int | None, int]
 """A cell: (fusion seed or None, downstream seed)."""
@@ -270,7 +270,7 @@ def _round_means(out: Path, record: Path) -> dict[int, tuple[str, float, float |
     run = out / Path(json.loads(record.read_text())["weights"]).parent
     if not (run / "metrics.csv").is_file():
         return {}
-    task = yaml.safe_load((run / "config.yaml").read_text())["train"].get("task") or ""
+    task = ((stored_config(run) or {}).get("train") or {}).get("task") or ""
     logged = read_metrics(run / "metrics.csv")
     total, term, rounds = (logged.get(f"train/{k}", {}) for k in ("total", task, "round"))
     by_round: dict[int, list[int]] = {}

@@ -232,9 +232,9 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
     pairs = find_pairs(args.ir, args.vi, args.skip_unpaired, args.ir_pattern, args.vi_pattern, args.recursive)
     if args.out_pattern != "*":
         pairs = [replace(p, name=apply_pattern(p.name, args.out_pattern)) for p in pairs]
-    jobs = []
+    jobs, config = [], model_config(args.set)
     for method in methods:
-        model = load(method, args.weights, str(device), **model_config(args.set))
+        model = load(method, args.weights, str(device), **config)
         out = args.out / method if len(methods) > 1 else args.out
         jobs.append(
             plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
@@ -262,9 +262,9 @@ def plan_videos(
         )
     if is_output_file(args.out):
         raise TaskfuseError(f"--out {args.out} names an image; give a video file (fused.mp4) or a frame folder")
-    jobs = []
+    jobs, config = [], model_config(args.set)
     for method in methods:
-        model = load(method, args.weights, str(device), **model_config(args.set))
+        model = load(method, args.weights, str(device), **config)
         out = args.out / method if len(methods) > 1 else args.out
         job = plan_video(
             model, args.ir, args.vi, out, options, args.overwrite, device, args.batch, args.workers, args.codec
