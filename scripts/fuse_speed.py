@@ -19,7 +19,9 @@ Six parts (``--parts``):
 * ``throughput`` (CUDA only): pairs/s for batches (B, 1, 480, 640) of random IR and VIS luminance through the
   network under ``torch.inference_mode``, with optional autocast (``--amp``), channels-last memory format and
   ``torch.compile``; every timing is bracketed by ``torch.cuda.synchronize``. The batch sweep stops at the first
-  out-of-memory batch size.
+  out-of-memory batch size. ``--display`` times ``FusionModel.fuse_batch`` on 8-bit IR and RGB VIS on the GPU
+  instead: the display images as ``taskfuse fuse`` makes them (colour recombination and the model's ``finish``,
+  such as the default's stretched display).
 * ``folder``: ``taskfuse fuse`` on a folder of ``--pairs`` pairs copied from ``--folder`` (``ir/`` and ``vi/``) into
   a temporary folder, disk to disk, in a separate process (``--runs`` times; ``TIMED_RUN``: the run timed without
   start-up and model loading, checks included, after a first run over ``--first-pairs`` pairs timed apart), with
@@ -76,6 +78,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from taskfuse import models
 from taskfuse.cli.fuse import model_config
@@ -248,40 +251,60 @@ def cpu_latency(model: FusionModel, repeats: int, warmup: int) -> dict:
 
 
 def gpu_throughput(model: FusionModel, device: torch.device, args: argparse.Namespace) -> dict:
-    """Part ``throughput``: pairs/s of the network alone for every batch size of the sweep."""
+    """Part ``throughput``: pairs/s of the network alone, or of ``fuse_batch`` (``--display``), for every batch
+    size of the sweep."""
     model.to(device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = torch.compile(model, dynamic=False) if args.compile else model
+    net = torch.compile(model, dynamic=False) if args.compile and not args.display else model
     dtype = AMP[args.amp]
     sweep: dict[str, Any] = {}
     for batch in args.batches:
-        ir = torch.rand(batch, 1, 480, 640, device=device).contiguous(memory_format=fmt)
-        vi = torch.rand(batch, 1, 480, 640, device=device).contiguous(memory_format=fmt)
+        if args.display:
+            ir = torch.randint(0, 256, (batch, 1, 480, 640), dtype=torch.uint8, device=device)
+            vi = torch.randint(0, 256, (batch, 3, 480, 640), dtype=torch.uint8, device=device)
+            precision = "fp32" if dtype is None else args.amp
+            step = partial(model.fuse_batch, ir, vi, precision, args.channels_last, args.compile)
+        else:
+            ir = torch.rand(batch, 1, 480, 640, device=device).contiguous(memory_format=fmt)
+            vi = torch.rand(batch, 1, 480, 640, device=device).contiguous(memory_format=fmt)
+            step = partial(autocast_call, net, ir, vi, dtype)
         torch.cuda.reset_peak_memory_stats(device)
         try:
-            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            with torch.inference_mode():
                 for _ in range(args.gpu_warmup):
-                    net(ir, vi)
+                    step()
                 sync(device)
                 start = time.perf_counter()
                 for _ in range(args.gpu_iters):
-                    net(ir, vi)
+                    step()
                 sync(device)
                 seconds = time.perf_counter() - start
         except torch.cuda.OutOfMemoryError:
             sweep[str(batch)] = {"error": "out of memory"}
             break
         finally:
-            del ir, vi
+            del ir, vi, step
             torch.cuda.empty_cache()
         sweep[str(batch)] = {
             "pairs_per_s": batch * args.gpu_iters / seconds,
             "ms_per_batch": seconds / args.gpu_iters * 1e3,
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / GIB,
         }
-    return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile, "batches": sweep}
+    return {
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "display": args.display,
+        "batches": sweep,
+    }
+
+
+def autocast_call(net: Any, ir: Tensor, vi: Tensor, dtype: torch.dtype | None) -> None:
+    """``net(ir, vi)`` under CUDA autocast to ``dtype`` (off when None)."""
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+        net(ir, vi)
 
 
 def median_ms(fn: Any, items: list, device: torch.device) -> float:
@@ -680,6 +703,9 @@ def main() -> None:
     parser.add_argument("--amp", choices=tuple(AMP), default="off", help="GPU autocast dtype (default: off)")
     parser.add_argument("--channels-last", action="store_true", help="GPU: channels-last weights and inputs")
     parser.add_argument("--compile", action="store_true", help="GPU: torch.compile the model")
+    parser.add_argument(
+        "--display", action="store_true", help="throughput: time fuse_batch (colour and finish) on 8-bit pairs"
+    )
     parser.add_argument("--large-size", default="3000x4000", help="HxW of the tiled pair (default 3000x4000)")
     parser.add_argument("--tile", type=int, default=1024, help="core tile size of the large pair (default 1024)")
     parser.add_argument("--tile-overlap", type=int, default=32, help="context around each tile (default 32)")
