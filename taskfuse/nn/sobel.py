@@ -14,7 +14,12 @@ _KERNELS: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 def _kernels(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The (1, 1, 3, 3) Sobel pair on ``device`` in ``dtype``, copied there once and reused: a copy per call
     would be a blocking host-to-device transfer in every forward pass on a GPU. They are made outside
-    inference mode, so that a pair first made while fusing still serves training (autograd may save them)."""
+    inference mode, so that a pair first made while fusing still serves training (autograd may save them).
+    While ``torch.compile`` or ``torch.export`` traces, the pair is made afresh and not kept: a traced tensor
+    (a fake one, without data) kept here would stand in for the kernels in every later call."""
+    if torch.compiler.is_compiling():
+        kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
+        return kx, kx.transpose(-1, -2).contiguous()
     key = (device, dtype)
     if key not in _KERNELS:
         with torch.inference_mode(False):
