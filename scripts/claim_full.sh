@@ -6,7 +6,9 @@
 # table. A unit that fails is not started again: the call stops starting units, names it with the end of its log
 # (OUT-logs/) and exits with 1, as it does when --plan refuses the design (OUT-logs/plan.log). Each unit gets one
 # CPU thread (OMP_NUM_THREADS, unless set): many units with torch's default of one thread per core stalled the
-# synthetic benchmark's pieces on 16 cores.
+# synthetic benchmark's pieces on 16 cores. On a GPU a unit starts only while the GPU has GPU_GIB free for it,
+# counting GPU_GIB as taken for every unit started in the last 60 s (its memory is still growing): detector cells
+# started beside nine FGFusion continuations ran the GPU out of memory.
 #
 #   bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]        # repeat until it prints the table
 #
@@ -23,6 +25,7 @@
 #   TASK_WEIGHT the scale of SeAFusion's task weight per round (--task-weight; default 1, the paper's)
 #   FAST        1: the fusion trainings in channels_last and compiled (--fast)
 #   ROWS        the rows to run (default all, the oracle included)
+#   GPU_GIB     GPU memory a unit needs to start, in GiB (default 16; 0: start without asking nvidia-smi)
 set -uo pipefail
 out=${1:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
 root=${2:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
@@ -48,9 +51,21 @@ planned=("${design[@]}")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 start=$SECONDS
 left() { echo $((deadline - (SECONDS - start))); }
+need=${GPU_GIB:-16}
+device=${DEVICE:-cuda}
+if [ "$device" = cpu ] || ! command -v nvidia-smi > /dev/null; then need=0; fi
+gpu_room() {
+  local free recent=0 t
+  [ "$need" -eq 0 ] && { echo 1000000; return; }
+  free=$(nvidia-smi -i "${device#cuda:}" --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null) ||
+    { echo 1000000; return; }
+  for t in "${started[@]}"; do [ $((SECONDS - t)) -lt 60 ] && recent=$((recent + 1)); done
+  echo $((${free%%[!0-9]*} / 1024 - recent * need))
+}
+[ "$device" = cuda ] && device=cuda:0
 mkdir -p "$out-logs"
 declare -A running
-failed=()
+failed=() started=()
 while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
   if ! plan=$(taskfuse "${planned[@]}" "${rows[@]}" --plan 2>> "$out-logs/plan.log"); then
     echo "--plan failed; $out-logs/plan.log ends:" >&2
@@ -60,16 +75,18 @@ while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
   mapfile -t ready < <(printf '%s' "$plan" | grep .)
   busy=0
   for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
+  room=$(gpu_room)
   for unit in "${ready[@]}"; do
     pid=${running[$unit]:-}
     if [ -n "$pid" ]; then
       kill -0 "$pid" 2>/dev/null && continue
       wait "$pid" || { failed+=("$unit"); continue; }
     fi
-    [ "$busy" -ge "$jobs" ] && break
+    [ "$busy" -ge "$jobs" ] || [ "$room" -lt "$need" ] && break
     timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out-logs/${unit//:/_}.log" 2>&1 &
     running[$unit]=$!
-    busy=$((busy + 1))
+    busy=$((busy + 1)) room=$((room - need))
+    started+=("$SECONDS")
   done
   if [ "${#ready[@]}" -eq 0 ] && [ "$busy" -eq 0 ]; then break; fi
   sleep "$poll"
