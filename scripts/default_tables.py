@@ -18,7 +18,8 @@ same weights file), to score a new ``ours`` alone. For each set, ``OUT/<set>.md`
 table and the count of the nine metrics on which ``lite`` beats each other row; ``OUT/tables.json`` all of it.
 
 ``--set KEY=VALUE ...`` gives ``lite`` config keys that leave its weights alone, as ``taskfuse fuse --set``
-does: ``--set display=stretch`` scores its contrast-stretched display (``taskfuse/models/lite/network.py``).
+does: ``--set display=none`` scores the default without its contrast-stretched display, ``--set display=stretch``
+other weights with it (``taskfuse/models/lite/network.py``).
 Choose such settings on the selection sets, not here.
 """
 

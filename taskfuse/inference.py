@@ -71,8 +71,8 @@ def load(
     call (``model(ir, vi)``, ``model.fuse_color(ir, vi)``) runs under ``torch.inference_mode``.
 
     With ``weights`` the method and its config come from the checkpoint (``method``, if given, must agree),
-    ``cfg`` overriding config keys that leave the weights' shapes alone (``load(display="stretch")``: the
-    default's contrast-stretched display, ``taskfuse/models/lite/network.py``). Without, a method whose spec
+    ``cfg`` overriding config keys that leave the weights' shapes alone (``load(display="none")``: the
+    default without its contrast-stretched display, ``taskfuse/models/lite/network.py``). Without, a method whose spec
     ships weights (the default, ``lite``) loads those; a classical rule is built with ``cfg``; any other learned
     method needs ``weights``. The model's ``source`` records the method, the weights file with its SHA-256, and
     ``cfg``: the identity a run manifest stores.

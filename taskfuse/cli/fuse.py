@@ -80,8 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="model config keys that leave the weights alone, e.g. display=stretch (the default model's "
-        "contrast-stretched display; values parsed as YAML)",
+        help="model config keys that leave the weights alone, e.g. display=none (the default model "
+        "without its contrast stretch; values parsed as YAML)",
     )
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto)")
     p.add_argument("--resize", choices=("vi", "ir"), help="resize this side to the other when sizes differ")

@@ -74,7 +74,7 @@ def test_manifest_records_model_options_and_outputs(tmp_path: Path) -> None:
         (["--gray"], "colour output"),
         (["--tile", "off"], "--tile auto"),
         (["--weights", "WEIGHTS"], "--weights lite.safetensors (SHA-256"),
-        (["--set", "display=stretch"], "no --set"),
+        (["--set", "display=none"], "no --set"),
     ],
 )
 def test_rerun_with_other_settings_refuses_to_mix(tmp_path: Path, capsys, second: list[str], was: str) -> None:
@@ -95,15 +95,15 @@ def test_rerun_with_other_settings_refuses_to_mix(tmp_path: Path, capsys, second
     assert "fused 0 image(s), skipped 2" in capsys.readouterr().out
 
 
-def test_set_gives_the_default_its_stretched_display_and_names_a_wrong_key(tmp_path: Path, capsys) -> None:
+def test_the_default_is_shown_stretched_set_shows_it_as_fused_and_a_wrong_key_is_named(tmp_path: Path, capsys) -> None:
     ir, vi = _pairs(tmp_path, ["a"], size=(48, 64))
     write_image(ir / "a.png", torch.rand(1, 48, 64) * 0.2)
     write_image(vi / "a.jpg", torch.rand(3, 48, 64) * 0.3)
-    assert _fuse(ir, vi, tmp_path / "plain") == 0 and _fuse(ir, vi, tmp_path / "shown", "--set", "display=stretch") == 0
+    assert _fuse(ir, vi, tmp_path / "shown") == 0 and _fuse(ir, vi, tmp_path / "plain", "--set", "display=none") == 0
     plain, shown = read_image(tmp_path / "plain" / "a.png"), read_image(tmp_path / "shown" / "a.png")
     assert plain.max() < 128 and shown.min() == 0 and shown.max() == 255
-    manifest = json.loads((tmp_path / "shown" / MANIFEST).read_text())
-    assert manifest["settings"]["config"] == {"display": "stretch"}
+    manifest = json.loads((tmp_path / "plain" / MANIFEST).read_text())
+    assert manifest["settings"]["config"] == {"display": "none"}
     capsys.readouterr()
     assert _fuse(ir, vi, tmp_path / "bad", "--set", "displya=stretch") == 2
     err = capsys.readouterr().err

@@ -19,7 +19,8 @@ card is ``taskfuse/models/lite/MODEL_CARD.md``.
 
 ``display="stretch"`` adds a contrast stretch of each display image (``finish``, ``stretch_percentiles``): the
 fused images of dim scenes then span the full grey range, as SeAFusion's official inference makes its own by a
-minimum-to-maximum stretch. It is a display step: training and the network's output are unchanged.
+minimum-to-maximum stretch. It is a display step: training and the network's output are unchanged. The shipped
+default has it (``configs/lite.yaml``); a network built without the key shows its output as fused.
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ def percentile_range(values: Tensor, percent: float) -> tuple[Tensor, Tensor]:
 
     >>> [t.tolist() for t in percentile_range(torch.tensor([[4.0, 1.0, 3.0, 2.0]]), 25.0)]
     [[1.75], [3.25]]
+
+    While ``torch.export`` traces it (the ONNX export of the display image, ``taskfuse.export``), the ranks are
+    tensors and the rows are sorted whole: a graph for every image size cannot fix ``topk``'s count.
     """
+    if torch.compiler.is_exporting():
+        return _sorted_percentile_range(values, percent)
     position = percent / 100.0 * (values.shape[1] - 1)
     rank, frac = int(position), position - int(position)
     k = min(rank + 2, values.shape[1])
@@ -70,6 +76,24 @@ def percentile_range(values: Tensor, percent: float) -> tuple[Tensor, Tensor]:
     return (
         (1 - frac) * rising[:, rank] + frac * rising[:, rank + 1],
         (1 - frac) * falling[:, rank] + frac * falling[:, rank + 1],
+    )
+
+
+def _sorted_percentile_range(values: Tensor, percent: float) -> tuple[Tensor, Tensor]:
+    """``percentile_range`` with the rank computed from the row length as a tensor, for any traced size."""
+    last = torch.ones_like(values[:1]).sum() - 1
+    position = percent / 100.0 * last
+    rank = position.floor()
+    frac = position - rank
+    ordered = values.sort(dim=1).values
+    batch = values.shape[0]
+
+    def at(index: Tensor) -> Tensor:
+        return ordered.gather(1, torch.minimum(index.clamp(min=0), last).long().expand(batch, 1))[:, 0]
+
+    return (
+        (1 - frac) * at(rank) + frac * at(rank + 1),
+        (1 - frac) * at(last - rank) + frac * at(last - rank - 1),
     )
 
 
