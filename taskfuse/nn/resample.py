@@ -20,9 +20,15 @@ def replicate_pad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
     compiled ``replication_pad2d_backward`` fails its own stride check on the CPU, so a compiled training step of
     a network with replicate padding stopped there).
 
+    The slices serve while ``torch.compile`` traces and for inputs ``F.pad`` does not take (fewer than 3
+    dimensions); otherwise ``F.pad`` itself runs, whose backward sums the edge gradients in another order (up to
+    a float rounding apart): eager training then reproduces, bit for bit, networks trained before the slices.
+
     >>> replicate_pad(torch.tensor([[1.0, 2.0]]), (1, 2, 1, 0)).tolist()
     [[1.0, 1.0, 2.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0, 2.0]]
     """
+    if x.dim() in (3, 4) and not torch.compiler.is_compiling():
+        return F.pad(x, pad, mode="replicate")
     left, right, top, bottom = pad
     rows, cols = x.shape[:-1], x.shape[:-2]
     x = torch.cat((x[..., :1].expand(*rows, left), x, x[..., -1:].expand(*rows, right)), dim=-1)

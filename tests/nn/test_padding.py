@@ -16,8 +16,25 @@ from taskfuse.nn.resample import pad_to_multiple, replicate_pad
 def test_replicate_pad_gives_the_values_of_f_pad(pad: tuple[int, int, int, int]) -> None:
     x = torch.rand(2, 3, 5, 7)
     assert torch.equal(replicate_pad(x, pad), F.pad(x, pad, mode="replicate"))
+    assert torch.equal(replicate_pad(x[0, 0], pad), F.pad(x[:1, :1], pad, mode="replicate")[0, 0])
+    assert torch.equal(torch.compile(replicate_pad)(x, pad), F.pad(x, pad, mode="replicate"))
     tiny = torch.rand(1, 1, 2, 9)
     assert torch.equal(pad_to_multiple(tiny, 8), F.pad(tiny, (0, 7, 0, 6), mode="replicate"))
+
+
+def test_eager_gradients_are_f_pads_bit_for_bit() -> None:
+    """What lets ``taskfuse train lite`` reproduce the shipped weights exactly (MODEL_CARD.md, Training)."""
+    torch.manual_seed(0)
+    ours = ConvBNAct(3, 4, 3, bn=False, act=None, padding_mode="replicate")[0]
+    plain = torch.nn.Conv2d(3, 4, 3, 1, 1, padding_mode="replicate")
+    plain.load_state_dict(ours.state_dict())
+    w = torch.rand(2, 4, 11, 13)
+    grads = []
+    for conv in (ours, plain):
+        x = torch.rand(2, 3, 11, 13, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        (conv(x) * w).sum().backward()
+        grads.append(x.grad)
+    assert torch.equal(*grads)
 
 
 def test_replicate_conv_is_nn_conv2d_with_the_same_parameters_and_output() -> None:
