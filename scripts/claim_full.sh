@@ -30,7 +30,8 @@ set -uo pipefail
 out=${1:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
 root=${2:?usage: bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]}
 deadline=${3:-540} jobs=${4:-12} poll=${POLL:-10}
-design=(benchmark claim --out "$out" --root "$root" --scale "${SCALE:-full}" --device "${DEVICE:-cuda}" --no-progress)
+device=${DEVICE:-cuda}
+design=(benchmark claim --out "$out" --root "$root" --scale "${SCALE:-full}" --device "$device" --no-progress)
 pretrained=${PRETRAINED-imagenet}
 [ -n "$pretrained" ] && design+=(--pretrained "$pretrained")
 read -r -a methods <<< "${METHODS:-}"
@@ -52,17 +53,17 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 start=$SECONDS
 left() { echo $((deadline - (SECONDS - start))); }
 need=${GPU_GIB:-16}
-device=${DEVICE:-cuda}
 if [ "$device" = cpu ] || ! command -v nvidia-smi > /dev/null; then need=0; fi
 gpu_room() {
   local free recent=0 t
   [ "$need" -eq 0 ] && { echo 1000000; return; }
-  free=$(nvidia-smi -i "${device#cuda:}" --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null) ||
+  free=$(nvidia-smi -i "${gpu:-0}" --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null) ||
     { echo 1000000; return; }
   for t in "${started[@]}"; do [ $((SECONDS - t)) -lt 60 ] && recent=$((recent + 1)); done
   echo $((${free%%[!0-9]*} / 1024 - recent * need))
 }
-[ "$device" = cuda ] && device=cuda:0
+gpu=${device#cuda}
+gpu=${gpu#:}
 mkdir -p "$out-logs"
 declare -A running
 failed=() started=()

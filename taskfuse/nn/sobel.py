@@ -18,14 +18,17 @@ def _kernels(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     While ``torch.compile`` or ``torch.export`` traces, the pair is made afresh and not kept: a traced tensor
     (a fake one, without data) kept here would stand in for the kernels in every later call."""
     if torch.compiler.is_compiling():
-        kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
-        return kx, kx.transpose(-1, -2).contiguous()
+        return _pair(device, dtype)
     key = (device, dtype)
     if key not in _KERNELS:
         with torch.inference_mode(False):
-            kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
-            _KERNELS[key] = kx, kx.transpose(-1, -2).contiguous()
+            _KERNELS[key] = _pair(device, dtype)
     return _KERNELS[key]
+
+
+def _pair(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
+    return kx, kx.transpose(-1, -2).contiguous()
 
 
 def sobel_xy(x: Tensor) -> tuple[Tensor, Tensor]:
