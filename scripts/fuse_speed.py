@@ -26,7 +26,8 @@ Six parts (``--parts``):
   a temporary folder, disk to disk, in a separate process (``--runs`` times; ``TIMED_RUN``: the run timed without
   start-up and model loading, checks included, after a first run over ``--first-pairs`` pairs timed apart), with
   the shipped default model and its options as given (``--png-level``, ``--batch``), and at PNG level 6 with one
-  pair per batch and one thread of each kind.
+  pair per batch and one thread of each kind; ``--exts jpg webp`` adds runs of the first setting that write those
+  lossy formats (``taskfuse fuse --ext``) instead of PNG.
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
@@ -484,21 +485,22 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
     after = {"png_level": args.png_level} | ({"batch": args.batch} if args.batch else {})
     serial = {"png_level": 6, "batch": 1, "workers": 1}
     settings = {"after": (after, None), "after_serial_level6": (serial, None)}
+    settings |= {f"after_{ext}": (after | {"ext": f".{ext}"}, None) for ext in args.exts}
     if args.before is not None:
         settings["before"] = ({}, args.before)
     runs: dict[str, list] = {name: [] for name in settings}
     for _ in range(args.runs):
         for name, (kwargs, package) in settings.items():
             runs[name].append(
-                timed_run(data, tmp / "out", device, kwargs, None, args.probes, package, args.first_pairs)
+                timed_run(data, tmp / f"out-{name}", device, kwargs, None, args.probes, package, args.first_pairs)
             )
     result |= {name: medians(r) for name, r in runs.items()}
-    result["png_levels"] = png_levels(tmp / "out", args.profile_pairs)
+    result["png_levels"] = png_levels(tmp / "out-after", args.profile_pairs)
     if args.peer is not None:
         peer_data = copy_pairs(args.folder, args.peer_pairs, tmp / "peer_pairs")
         peer = {"weights": str(args.peer), "pairs": args.peer_pairs}
         for name, (kwargs, package) in settings.items():
-            if name != "after_serial_level6":
+            if name in ("after", "before"):
                 probes = min(args.probes, args.peer_pairs)
                 peer[name] = timed_run(
                     peer_data, tmp / "peer", device, kwargs, args.peer, probes, package, args.first_pairs
@@ -644,7 +646,7 @@ def table(report: dict) -> str:
                     f"decode {v['decode']:.1f} pairs/s, encode {v['encode']:.1f} images/s",
                 ]
             )
-        for key in ("after", "after_serial_level6", "before"):
+        for key in ("after", *(f"after_{ext}" for ext in ("jpg", "webp")), "after_serial_level6", "before"):
             if key in r:
                 rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
         if "peer" in r:
@@ -722,6 +724,9 @@ def main() -> None:
     )
     parser.add_argument("--png-level", type=int, default=PNG_LEVEL, help=f"--png-level (default {PNG_LEVEL})")
     parser.add_argument("--batch", type=int, help="--batch of the end-to-end run (default: taskfuse fuse's)")
+    parser.add_argument(
+        "--exts", nargs="+", choices=("jpg", "webp"), default=[], help="end-to-end runs writing these formats too"
+    )
     parser.add_argument("--peer", type=Path, help="weights of a second model timed on the folder (e.g. SeAFusion)")
     parser.add_argument("--peer-pairs", type=int, default=10, help="pairs of the peer's run (default 10)")
     parser.add_argument("--before", type=Path, help="folder holding an earlier taskfuse package, run alike")
