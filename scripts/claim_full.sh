@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The claim benchmark (taskfuse benchmark claim, docs/benchmark.md) on one GPU, in calls of DEADLINE seconds.
 # A call keeps up to JOBS units running side by side: every POLL seconds (10) it lists the units whose inputs are
-# done (--plan) and starts them as slots free up. At the deadline the running units are stopped; every unit
-# resumes from its checkpoints, so calling again continues, and the call that finishes the last unit prints the
-# table. A unit that fails is not started again: the call stops starting units, names it with the end of its log
-# (OUT-logs/) and exits with 1, as it does when --plan refuses the design (OUT-logs/plan.log). Each unit gets one
-# CPU thread (OMP_NUM_THREADS, unless set): many units with torch's default of one thread per core stalled the
-# synthetic benchmark's pieces on 16 cores. On a GPU a unit starts only while the GPU has GPU_GIB free for it,
-# counting GPU_GIB as taken for every unit started in the last 60 s (its memory is still growing): detector cells
-# started beside nine FGFusion continuations ran the GPU out of memory.
+# done (--plan) and starts them as slots free up (OUT-logs/started.log lists each start). At the deadline the
+# running units are stopped; every unit resumes from its checkpoints, so calling again continues, and the call
+# that finishes the last unit prints the table. A unit that fails is not started again: the call stops starting
+# units, names it with the end of its log (OUT-logs/) and exits with 1, as it does when --plan refuses the design
+# (OUT-logs/plan.log). Each unit gets one CPU thread (OMP_NUM_THREADS, unless set): many units with torch's
+# default of one thread per core stalled the synthetic benchmark's pieces on 16 cores. A detector cell starts only
+# once no training runs: a training's memory grows again when it fuses its images at the end (two FGFusion
+# continuations held 27 GiB each then, where nine had shared 79 GiB while training), and cells started beside
+# trainings ran the GPU out of memory twice. On a GPU a unit also starts only while the GPU has GPU_GIB free for
+# it, counting GPU_GIB as taken for every unit started in the last 60 s (its memory is still growing).
 #
 #   bash scripts/claim_full.sh OUT ROOT [DEADLINE] [JOBS]        # repeat until it prints the table
 #
@@ -77,6 +79,10 @@ while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
   busy=0
   for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && busy=$((busy + 1)); done
   room=$(gpu_room)
+  training=0
+  for unit in "${!running[@]}"; do
+    [[ $unit == *train:* ]] && kill -0 "${running[$unit]}" 2>/dev/null && training=1
+  done
   for unit in "${ready[@]}"; do
     pid=${running[$unit]:-}
     if [ -n "$pid" ]; then
@@ -84,8 +90,10 @@ while [ "$(left)" -gt 30 ] && [ "${#failed[@]}" -eq 0 ]; do
       wait "$pid" || { failed+=("$unit"); continue; }
     fi
     [ "$busy" -ge "$jobs" ] || [ "$room" -lt "$need" ] && break
+    [[ $unit == cell:* ]] && [ "$training" -eq 1 ] && continue
     timeout "$(($(left) - 20))" taskfuse "${design[@]}" --units "$unit" > "$out-logs/${unit//:/_}.log" 2>&1 &
     running[$unit]=$!
+    echo "$(date -u +%FT%T) $unit" >> "$out-logs/started.log"
     busy=$((busy + 1)) room=$((room - need))
     started+=("$SECONDS")
   done

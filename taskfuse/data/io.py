@@ -2,7 +2,10 @@
 
 Decoding goes through Pillow, which refuses truncated or corrupt files instead of returning a half-grey
 image, and honours the EXIF orientation tag. 16-bit colour PNG/TIFF (which Pillow would reduce to 8 bits)
-is decoded with OpenCV after Pillow has checked the file.
+is decoded with OpenCV after Pillow has checked the file. Plain gray or RGB PNGs (no transparency, text or
+EXIF chunks, which is what cameras and datasets store) are decoded by OpenCV alone, to the same arrays:
+OpenCV decodes a file in one call that releases the GIL, where Pillow's PNG reader walks the chunks and feeds
+its decoder in Python, which kept decoding threads from scaling beyond 8 (docs/performance.md).
 
 Infrared scaling (``ir_range``), applied to one-channel data:
 
@@ -73,6 +76,11 @@ COLOUR_SHARE = 0.01
 PART = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?")
 """Names of the temporary files ``atomic_path`` writes (``.NAME.RANDOM.part.SUFFIX``)."""
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLAIN_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"pHYs", b"sBIT", b"tIME"})
+"""Chunks that change nothing in the decoded samples: a PNG made of these alone is decoded by OpenCV
+(``_decode_plain_png``). Any other chunk (transparency, text that may hold XMP, EXIF, palette) sends the file
+to Pillow."""
 
 
 def _bit_depth(im: Image.Image, data: bytes) -> int:
@@ -99,6 +107,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not data:
         raise TaskfuseError(f"{path}: the file is empty; replace it with a valid image or remove it")
     try:
+        plain = _decode_plain_png(data)
+        if plain is not None:
+            return plain
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             orientation = im.getexif().get(0x0112, 1)
@@ -116,6 +127,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise TaskfuseError(f"{path}: the image holds NaN or infinite values; replace them with finite ones")
     return _orient(arr, orientation)
+
+
+def _decode_plain_png(data: bytes) -> np.ndarray | None:
+    """An 8- or 16-bit gray (H, W) or RGB (H, W, 3) PNG made of ``PLAIN_PNG_CHUNKS`` alone, decoded by OpenCV
+    to the array Pillow gives; None for any other file (another format, colour type or chunk, or a chunk list
+    cut short), which ``read_image`` then reads with Pillow and its errors. Raises ValueError when libpng refuses
+    the image data (a bad checksum, too little data: Pillow would return such an image with its missing rows
+    black)."""
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or data[25] not in (0, 2):
+        return None
+    width, height, depth = struct.unpack_from(">IIB", data, 16)
+    if depth not in (8, 16):
+        return None
+    pos = 8
+    while True:
+        if pos + 8 > len(data):
+            return None
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind not in PLAIN_PNG_CHUNKS:
+            return None
+        if kind == b"IEND":
+            break
+        pos += length + 12
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.shape[:2] != (height, width) or arr.ndim != (2 if data[25] == 0 else 3):
+        raise ValueError("libpng refused the image data")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if arr.ndim == 3 else arr
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:

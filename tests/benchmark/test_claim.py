@@ -336,6 +336,9 @@ def test_the_script_runs_the_units_side_by_side_until_the_table(data: Path, tmp_
     rows = [claim.by_name["ir"], claim.by_name["seafusion-fusion-only"]]
     assert all(claim.done(u) for u in claim.units(rows))
     assert not any(claim.done(u) for u in claim.units([claim.by_name["vi"]]))
+    started = [line.split()[1] for line in Path(f"{out}-logs/started.log").read_text().splitlines()]
+    first_cell = min(i for i, unit in enumerate(started) if unit.startswith("cell:"))
+    assert all(not unit.startswith(("pretrain:", "train:")) for unit in started[first_cell:]), started
 
 
 @pytest.mark.slow

@@ -5,13 +5,17 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image, PngImagePlugin
+from PIL.PngImagePlugin import PngImageFile
 
+import taskfuse.data.io as io_module
 from taskfuse.data.io import (
     PART,
+    _decode_plain_png,
     atomic_path,
     decode_ir,
     decode_vi,
@@ -305,3 +309,66 @@ def test_png_levels_store_the_same_pixels_in_every_layout(tmp_path: Path) -> Non
             assert sizes[0] > 2 * max(sizes[1], sizes[9]), (name, sizes)
     with pytest.raises(TaskfuseError, match="0..9"):
         encode_image(ramp, ".png", png_level=10)
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
+        pos += length + 12
+    return chunks
+
+
+def _png_bytes(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(struct.pack(">I", len(v)) + k + v + struct.pack(">I", zlib.crc32(k + v)) for k, v in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb8", "rgb16"])
+def test_plain_pngs_decode_without_pillow_to_the_same_arrays(tmp_path: Path, kind: str, monkeypatch) -> None:
+    rng = np.random.default_rng(7)
+    shape = (13, 21) if kind.startswith("gray") else (13, 21, 3)
+    dtype = np.uint16 if kind.endswith("16") else np.uint8
+    arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    path = tmp_path / f"{kind}.png"
+    if kind == "rgb16":
+        assert cv2.imwrite(str(path), arr[..., ::-1])
+    else:
+        _save(path, arr)
+    with monkeypatch.context() as m:
+        m.setattr(PngImageFile, "load", lambda self: pytest.fail("Pillow decoded a plain PNG"))
+        fast = read_image(path)
+    monkeypatch.setattr(io_module, "_decode_plain_png", lambda data: None)
+    pillow = read_image(path)
+    assert fast.dtype == pillow.dtype == dtype and np.array_equal(fast, pillow) and np.array_equal(fast, arr)
+
+
+def test_other_pngs_go_to_pillow(tmp_path: Path) -> None:
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "made here")
+    images = {
+        "palette": (Image.fromarray(gray).convert("P"), {}),
+        "transparency": (Image.fromarray(gray), {"transparency": 5}),
+        "text": (Image.fromarray(gray), {"pnginfo": text}),
+        "rgba": (Image.fromarray(np.dstack([gray] * 4)), {}),
+        "two-bit": (Image.fromarray(gray % 4 * 85), {"bits": 2}),
+    }
+    for name, (im, kw) in images.items():
+        im.save(tmp_path / f"{name}.png", **kw)
+        assert _decode_plain_png((tmp_path / f"{name}.png").read_bytes()) is None, name
+    assert read_image(tmp_path / "rgba.png").shape == (8, 8, 4)
+    assert np.array_equal(read_image(tmp_path / "text.png"), gray)
+    assert read_image(tmp_path / "palette.png").shape == (8, 8, 3)
+    assert _decode_plain_png(b"\xff\xd8\xff" + bytes(40)) is None
+
+
+def test_a_plain_png_with_missing_image_data_is_refused(tmp_path: Path) -> None:
+    arr = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    chunks = _png_chunks(_save(tmp_path / "whole.png", arr).read_bytes())
+    raw = zlib.decompress(b"".join(v for k, v in chunks if k == b"IDAT"))
+    short = [(k, zlib.compress(raw[: len(raw) // 2]) if k == b"IDAT" else v) for k, v in chunks]
+    (tmp_path / "short.png").write_bytes(_png_bytes(short))
+    with pytest.raises(TaskfuseError, match="short.png: not a readable image.*corrupt or truncated"):
+        read_vi(tmp_path / "short.png")
