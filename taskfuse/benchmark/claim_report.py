@@ -49,7 +49,6 @@ from taskfuse.data.io import atomic_path
 from taskfuse.errors import TaskfuseError
 from taskfuse.metrics.table import markdown_table
 from taskfuse.train.log import read_metrics
-from taskfuse.train.loop import stored_config
 
 Key = tuple[int | None, int]
 """A cell: (fusion seed or None, downstream seed)."""
@@ -236,50 +235,68 @@ def pretraining(out: Path) -> list[dict[str, Any]]:
     return found
 
 
+BOOKKEEPING = frozenset({"total", "lr", "img_s", "round"})
+"""Values a run logs under ``train/`` beside its loss terms."""
+
+
 def loss_balance(out: Path) -> list[dict[str, Any]]:
-    """Per task-guided continuation and round: the means over its fusion phase of the fusion loss and of the
-    weighted task term ``λ_r L_task`` added to it (seed 000 eq. 2), and the fusion loss of its fusion-only twin in
-    that round, from the runs' ``metrics.csv``. A task term many times the fusion loss steers the fusion network
-    by the task alone; the twin's loss shows what that costs the fusion terms. Runs whose task acts inside the
-    loss's own terms (boxes made into foreground masks) log no separate term and are left out."""
+    """Per task-guided continuation and round: the means over its fusion steps of the weighted task terms and of
+    the rest of its loss (the fusion loss), and the fusion loss of its fusion-only twin in that round, from the
+    runs' ``metrics.csv``. The task terms are the loss terms the run logs and its twin does not: SeAFusion's
+    ``λ_r L_task`` (seed 000 eq. 2), FGFusion's foreground term ``λ4 L_ex`` (seed 003 eq. 11). A task term many
+    times the fusion loss steers the fusion network by the task alone; the twin's loss shows what that costs the
+    fusion terms (where the task also reweights the fusion terms, as FGFusion's masks do, the two fusion losses
+    weigh the pixels differently). Runs whose task adds no term of its own are left out."""
     found = []
     for path in sorted((out / "runs").glob("*-task-guided-f*.json")):
         twin = path.with_name(path.name.replace("-task-guided-", "-fusion-only-"))
-        guided, alone = _round_means(out, path), _round_means(out, twin)
-        for r, (task, fusion, term) in guided.items():
-            if term is None:
-                continue
+        guided, alone = _logged(out, path), _logged(out, twin)
+        task_terms = sorted(_terms(guided) - _terms(alone))
+        if not task_terms:
+            continue
+        twin_means = _round_means(alone, task_terms)
+        for r, (fusion, term) in _round_means(guided, task_terms).items():
             found.append(
                 {
                     "run": path.stem,
                     "round": r,
-                    "task": task,
+                    "task": " + ".join(task_terms),
                     "fusion": fusion,
                     "task_term": term,
-                    "twin_fusion": alone[r][1] if r in alone else math.nan,
+                    "twin_fusion": twin_means[r][0] if r in twin_means else math.nan,
                 }
             )
     return found
 
 
-def _round_means(out: Path, record: Path) -> dict[int, tuple[str, float, float | None]]:
-    """{round: (task, mean fusion loss, mean weighted task term or None where the run logs none)} over the
-    fusion steps a run logged (one round, 0, for strategies without rounds)."""
+def _logged(out: Path, record: Path) -> dict[str, dict[int, float]]:
+    """The values logged by the run of a continuation's record (empty when either is missing)."""
     if not record.is_file():
         return {}
-    run = out / Path(json.loads(record.read_text())["weights"]).parent
-    if not (run / "metrics.csv").is_file():
-        return {}
-    task = ((stored_config(run) or {}).get("train") or {}).get("task") or ""
-    logged = read_metrics(run / "metrics.csv")
-    total, term, rounds = (logged.get(f"train/{k}", {}) for k in ("total", task, "round"))
+    metrics = out / Path(json.loads(record.read_text())["weights"]).parent / "metrics.csv"
+    return read_metrics(metrics) if metrics.is_file() else {}
+
+
+def _terms(logged: Mapping[str, Mapping[int, float]]) -> set[str]:
+    """The loss terms of a run: ``train/<name>`` values logged at its fusion steps (those with a total)."""
+    steps = set(logged.get("train/total", {}))
+    names = {key.removeprefix("train/") for key in logged if key.startswith("train/")}
+    return {n for n in names - BOOKKEEPING if "/" not in n and steps & set(logged[f"train/{n}"])}
+
+
+def _round_means(
+    logged: Mapping[str, Mapping[int, float]], task_terms: Sequence[str]
+) -> dict[int, tuple[float, float]]:
+    """{round: (mean fusion loss, mean of the task terms' sum)} over the fusion steps a run logged (one round,
+    0, for strategies without rounds); the fusion loss is the total without the task terms."""
+    total, rounds = logged.get("train/total", {}), logged.get("train/round", {})
     by_round: dict[int, list[int]] = {}
     for step in total:
         by_round.setdefault(int(rounds.get(step, 0)), []).append(step)
-    means: dict[int, tuple[str, float, float | None]] = {}
+    means = {}
     for r, steps in sorted(by_round.items()):
-        task_term = float(np.mean([term.get(s, 0.0) for s in steps]))
-        means[r] = (task, float(np.mean([total[s] for s in steps])) - task_term, task_term if term else None)
+        term = float(np.mean([sum(logged.get(f"train/{t}", {}).get(s, 0.0) for t in task_terms) for s in steps]))
+        means[r] = (float(np.mean([total[s] for s in steps])) - term, term)
     return means
 
 
@@ -375,8 +392,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         header = [
             "Run",
             "Round (from 0)",
-            "Task",
-            "task term (weighted)",
+            "Task terms",
+            "task terms (weighted)",
             "fusion loss",
             "twin's fusion loss",
             "task / fusion",

@@ -236,16 +236,28 @@ def test_the_task_term_is_weighed_against_the_fusion_loss_and_the_twins(tmp_path
         (run / "metrics.csv").write_text("step,name,value\n" + "\n".join(lines) + "\n")
         record = {"weights": f"runs/m-{variant}-f0-1/fusion.safetensors"}
         (tmp_path / "runs" / f"m-{variant}-f0.json").write_text(json.dumps(record))
-    masks = {"task-guided": "train:\n  task: detection\n", "fusion-only": "train:\n  seed: 0\n"}
-    for variant, config in masks.items():
-        run = tmp_path / "runs" / f"s-{variant}-f0-1"
-        run.mkdir(parents=True)
-        (run / "config.yaml").write_text(config)
-        (run / "metrics.csv").write_text("step,name,value\n20,train/total,0.5\n20,train/ex,0.1\n")
-        (tmp_path / "runs" / f"s-{variant}-f0.json").write_text(json.dumps({"weights": f"runs/s-{variant}-f0-1/w"}))
+    masks = {  # s: the task reweights terms both variants log; t: it adds a term of its own (FGFusion's L_ex)
+        "s": {
+            "task-guided": "20,train/total,0.5\n20,train/int,0.2\n",
+            "fusion-only": "20,train/total,0.4\n20,train/int,0.1\n",
+        },
+        "t": {"task-guided": "20,train/total,2.5\n20,train/ex,2.0\n", "fusion-only": "20,train/total,0.4\n"},
+    }
+    for method, variants in masks.items():
+        for variant, lines in variants.items():
+            run = tmp_path / "runs" / f"{method}-{variant}-f0-1"
+            run.mkdir(parents=True)
+            (run / "metrics.csv").write_text(f"step,name,value\n20,train/lr,0.001\n{lines}")
+            record = json.dumps({"weights": f"runs/{method}-{variant}-f0-1/w"})
+            (tmp_path / "runs" / f"{method}-{variant}-f0.json").write_text(record)
     found = loss_balance(tmp_path)
-    assert [(r["round"], r["task_term"], r["twin_fusion"]) for r in found] == [(0, 4.0, 0.8), (1, 6.0, 0.6)]
-    assert [r["fusion"] for r in found] == pytest.approx([1.0, 1.0]) and found[0]["run"] == "m-task-guided-f0"
+    assert [(r["run"], r["round"], r["task"]) for r in found] == [
+        ("m-task-guided-f0", 0, "detection"),
+        ("m-task-guided-f0", 1, "detection"),
+        ("t-task-guided-f0", 0, "ex"),
+    ]
+    assert [(r["task_term"], r["twin_fusion"]) for r in found] == [(4.0, 0.8), (6.0, 0.6), (2.0, 0.4)]
+    assert [r["fusion"] for r in found] == pytest.approx([1.0, 1.0, 0.5])
 
 
 @pytest.mark.slow
