@@ -5,8 +5,9 @@ headers, the run manifest of ``taskfuse.data.manifest``), then started (``FuseJo
 manifest) and run as a pipeline (``FuseJob.run``): worker threads decode pairs (``decode_pair``) ahead of the
 model, pairs of one size are fused in batches (``FusionModel.fuse_batch``; through pinned memory and
 asynchronous copies on CUDA), worker threads encode the results, and the main thread writes each file
-atomically, in the order the pairs were fused. Pillow and PyTorch release the GIL while they decode, encode
-and compute, so the threads run in parallel.
+atomically, in the order the pairs were fused. OpenCV, Pillow and PyTorch release the GIL while they decode,
+encode and compute, so the threads run in parallel (OpenCV for a whole PNG, Pillow between the chunks its reader
+walks in Python: ``taskfuse.data.io``).
 
 Large pairs are fused in tiles (``fuse_tensors(..., tile=N | "auto")``): every tile is fused with ``overlap``
 pixels of context on each side and only its centre is kept. For a model whose receptive field fits in that

@@ -28,6 +28,7 @@ from taskfuse.train.config import RunConfig
 
 DESIGN = replace(TINY.fusion, steps=4, rounds=2)
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "claim_full.sh"
+PACK = SCRIPT.with_name("claim_pack.sh")
 
 
 @pytest.fixture(scope="module")
@@ -371,3 +372,41 @@ def test_the_script_records_every_released_row_and_stops_when_the_plan_fails(dat
     done = run_script(tmp_path / "claim", data, METHODS="seafusion", WEIGHTS=weights, ROWS="a-released nowhere")
     assert done.returncode == 1 and "--plan failed" in done.stderr and "'nowhere': not a row" in done.stderr
     assert list(settle_design(tmp_path / "claim", {}).released) == ["a-released", "b-released"]
+
+
+def test_a_folder_packs_into_small_parts_without_images_or_checkpoints(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "claim"
+    files = {
+        "claim.json": b"{}",
+        "cells/m-task-guided/f0-d0.json": b"{}",
+        "downstream/m-task-guided/f0-d0/predictions.json": b"[]",
+        "downstream/m-task-guided/f0-d0/report.html": b"<html>",
+        "downstream/m-task-guided/f0-d0/samples/a_ir.png": b"png",
+        "fused/m-task-guided/f0/val/a.png": b"png",
+        "pretrain/m-f0.json": b"{}",
+        "pretrain/m-f0.safetensors": os.urandom(300_000),
+        "pretrain/m-f0-1/fusion.safetensors": b"the last step",
+        "pretrain/m-f0-1/checkpoint.pt": b"optimiser",
+        "runs/m-task-guided-f0.json": b"{}",
+        "runs/m-task-guided-f0-1/fusion.safetensors": os.urandom(300_000),
+        "runs/m-task-guided-f0-1/metrics.csv": b"step,name,value",
+    }
+    for name, data in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    (tmp_path / "runs" / "claim-logs").mkdir()
+    (tmp_path / "runs" / "claim-logs" / "started.log").write_text("unit\n")
+    done = subprocess.run(["bash", str(PACK), str(out), str(tmp_path / "moved"), "256K"], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    parts = sorted(p.name for p in (tmp_path / "moved").iterdir())
+    assert "weights.tgz.01" in parts and all(p.stat().st_size <= 262_144 for p in (tmp_path / "moved").iterdir())
+    (tmp_path / "back").mkdir()
+    for kind in ("state", "weights"):
+        joined = b"".join((tmp_path / "moved" / p).read_bytes() for p in parts if p.startswith(kind))
+        subprocess.run(["tar", "xz", "-C", str(tmp_path / "back")], input=joined, check=True)
+    back = {str(p.relative_to(tmp_path / "back" / "claim")) for p in (tmp_path / "back" / "claim").rglob("*.*")}
+    left = {"report.html", "a_ir.png", "a.png", "checkpoint.pt", "m-f0-1/fusion.safetensors"}
+    assert back == {n for n in files if not any(n.endswith(x) for x in left)}
+    assert (tmp_path / "back" / "claim-logs" / "started.log").is_file()
+    for name in ("pretrain/m-f0.safetensors", "runs/m-task-guided-f0-1/fusion.safetensors"):
+        assert (tmp_path / "back" / "claim" / name).read_bytes() == files[name]
