@@ -26,6 +26,8 @@
 #   REUSE       another claim folder whose cells this design shares (--reuse)
 #   TASK_WEIGHT the scale of SeAFusion's task weight per round (--task-weight; default 1, the paper's)
 #   FAST        1: the fusion trainings in channels_last and compiled (--fast)
+#   HEAD_WARMUP steps of a task head's warm-up before its task-guided continuation (--head-warmup; default
+#               the preset's)
 #   ROWS        the rows to run (default all, the oracle included)
 #   GPU_GIB     GPU memory a unit needs to start, in GiB (default 16; 0: start without asking nvidia-smi)
 set -uo pipefail
@@ -47,6 +49,7 @@ done
 [ "${#released[@]}" -gt 0 ] && design+=(--weights "${released[@]}")
 [ -n "${TASK_WEIGHT:-}" ] && design+=(--task-weight "$TASK_WEIGHT")
 [ "${FAST:-}" = 1 ] && design+=(--fast)
+[ -n "${HEAD_WARMUP:-}" ] && design+=(--head-warmup "$HEAD_WARMUP")
 read -r -a rows <<< "${ROWS:-}"
 [ "${#rows[@]}" -gt 0 ] && rows=(--rows "${rows[@]}")
 planned=("${design[@]}")

@@ -133,6 +133,7 @@ TINY = ClaimScale(
         rounds=1,
         task_model="yolox-nano",
         task_warmup=1,
+        head_warmup=1,
         task_steps=1,
         task_lr_warmup=0,
         networks="small",
@@ -168,6 +169,7 @@ CPU = ClaimScale(
         rounds=2,
         task_model="yolox-nano",
         task_warmup=20,
+        head_warmup=20,
         task_steps=10,
         task_lr_warmup=5,
         networks="small",
@@ -205,6 +207,7 @@ FULL = ClaimScale(
         rounds=4,
         task_model="yolox-s-effnet-lite0",
         task_warmup=2000,
+        head_warmup=2000,
         task_steps=500,
         task_lr_warmup=200,
         networks="benchmark",
@@ -243,6 +246,7 @@ SESSION = ClaimScale(
         rounds=2,
         task_model="yolox-s-effnet-lite0",
         task_warmup=600,
+        head_warmup=600,
         task_steps=300,
         task_lr_warmup=100,
         networks="benchmark",
@@ -365,11 +369,18 @@ class Design:
     """Scale of the task term's weight in SeAFusion's rounds (``FusionDesign.task_weight``)."""
     fast: bool = False
     """Fusion trainings in channels_last and compiled (``FusionDesign.fast``)."""
+    head_warmup: int = 0
+    """Steps of a task head's warm-up before its task-guided continuation (``FusionDesign.head_warmup``)."""
+
+
+ABSENT = {"head_warmup": 0}
+"""The settings a design recorded before its key existed was made with, where they differ from the preset's."""
 
 
 def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
     """The design of ``out``: the ``given`` settings (a None keeps the stored value, else the preset's, default
-    preset ``cpu``), refused when they differ from ``out/claim.json``, and recorded there with the rows."""
+    preset ``cpu``; a key the stored design lacks reads as ``ABSENT`` says), refused when they differ from
+    ``out/claim.json``, and recorded there with the rows."""
     path = out / "claim.json"
     stored: dict[str, Any] = json.loads(path.read_text())["design"] if path.is_file() else {}
     scale = get_scale(given.get("scale") or stored.get("scale") or "cpu")
@@ -384,7 +395,10 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         "pretrained": "",
         "task_weight": 1.0,
         "fast": False,
+        "head_warmup": scale.fusion.head_warmup,
     }
+    if stored:
+        preset |= ABSENT
     values: dict[str, Any] = {}
     for key, default in preset.items():
         value = given.get(key)
@@ -415,6 +429,7 @@ def settle_design(out: Path, given: Mapping[str, Any]) -> Design:
         pretrained=values["pretrained"],
         task_weight=float(values["task_weight"]),
         fast=bool(values["fast"]),
+        head_warmup=int(values["head_warmup"]),
     )
     record = {
         "design": {**values, "released": released},
@@ -569,6 +584,7 @@ class Claim:
             task_pretrained=self.design.pretrained,
             task_weight=self.design.task_weight,
             fast=self.design.fast,
+            head_warmup=self.design.head_warmup,
         )
 
     def cells(self, row: Row) -> list[str]:

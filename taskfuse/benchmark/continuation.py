@@ -14,7 +14,9 @@ two steps on the ``train`` split of ``msrs_det``:
    * ``task-guided``: the method's own strategy with the boxes (``<method>_msrs_det``): SeAFusion's rounds with
      a detector in the loop, λ = 1, 2, ... (the paper's rounds after round 0, which the pre-training stands
      for), the detector first trained ``task_warmup`` steps on the starting network's images; FGFusion and
-     DSIFuse with their box masks;
+     DSIFuse with their box masks, FGFusion's foreground head first trained ``head_warmup`` steps alone on
+     the boxes (``warm_head``: the box-free pre-training never trained it, and the rest of the network stays
+     as it was, so the fused images at the start are the twins');
    * ``fusion-only``: the same training without the task term (``Strategy.without_task``: SeAFusion's rounds
      with λ = 0, so its optimiser restarts at the same steps; else ``fusion_only``), the boxes not read;
    * ``reseed``: ``fusion-only`` with another seed (``RESEED`` added), the control that measures how far two
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -98,6 +101,9 @@ class FusionDesign:
     """Every fusion training in channels_last and under ``torch.compile`` (``train.channels_last``,
     ``train.compile``): the same steps on a faster kernel path (FGFusion 2.73x on one H200,
     ``docs/training.md``), for GPU runs too short for the eager path."""
+    head_warmup: int = 0
+    """Steps that train a method's task head (``MethodSpec.task_head``) alone on the boxes, from the pre-trained
+    network, before its task-guided continuation; 0: none (the head enters the continuation untrained)."""
 
 
 def claim_methods() -> list[str]:
@@ -161,14 +167,17 @@ def common(design: FusionDesign, method: str, root: Path, seed: int, boxes: bool
     return out
 
 
-def guided_config(design: FusionDesign, method: str, root: Path, seed: int, init: str, progress: bool) -> RunConfig:
+def guided_config(
+    design: FusionDesign, method: str, root: Path, seed: int, init: str, progress: bool, extra: Sequence[str] = ()
+) -> RunConfig:
     """The task-guided continuation (the strategy's budget gives the detectors' backbone to a task network in the
-    loop; the methods whose boxes make masks have none)."""
+    loop; the methods whose boxes make masks have none), with ``extra`` overrides last."""
     spec = models.get(method)
     overrides = [
         *common(design, method, root, seed, True, progress),
         *STRATEGIES.get(spec.strategy).budget(budget(design), spec),
         f"train.init={value(init)}",
+        *extra,
     ]
     return load_config(config_name(method), overrides)
 
@@ -309,4 +318,26 @@ def continue_variant(
     if (out / "runs" / f"{name}.json").is_file():
         return finished(out, name)
     init = pretrain(design, method, seed, root, out, device, progress)
+    if variant == "task-guided":
+        init = warm_head(design, method, seed, root, out, device, progress, init)
     return train_recorded(variant_config(design, method, variant, seed, root, init, progress), out, name, device)
+
+
+def warm_head(
+    design: FusionDesign, method: str, seed: int, root: Path, out: Path, device: str, progress: bool, init: Path
+) -> Path:
+    """The pre-trained weights ``init`` with the method's task head (``MethodSpec.task_head``) trained
+    ``head_warmup`` steps alone with the task-guided loss and data (``train.train_only``: every other module
+    frozen, in eval mode), recorded as ``out/runs/<method>-head-f<seed>``; ``init`` itself for a method without
+    such a head or a design without the warm-up. The fusion path is untouched, so the task-guided continuation
+    starts from the fused images of its fusion-only twin, with a head that has learnt the boxes as SeAFusion's
+    detector has before its first round."""
+    head = models.get(method).task_head
+    if not head or design.head_warmup <= 0:
+        return init
+    name = f"{method}-head-f{seed}"
+    if (out / "runs" / f"{name}.json").is_file():
+        return finished(out, name).weights
+    steps = [f"train.iters={design.head_warmup}", "train.epochs=0", f"train.train_only={value(list(head))}"]
+    cfg = guided_config(design, method, root, seed, str(init), progress, steps)
+    return train_recorded(cfg, out, name, device).weights

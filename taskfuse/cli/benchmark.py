@@ -131,6 +131,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="SeAFusion's λ in round r of the continuation is W x r (default 1: the paper's round index)",
     )
     c.add_argument(
+        "--head-warmup",
+        type=int,
+        metavar="N",
+        help="steps that train a method's task head alone (FGFusion's foreground head) before its task-guided "
+        "continuation (default: the preset's; 0: none)",
+    )
+    c.add_argument(
         "--fast",
         action="store_true",
         default=None,
@@ -227,6 +234,7 @@ def run_claim(args: argparse.Namespace) -> int:
         "pretrained": None if args.pretrained is None else pretrained_source(args.pretrained),
         "task_weight": args.task_weight,
         "fast": args.fast,
+        "head_warmup": args.head_warmup,
     }
     design = settle_design(args.out, given)
     if args.reuse is not None:

@@ -57,6 +57,10 @@ class MethodSpec:
     ``segmentation`` (label masks), ``detection`` (boxes), ``keypoints``; the first is its paper's."""
     strategy: str = "fusion_only"
     """The training strategy of the method's paper (``taskfuse.train.strategies``)."""
+    task_head: tuple[str, ...] = ()
+    """Top-level modules of the network that only the task's loss terms train and the fused image does not pass
+    through (FGFusion's foreground head, eq. 7). A training without the task leaves them untrained; the claim
+    benchmark warms them up alone before a task-guided continuation (``train.train_only``)."""
     config: str = ""
     """The shipped config (``taskfuse/configs/<config>.yaml``) holding the paper's recipe; empty = none."""
     small: Mapping[str, Any] = field(default_factory=dict)

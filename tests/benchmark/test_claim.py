@@ -13,18 +13,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from taskfuse import models
 from taskfuse.benchmark.claim import TINY, Claim, cell_name, parse_released, reuse_cells, settle_design
 from taskfuse.benchmark.claim_report import loss_balance, pairs, write_report
-from taskfuse.benchmark.continuation import RESEED, claim_methods, plateau_step, pretrain_config, variant_config
+from taskfuse.benchmark.continuation import (
+    RESEED,
+    claim_methods,
+    plateau_step,
+    pretrain_config,
+    variant_config,
+    warm_head,
+)
 from taskfuse.benchmark.stats import image_matches, scores_on
 from taskfuse.cli.main import main
 from taskfuse.data.datasets import open_dataset
 from taskfuse.data.manifest import file_sha256
 from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
 from taskfuse.errors import TaskfuseError
+from taskfuse.models.weights import save_weights
 from taskfuse.train.config import RunConfig
+from taskfuse.train.strategies.single_stage import freeze_except
 
 DESIGN = replace(TINY.fusion, steps=4, rounds=2)
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "claim_full.sh"
@@ -109,6 +120,12 @@ def test_design_is_recorded_and_other_settings_refused(data: Path, tmp_path: Pat
     assert settle_design(tmp_path, {}) == design
     with pytest.raises(TaskfuseError, match="made with fast False"):
         settle_design(tmp_path, {"fast": True})
+    assert design.head_warmup == TINY.fusion.head_warmup > 0
+    del record["design"]["head_warmup"]
+    (tmp_path / "claim.json").write_text(json.dumps(record))
+    assert settle_design(tmp_path, {}).head_warmup == 0
+    with pytest.raises(TaskfuseError, match="made with head_warmup 0"):
+        settle_design(tmp_path, {"head_warmup": 5})
     with pytest.raises(TaskfuseError, match="detection guides only"):
         settle_design(tmp_path / "other", {"root": data, "methods": ["psfusion"]})
     with pytest.raises(TaskfuseError, match="not a file"):
@@ -410,3 +427,19 @@ def test_a_folder_packs_into_small_parts_without_images_or_checkpoints(tmp_path:
     assert (tmp_path / "back" / "claim-logs" / "started.log").is_file()
     for name in ("pretrain/m-f0.safetensors", "runs/m-task-guided-f0-1/fusion.safetensors"):
         assert (tmp_path / "back" / "claim" / name).read_bytes() == files[name]
+
+
+def test_the_head_warm_up_trains_the_task_head_alone(data: Path, tmp_path: Path) -> None:
+    design = replace(DESIGN, head_warmup=3)
+    init = tmp_path / "pre.safetensors"
+    save_weights(models.create("fgfusion", **models.get("fgfusion").small), init, "fgfusion")
+    warmed = warm_head(design, "fgfusion", 0, data, tmp_path, "cpu", False, init)
+    assert warmed != init and (tmp_path / "runs" / "fgfusion-head-f0.json").is_file()
+    before, after = load_file(init), load_file(warmed)
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"foreground"}
+    assert warm_head(design, "fgfusion", 0, data, tmp_path, "cpu", False, init) == warmed
+    assert warm_head(design, "seafusion", 0, data, tmp_path, "cpu", False, init) == init
+    assert warm_head(replace(design, head_warmup=0), "fgfusion", 1, data, tmp_path, "cpu", False, init) == init
+    with pytest.raises(TaskfuseError, match="train_only: head is not a module of the fgfusion network"):
+        freeze_except(models.create("fgfusion", **models.get("fgfusion").small), ["head"], "fgfusion")

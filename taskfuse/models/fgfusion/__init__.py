@@ -16,6 +16,7 @@ SPEC = register(
         loss=FGFusionLoss,
         tasks=("segmentation", "detection"),
         strategy="single_stage",
+        task_head=("foreground",),
         config="fgfusion",
         small={
             "shallow_channels": 8,

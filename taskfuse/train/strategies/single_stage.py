@@ -8,16 +8,19 @@ optimiser, schedule, length, batch size and crop are ``train.*`` (the papers: SG
 loss holding parameters of its own is optimised with the network, and a loss with state (``state_dict``) is
 checkpointed. ``train.task`` picks the annotations that guide the loss (``detection``: FGFusion's and DSIFuse's
 masks from boxes even where label masks exist); a method guided by label masks only (PSFusion) refuses boxes.
+``train.train_only`` trains some of the network's modules alone: the claim benchmark warms up FGFusion's
+foreground head that way before its task-guided continuation (``taskfuse.benchmark.continuation``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from taskfuse import models
+from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.train.config import RunConfig, StrategyOptions
 from taskfuse.train.strategies.base import (
@@ -44,6 +47,10 @@ class SingleStageOptions(StrategyOptions):
     seg_key: str = ""
     """Key of ``out.aux`` holding class logits, whose mIoU validation reports; empty = the method's segmentation
     head (``MethodSpec.seg_head``); no such output: no mIoU."""
+    train_only: list[str] = field(default_factory=list)
+    """Top-level modules of the network trained alone (e.g. ``[foreground]``, FGFusion's head): every other
+    parameter is frozen and every other module kept in eval mode, so its batch-norm statistics stay as they are
+    too. Empty = the whole network."""
 
 
 @STRATEGIES.register("single_stage")
@@ -62,6 +69,7 @@ class SingleStage(Strategy):
     def __init__(self, cfg: RunConfig, ctx: Context, **loss_args: Any) -> None:
         super().__init__(cfg, ctx)
         self.net = make_fusion(cfg, ctx.device)
+        self.frozen = freeze_except(self.net, self.options.train_only, cfg.method)
         self.loss = make_loss(cfg, **loss_args)
         extra: list[nn.Parameter] = []
         if isinstance(self.loss, nn.Module):
@@ -81,6 +89,8 @@ class SingleStage(Strategy):
         """Forward, loss and update on one batch; the logged loss terms and learning rate."""
         batch = self.task_batch(batch)
         self.net.train()
+        for module in self.frozen:
+            module.eval()
         with self.ctx.autocast():
             terms = self.run.with_loss(lambda out: self.loss(as_float(out), batch), batch["ir"], batch["vi"])
         lr = self.opt.step(terms.total, step)
@@ -114,3 +124,21 @@ class SingleStage(Strategy):
         self.opt.load_state_dict(state["optimizer"])
         if "loss" in state:
             self.loss.load_state_dict(state["loss"])
+
+
+def freeze_except(net: nn.Module, names: list[str], method: str) -> list[nn.Module]:
+    """Freeze every parameter of ``net`` outside its top-level modules ``names`` (none: freeze nothing); the
+    frozen top-level modules, which a step keeps in eval mode."""
+    if not names:
+        return []
+    children = dict(net.named_children())
+    unknown = [n for n in names if n not in children]
+    if unknown:
+        raise TaskfuseError(
+            f"train.train_only: {', '.join(unknown)} is not a module of the {method} network; its modules: "
+            f"{', '.join(children)}"
+        )
+    net.requires_grad_(False)
+    for n in names:
+        children[n].requires_grad_(True)
+    return [module for n, module in children.items() if n not in names]
