@@ -22,6 +22,7 @@ from taskfuse.benchmark.claim_report import loss_balance, pairs, write_report
 from taskfuse.benchmark.continuation import (
     RESEED,
     claim_methods,
+    continue_variant,
     plateau_step,
     pretrain_config,
     variant_config,
@@ -35,6 +36,7 @@ from taskfuse.data.synthetic.msrs_det import write_msrs_det_scenes
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.weights import save_weights
 from taskfuse.train.config import RunConfig
+from taskfuse.train.loop import stored_config
 from taskfuse.train.strategies.single_stage import freeze_except
 
 DESIGN = replace(TINY.fusion, steps=4, rounds=2)
@@ -443,3 +445,12 @@ def test_the_head_warm_up_trains_the_task_head_alone(data: Path, tmp_path: Path)
     assert warm_head(replace(design, head_warmup=0), "fgfusion", 1, data, tmp_path, "cpu", False, init) == init
     with pytest.raises(TaskfuseError, match="train_only: head is not a module of the fgfusion network"):
         freeze_except(models.create("fgfusion", **models.get("fgfusion").small), ["head"], "fgfusion")
+
+
+def test_only_the_task_guided_continuation_starts_from_the_warmed_head(data: Path, tmp_path: Path) -> None:
+    design = replace(DESIGN, head_warmup=2, steps=2)
+    guided = continue_variant(design, "fgfusion", "task-guided", 0, data, tmp_path, "cpu", False)
+    plain = continue_variant(design, "fgfusion", "fusion-only", 0, data, tmp_path, "cpu", False)
+    head = json.loads((tmp_path / "runs" / "fgfusion-head-f0.json").read_text())["weights"]
+    starts = [stored_config(t.weights.parent)["train"]["init"] for t in (guided, plain)]
+    assert starts == [str(tmp_path / head), str(tmp_path / "pretrain" / "fgfusion-f0.safetensors")]
