@@ -5,7 +5,7 @@ image, and honours the EXIF orientation tag. 16-bit colour PNG/TIFF (which Pillo
 is decoded with OpenCV after Pillow has checked the file. Plain gray or RGB PNGs (no transparency, text or
 EXIF chunks, which is what cameras and datasets store) are decoded by OpenCV alone, to the same arrays:
 OpenCV decodes a file in one call that releases the GIL, where Pillow's PNG reader walks the chunks and feeds
-its decoder in Python, which kept decoding threads from scaling beyond 8 (docs/performance.md).
+its decoder in Python; with Pillow, decoding threads stopped scaling beyond 8 (docs/performance.md).
 
 Infrared scaling (``ir_range``), applied to one-channel data:
 
