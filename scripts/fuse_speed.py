@@ -27,7 +27,8 @@ Six parts (``--parts``):
   start-up and model loading, checks included, after a first run over ``--first-pairs`` pairs timed apart), with
   the shipped default model and its options as given (``--png-level``, ``--batch``), and at PNG level 6 with one
   pair per batch and one thread of each kind; ``--exts jpg webp`` adds runs of the first setting that write those
-  lossy formats (``taskfuse fuse --ext``) instead of PNG.
+  lossy formats (``taskfuse fuse --ext``) instead of PNG; ``--workers-sweep 4 8 16`` times ``taskfuse fuse``'s
+  thread counts (``--workers``) in one process after 32 pairs, two runs each, for PNG and each of ``--exts``.
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
@@ -86,7 +87,16 @@ from taskfuse.cli.fuse import model_config
 from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import resolve_device
-from taskfuse.inference import FuseOptions, decode_pair, default_workers, fuse_tensors, load, read_pair, tile_context
+from taskfuse.inference import (
+    FuseOptions,
+    decode_pair,
+    default_workers,
+    fuse_pairs,
+    fuse_tensors,
+    load,
+    read_pair,
+    tile_context,
+)
 from taskfuse.metrics.table import markdown_table
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import read_meta
@@ -475,6 +485,24 @@ def png_levels(folder: Path, n: int) -> dict[str, dict[str, float]]:
     }
 
 
+def workers_sweep(data: Path, device: torch.device, counts: list[int], exts: list[str], tmp: Path) -> dict:
+    """``taskfuse fuse``'s pairs/s with each thread count of ``counts`` (``--workers``: decoding and encoding threads
+    each), for PNG and each of ``exts``: in this process, after fusing 32 pairs, two runs of each, outputs
+    written to fresh folders."""
+    model = load(device=str(device))
+    pairs = find_pairs(data / "ir", data / "vi")
+    fuse_pairs(model, pairs[:32], tmp / "sweep-warm", device=device, progress=False, workers=max(counts))
+    found: dict[str, dict[str, list[float]]] = {}
+    for ext in ("png", *exts):
+        for n in counts:
+            for run in range(2):
+                out = tmp / f"sweep-{ext}-{n}-{run}"
+                done = fuse_pairs(model, pairs, out, f".{ext}", device=device, progress=False, workers=n)
+                found.setdefault(ext, {}).setdefault(str(n), []).append(done.written / done.seconds)
+                shutil.rmtree(out)
+    return found
+
+
 def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     """Part ``folder`` (module docstring)."""
     data = copy_pairs(args.folder, args.pairs, tmp / "pairs")
@@ -496,6 +524,8 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
             )
     result |= {name: medians(r) for name, r in runs.items()}
     result["png_levels"] = png_levels(tmp / "out-after", args.profile_pairs)
+    if args.workers_sweep:
+        result["workers_sweep"] = workers_sweep(data, device, args.workers_sweep, args.exts, tmp)
     if args.peer is not None:
         peer_data = copy_pairs(args.folder, args.peer_pairs, tmp / "peer_pairs")
         peer = {"weights": str(args.peer), "pairs": args.peer_pairs}
@@ -654,6 +684,10 @@ def table(report: dict) -> str:
             for key in ("after", "before"):
                 if key in p:
                     rows.append(_run_row(f"{Path(p['weights']).name}, {key}, {p['pairs']} pairs", p[key]))
+        for ext, by_count in r.get("workers_sweep", {}).items():
+            for n, rates in by_count.items():
+                runs = ", ".join(f"{x:.3g}" for x in rates)
+                rows.append([f"--workers {n}, {ext.upper()} outputs", "in one process", f"{runs} pairs/s"])
         for level, v in r["png_levels"].items():
             name = f"Pillow PNG level {level[7:]}" if level.startswith("pillow-") else f"PNG level {level}"
             name = f"{level.upper()}, quality {QUALITY}" if level in ("jpg", "webp") else name
@@ -726,6 +760,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="--batch of the end-to-end run (default: taskfuse fuse's)")
     parser.add_argument(
         "--exts", nargs="+", choices=("jpg", "webp"), default=[], help="end-to-end runs writing these formats too"
+    )
+    parser.add_argument(
+        "--workers-sweep",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="folder: pairs/s of taskfuse fuse with each thread count, in one process (PNG and --exts)",
     )
     parser.add_argument("--peer", type=Path, help="weights of a second model timed on the folder (e.g. SeAFusion)")
     parser.add_argument("--peer-pairs", type=int, default=10, help="pairs of the peer's run (default 10)")
