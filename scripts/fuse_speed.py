@@ -676,9 +676,8 @@ def table(report: dict) -> str:
                     f"decode {v['decode']:.1f} pairs/s, encode {v['encode']:.1f} images/s",
                 ]
             )
-        for key in ("after", *(f"after_{ext}" for ext in ("jpg", "webp")), "after_serial_level6", "before"):
-            if key in r:
-                rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
+        for key in [k for k in r if k in ("after", "before") or k.startswith("after_")]:
+            rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
         if "peer" in r:
             p = r["peer"]
             for key in ("after", "before"):

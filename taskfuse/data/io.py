@@ -3,7 +3,7 @@
 Decoding goes through Pillow, which refuses truncated or corrupt files instead of returning a half-grey
 image, and honours the EXIF orientation tag. 16-bit colour PNG/TIFF (which Pillow would reduce to 8 bits)
 is decoded with OpenCV after Pillow has checked the file. Plain gray or RGB PNGs (no transparency, text or
-EXIF chunks, which is what cameras and datasets store) are decoded by OpenCV alone, to the same arrays:
+EXIF chunks; every PNG of the MSRS pairs, for one) are decoded by OpenCV alone, to the same arrays:
 OpenCV decodes a file in one call that releases the GIL, where Pillow's PNG reader walks the chunks and feeds
 its decoder in Python; with Pillow, decoding threads stopped scaling beyond 8 (docs/performance.md).
 
@@ -33,6 +33,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -140,16 +141,9 @@ def _decode_plain_png(data: bytes) -> np.ndarray | None:
     width, height, depth = struct.unpack_from(">IIB", data, 16)
     if depth not in (8, 16):
         return None
-    pos = 8
-    while True:
-        if pos + 8 > len(data):
-            return None
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind not in PLAIN_PNG_CHUNKS:
-            return None
-        if kind == b"IEND":
-            break
-        pos += length + 12
+    kinds = [kind for kind, _ in _png_chunks(io.BytesIO(data))]
+    if kinds[-1:] != [b"IEND"] or not PLAIN_PNG_CHUNKS.issuperset(kinds):
+        return None
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.shape[:2] != (height, width) or arr.ndim != (2 if data[25] == 0 else 3):
         raise ValueError("libpng refused the image data")
@@ -222,15 +216,24 @@ def _png_exif(path: Path) -> bytes:
     the chunk headers and seeking over their data costs a few reads instead.
     """
     with open(path, "rb") as f:
-        f.seek(8)
-        while head := f.read(8):
-            length, kind = struct.unpack(">I4s", head)
+        for kind, length in _png_chunks(f):
             if kind == b"eXIf":
                 return b"Exif\x00\x00" + f.read(length)
-            if kind == b"IEND":
-                break
-            f.seek(length + 4, os.SEEK_CUR)
     return b""
+
+
+def _png_chunks(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """(type, data length) of every chunk of the PNG file ``f`` up to ``IEND``, read from the chunk headers alone:
+    at each the file stands at the chunk's data, which is skipped unless the caller reads it. Stops early at a
+    header cut short."""
+    f.seek(8)
+    while len(head := f.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        data = f.tell()
+        yield kind, length
+        if kind == b"IEND":
+            return
+        f.seek(data + length + 4)
 
 
 def _to_gray(arr: np.ndarray) -> np.ndarray:
