@@ -4,22 +4,38 @@
 adds the projections. PSFusion's profound semantic fusion module (seed 001, eqs. 7-10) attends with one
 query shared by both modalities and 3 x 3 conv + BN + ReLU projections; later methods use 1 x 1 projections,
 several heads, or spatial reduction of the key/value map (PVT, Wang et al. 2021) when maps are large.
+
+Every attention in taskfuse runs through ``sdpa``, which keeps PyTorch's cuDNN attention kernel out (the flash,
+memory-efficient and plain kernels remain). DSIFuse's first bf16 training step from trained weights gave
+non-finite gradients on an H100 (PyTorch 2.11, channels_last or compiled), the same step with cuDNN switched off
+or in fp32 stayed finite (``docs/benchmark.md``), and cuDNN's bf16 attention backward has known faults of this
+kind on H100s (pytorch/pytorch issue 196678, NVIDIA/cudnn-frontend issue 1072).
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.resample import replicate_pad
+
+BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+"""The kernels ``sdpa`` may use, in PyTorch's order of preference: all but cuDNN's."""
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """``F.scaled_dot_product_attention`` of (B, heads, N, d) tensors on the kernels in ``BACKENDS``."""
+    with sdpa_kernel(BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, heads: int = 1, scale: float | None = None) -> Tensor:
     """``softmax(scale * Q K^T) V`` per head; q (B, C, H, W), k and v (B, C, h, w) -> (B, C, H, W).
 
     Channels are split into ``heads`` groups. ``scale`` defaults to ``(C / heads) ** -0.5``. Runs through
-    ``F.scaled_dot_product_attention``, whose fused kernels avoid storing the (HW x hw) matrix on GPU.
+    ``sdpa``, whose fused kernels avoid storing the (HW x hw) matrix on GPU.
     """
     b, c, h, w = q.shape
     if c % heads or k.shape[1] != c or v.shape[1] != c:
@@ -28,7 +44,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, heads: int = 1, scale: float | None 
     qh = q.reshape(b, heads, d, h * w).transpose(-1, -2)
     kh = k.reshape(b, heads, d, -1).transpose(-1, -2)
     vh = v.reshape(b, heads, d, -1).transpose(-1, -2)
-    out = F.scaled_dot_product_attention(qh, kh, vh, scale=scale)
+    out = sdpa(qh, kh, vh, scale)
     return out.transpose(-1, -2).reshape(b, c, h, w)
 
 

@@ -16,6 +16,7 @@ exactly as the uninterrupted run's would.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -217,6 +218,19 @@ class Trainer:
                 self.fusion_for_eval(), self.run_dir / "best.safetensors", self.cfg.method, self.cfg.model, self.extra
             )
 
+    def stop_unless_finite(self, values: dict[str, float], step: int) -> None:
+        """Stop the run when a logged value is NaN or infinite, before anything of it is saved: a diverged network
+        would otherwise train on, be checkpointed and exported as if it were fine. Checked on the steps that read
+        the values anyway (logging, checkpoints)."""
+        bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+        if bad:
+            last = latest_checkpoint(self.run_dir)
+            kept = f"the latest checkpoint, {last.name}, was saved before it" if last else "no checkpoint was saved"
+            raise TaskfuseError(
+                f"{self.run_dir}: step {step}: {', '.join(bad)} not finite, so the run stops ({kept}); lower "
+                "train.lr, or set train.amp=false where bf16 overflows"
+            )
+
     def fit(self, resume: bool) -> TrainResult:
         cfg, info = self.cfg, self.info
         start = self.step = self.restore() if resume else 0
@@ -236,8 +250,12 @@ class Trainer:
                 values = self.run_step(t)
                 done = self.step = t + 1
                 final = done == self.total
-                if done % cfg.log.every == 0 or final:
+                logged = done % cfg.log.every == 0 or final
+                saved = done % cfg.log.checkpoint_every == 0 or final
+                if logged or saved:
                     values = distributed.mean_across({k: float(v) for k, v in values.items()}, info)
+                    self.stop_unless_finite(values, done)
+                if logged:
                     now, images = time.perf_counter(), self.served()
                     values["img_s"] = info.world * (images - served) / max(now - last_time, 1e-9)
                     served, last_time = images, now
@@ -248,7 +266,7 @@ class Trainer:
                     bar.set_postfix({k: f"{values[k]:.4g}" for k in shown}, refresh=False)
                 if self.val is not None and ((cfg.log.val_every and done % cfg.log.val_every == 0) or final):
                     self.validate(done, log)  # type: ignore[arg-type]
-                if done % cfg.log.checkpoint_every == 0 or final:
+                if saved:
                     self.checkpoint(done)
                 bar.set_description(f"{cfg.method} {self.strategy.phase_at(t)}", refresh=False)
                 bar.update(1)

@@ -47,6 +47,25 @@ def test_attend_by_hand() -> None:
     assert attend(q, k, v, heads=2, scale=1.0).flatten().tolist() == pytest.approx([17.5, 12.5])
 
 
+def test_attention_runs_without_the_cudnn_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskfuse.nn import cross_attention
+    from taskfuse.tasks.segmentation.segformer import EfficientSelfAttention
+
+    seen: list[bool] = []
+    real = cross_attention.F.scaled_dot_product_attention
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return real(*args, **kwargs)
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(cross_attention.F, "scaled_dot_product_attention", spy)
+    CrossAttention(3, 4, 8)(torch.rand(1, 3, 4, 4), torch.rand(1, 4, 4, 4))
+    EfficientSelfAttention(8, heads=2, sr_ratio=1)(torch.rand(1, 16, 8), 4, 4)
+    assert seen == [False, False]
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
 def test_cross_attention_shapes_heads_and_reduction() -> None:
     query, context = torch.rand(2, 6, 8, 10), torch.rand(2, 5, 8, 10)
     att = CrossAttention(6, 5, 8, heads=2, reduction=2)

@@ -112,3 +112,26 @@ def test_init_starts_from_given_weights_and_checks_them(tmp_path: Path) -> None:
     with pytest.raises(TaskfuseError, match="no weights ship"):
         train(validate(tiny_config(steps=2, train={"init": "builtin"})), tmp_path / "f")
     assert init_path("builtin", "lite") == models.get("lite").weights
+
+
+@pytest.mark.parametrize(("every", "diverges", "kept"), [(2, 5, ["step_00000004"]), (5, 3, [])])
+def test_a_diverged_run_stops_before_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int, diverges: int, kept: list[str]
+) -> None:
+    import train_helpers
+
+    calls = []
+    real = train_helpers.TinyLoss.__call__
+
+    def loss(self: train_helpers.TinyLoss, out: object, batch: dict) -> object:
+        calls.append(1)
+        terms = real(self, out, batch)
+        return terms if len(calls) < diverges else type(terms)(terms.total * float("nan"), terms.parts)
+
+    monkeypatch.setattr(train_helpers.TinyLoss, "__call__", loss)
+    cfg = validate(tiny_config(steps=8, log={"every": every, "checkpoint_every": 4}))
+    with pytest.raises(TaskfuseError, match="total not finite, so the run stops"):
+        train(cfg, tmp_path)
+    (run,) = tmp_path.iterdir()
+    assert [p.name for p in sorted((run / CHECKPOINTS).glob("step_*"))] == kept
+    assert not list(run.glob("*.safetensors"))

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskfuse.nn.cross_attention import sdpa
 from taskfuse.nn.pretrained import mit_names
 from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter, load_pretrained
@@ -111,7 +111,7 @@ class EfficientSelfAttention(nn.Module):
         if self.sr_ratio > 1:
             x = self.norm(self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2))
         k, v = self.kv(x).view(b, -1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = sdpa(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
