@@ -24,9 +24,9 @@ Options of the engine: ``--channels-last`` (``train.channels_last``), ``--compil
 (``train.compile``, ``train.compile_mode``), ``--amp`` / ``--no-amp`` (``train.amp``; bf16 autocast on CUDA is the
 default), ``--workers`` (``data.workers``, a number or ``auto``); any other key with ``--set`` (e.g.
 ``--set train.ddp_static_graph=true train.ddp_bucket_mb=50``). ``--compare`` runs every method twice, with the
-options given and with the fast settings added (channels_last, torch.compile, loader workers ``auto``), and
-tabulates images/s of both. ``--small`` trains each method's tiny network (its ``small`` config) on two 64 x 64
-crops of 96 x 128 scenes: a check that the script runs, not a speed figure.
+options given and with the fast settings added (channels_last, torch.compile, cuDNN's algorithm search, loader
+workers ``auto``), and tabulates images/s of both. ``--small`` trains each method's tiny network (its ``small``
+config) on two 64 x 64 crops of 96 x 128 scenes: a check that the script runs, not a speed figure.
 
 On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
 that made the host wait for the GPU (``syncs/step``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
@@ -66,7 +66,7 @@ from taskfuse.train.ranges import synchronised
 from taskfuse.train.resolve import load_config, shipped_configs
 from taskfuse.train.strategies import STRATEGIES
 
-FAST = ["train.channels_last=true", "train.compile=true", "data.workers=auto"]
+FAST = ["train.channels_last=true", "train.compile=true", "train.cudnn_benchmark=true", "data.workers=auto"]
 """What ``--compare`` adds for its fast run."""
 RANGES = ("data", "backward", "optimiser", "ema")
 """The ``taskfuse.*`` ranges inside ``taskfuse.step``; the rest of a step is the forward pass and the loss."""
@@ -317,7 +317,9 @@ def main() -> None:
     parser.add_argument("--compile-mode", default=None, help="train.compile_mode (default, reduce-overhead, ...)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="train.amp")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every method")
-    parser.add_argument("--compare", action="store_true", help="also run with channels_last, compile, workers auto")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run with channels_last, compile, cudnn_benchmark, workers"
+    )
     parser.add_argument("--small", action="store_true", help="tiny networks and crops: a smoke test of the script")
     parser.add_argument("--sync-steps", type=int, default=3, help="steps per phase counting host syncs (CUDA)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="write profiler tables here")

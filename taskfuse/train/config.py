@@ -98,6 +98,10 @@ class TrainConfig(PhaseConfig):
     """``torch.compile`` mode; ``reduce-overhead`` replays CUDA graphs, for networks of many small kernels."""
     channels_last: bool = False
     """Networks and image batches in channels_last (NHWC) memory format: no layout transposes around GPU kernels."""
+    cudnn_benchmark: bool = False
+    """cuDNN times its convolution algorithms for every new input shape and keeps the fastest
+    (``torch.backends.cudnn.benchmark``): worth it when the steps' shapes repeat (fixed crops); each new shape
+    (validation on whole images of other sizes) pays the timing once."""
     ddp_bucket_mb: float = 25.0
     """DDP's gradient bucket size in MiB (``bucket_cap_mb``); each bucket is all-reduced once complete."""
     ddp_static_graph: bool = False

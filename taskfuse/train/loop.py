@@ -114,6 +114,8 @@ class Trainer:
         self.extra = {"imports": cfg.imports} if cfg.imports else None
         """Metadata stored with exported weights: the modules that register an out-of-tree method."""
         seed_everything(cfg.train.seed)
+        if info.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         strategy_cls = STRATEGIES.get(cfg.strategy)
         datasets: list[tuple[DatasetConfig, Dataset]] = []
         self.streams: dict[str, Stream] = {}

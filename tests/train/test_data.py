@@ -1,4 +1,4 @@
-"""Resumable sampling and augmentation, the process split, collation; learning-rate schedules."""
+"""Resumable sampling and augmentation, the process split, collation; learning-rate schedules and optimisers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from taskfuse.data.batching import EpochBatches, collate
 from taskfuse.errors import TaskfuseError
 from taskfuse.train.config import DataConfig, PhaseConfig
 from taskfuse.train.data import Stream, loader_workers
-from taskfuse.train.optim import lr_at
+from taskfuse.train.optim import Optimised, lr_at
 
 
 class Ramp(Dataset):
@@ -102,3 +102,20 @@ def test_schedules() -> None:
     assert lr_at(poly, 100, 100, 5) == 0.0
     step = PhaseConfig(lr=1e-3, lr_schedule="step", lr_decay=0.75)
     assert [lr_at(step, t, 40, 10) for t in (0, 9, 10, 25)] == pytest.approx([1e-3, 1e-3, 7.5e-4, 1e-3 * 0.75**2])
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+def test_a_resumed_optimiser_keeps_its_own_choice_of_fused_update(kind: str) -> None:
+    cfg = PhaseConfig(optimizer=kind, lr=1e-2)
+    net = torch.nn.Linear(3, 2)
+    saved = Optimised(net.parameters(), cfg, 10, 5)
+    assert saved.optimizer.defaults["fused"] is None  # CPU parameters: PyTorch's default update
+    net(torch.rand(4, 3)).sum().backward()
+    saved.optimizer.step()
+    state = saved.state_dict()
+    for group in state["param_groups"]:
+        group["fused"] = True  # as a GPU run saves it
+    resumed = Optimised(net.parameters(), cfg, 10, 5)
+    resumed.load_state_dict(state)
+    assert [g["fused"] for g in resumed.optimizer.param_groups] == [None]
+    assert resumed.optimizer.state_dict()["state"].keys() == state["state"].keys()
