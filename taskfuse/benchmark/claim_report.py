@@ -11,7 +11,8 @@ downstream seed):
   only in seed, the noise floor; and from the noise floor the smallest difference the design detects
   (``stats.detectable``). The verdict: an effect when the claim's interval excludes 0 and its size reaches the
   smallest detectable difference; no effect of that size or more when the interval holds 0 (a null that says
-  how large an effect could have hidden); otherwise inconclusive;
+  how large an effect could have hidden); otherwise inconclusive, as it is when the noise floor has no spread at
+  all (runs that differ in seed do not score exactly alike unless their trainings failed alike);
 * every task-guided row and the best fused row minus the better single modality (``ir`` or ``vi``, by mean
   mAP50), the claim's "better than either modality";
 * ``oracle`` minus its base row: how much room better fused inputs have.
@@ -156,6 +157,8 @@ def verdict(claim: Difference, floor: float) -> str:
     """The reading of one method's comparison (module docstring)."""
     if math.isnan(floor):
         return "inconclusive: one pair of cells gives no seed spread"
+    if floor == 0:
+        return "inconclusive: the noise floor has no spread (reseeded runs scored exactly alike: did they train?)"
     if claim.low > 0 or claim.high < 0:
         if abs(claim.observed) >= floor:
             return f"an effect beyond the noise floor ({'better' if claim.observed > 0 else 'worse'} with guidance)"

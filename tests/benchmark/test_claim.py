@@ -5,6 +5,7 @@ cells, predictions and report agree."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 
 from taskfuse import models
 from taskfuse.benchmark.claim import TINY, Claim, cell_name, parse_released, reuse_cells, settle_design
-from taskfuse.benchmark.claim_report import loss_balance, pairs, write_report
+from taskfuse.benchmark.claim_report import loss_balance, pairs, verdict, write_report
 from taskfuse.benchmark.continuation import (
     RESEED,
     claim_methods,
@@ -28,7 +29,7 @@ from taskfuse.benchmark.continuation import (
     variant_config,
     warm_head,
 )
-from taskfuse.benchmark.stats import image_matches, scores_on
+from taskfuse.benchmark.stats import Difference, image_matches, scores_on
 from taskfuse.cli.main import main
 from taskfuse.data.datasets import open_dataset
 from taskfuse.data.manifest import file_sha256
@@ -233,6 +234,18 @@ def test_cells_of_the_default_and_released_rows_are_reused_only_with_the_same_we
     (first / "cells" / "lite" / "d0.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
     fresh = settle_design(tmp_path / "fresh", {"root": data, "scale": "tiny", "released": {"peer": str(peer)}})
     assert reuse_cells(tmp_path / "fresh", fresh, first) == ["peer"]
+
+
+def test_verdicts() -> None:
+    def diff(observed: float, low: float, high: float) -> Difference:
+        return Difference(pairs=3, observed=observed, low=low, high=high, boot_sd=1.0, pair_sd=1.0)
+
+    assert verdict(diff(4.0, 1.0, 7.0), 3.0).startswith("an effect beyond the noise floor (better")
+    assert verdict(diff(-4.0, -7.0, -1.0), 3.0).startswith("an effect beyond the noise floor (worse")
+    assert verdict(diff(2.0, 0.5, 3.5), 3.0).startswith("inconclusive: the interval excludes 0")
+    assert verdict(diff(0.5, -1.0, 2.0), 3.0) == "no effect of 3.00 points or more (interval holds 0)"
+    assert verdict(diff(0.5, -1.0, 2.0), math.nan).startswith("inconclusive: one pair")
+    assert verdict(diff(0.0, 0.0, 0.0), 0.0).startswith("inconclusive: the noise floor has no spread")
 
 
 def test_cells_pair_by_seeds() -> None:
