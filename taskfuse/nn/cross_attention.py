@@ -22,7 +22,7 @@ from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.resample import replicate_pad
 
 BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-"""The kernels ``sdpa`` may use, in PyTorch's order of preference: all but cuDNN's."""
+"""The kernels ``sdpa`` may use: all of PyTorch's but cuDNN's."""
 
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:

@@ -152,7 +152,7 @@ class Trainer:
 
     def run_step(self, t: int) -> dict[str, Tensor | float]:
         """Step ``t``: the strategy's update, then the EMA. The values to log stay on the device, so that a step
-        never waits for the GPU; the loop reads them on the steps it logs."""
+        never waits for the GPU; the loop reads them on the steps it logs or checkpoints."""
         if self.cfg.train.compile:
             torch.compiler.cudagraph_mark_step_begin()
         with step_range("step"):

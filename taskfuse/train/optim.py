@@ -36,8 +36,8 @@ def lr_at(cfg: PhaseConfig, step: int, total: int, steps_per_epoch: int) -> floa
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: PhaseConfig) -> torch.optim.Optimizer:
-    """The optimiser ``cfg.optimizer`` names. On a GPU its update runs fused: one kernel launch for all
-    parameters, the same update as PyTorch's default multi-tensor one up to floating-point rounding."""
+    """The optimiser ``cfg.optimizer`` names. On a GPU it runs PyTorch's fused implementation: the same
+    algorithm as the default multi-tensor one, in fewer kernel launches."""
     params = [p for p in params if p.requires_grad]
     fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
     if cfg.optimizer == "sgd":
