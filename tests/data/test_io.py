@@ -239,14 +239,23 @@ def test_empty_file_header(tmp_path: Path) -> None:
         image_size(tmp_path / "e.png")
 
 
+def _chunk_data(path: Path) -> list[tuple[bytes, bytes]]:
+    with open(path, "rb") as f:
+        return [(kind, f.read(length)) for kind, length in io_module._png_chunks(f)]
+
+
+def _png_bytes(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(struct.pack(">I", len(v)) + k + v + struct.pack(">I", zlib.crc32(k + v)) for k, v in chunks)
+    return io_module.PNG_SIGNATURE + body
+
+
 def _png_with_late_exif(path: Path, arr: np.ndarray, orientation: int) -> Path:
     """A PNG whose eXIf chunk follows the image data (allowed by the PNG spec, written by some cameras)."""
     exif = Image.Exif()
     exif[0x0112] = orientation
     body = exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()
-    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
-    data = _save(path, arr).read_bytes()
-    path.write_bytes(data[:-12] + chunk + data[-12:])
+    chunks = _chunk_data(_save(path, arr))
+    path.write_bytes(_png_bytes([*chunks[:-1], (b"eXIf", body), chunks[-1]]))
     return path
 
 
@@ -311,20 +320,6 @@ def test_png_levels_store_the_same_pixels_in_every_layout(tmp_path: Path) -> Non
         encode_image(ramp, ".png", png_level=10)
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    chunks, pos = [], 8
-    while pos < len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
-        pos += length + 12
-    return chunks
-
-
-def _png_bytes(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    body = b"".join(struct.pack(">I", len(v)) + k + v + struct.pack(">I", zlib.crc32(k + v)) for k, v in chunks)
-    return b"\x89PNG\r\n\x1a\n" + body
-
-
 @pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb8", "rgb16"])
 def test_plain_pngs_decode_without_pillow_to_the_same_arrays(tmp_path: Path, kind: str, monkeypatch) -> None:
     rng = np.random.default_rng(7)
@@ -366,7 +361,7 @@ def test_other_pngs_go_to_pillow(tmp_path: Path) -> None:
 
 def test_a_plain_png_with_missing_image_data_is_refused(tmp_path: Path) -> None:
     arr = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    chunks = _png_chunks(_save(tmp_path / "whole.png", arr).read_bytes())
+    chunks = _chunk_data(_save(tmp_path / "whole.png", arr))
     raw = zlib.decompress(b"".join(v for k, v in chunks if k == b"IDAT"))
     short = [(k, zlib.compress(raw[: len(raw) // 2]) if k == b"IDAT" else v) for k, v in chunks]
     (tmp_path / "short.png").write_bytes(_png_bytes(short))
