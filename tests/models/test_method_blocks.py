@@ -66,6 +66,22 @@ def test_attention_runs_without_the_cudnn_kernel(monkeypatch: pytest.MonkeyPatch
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the cuDNN attention kernel needs a CUDA GPU")
+def test_bf16_attention_backward_stays_finite_where_cudnn_did_not() -> None:
+    """One H100 (PyTorch 2.11): with one query channel at 1 and the keys' at -120 sqrt(d), cuDNN's attention gave
+    4,194,304 non-finite query gradients of 4,194,304; ``sdpa`` gave none (``docs/benchmark.md``, ninth run)."""
+    from taskfuse.nn.cross_attention import sdpa
+
+    torch.manual_seed(0)
+    q, k = (torch.randn(16, 1, n, 256, device="cuda") * 0.1 for n in (1024, 64))
+    v = torch.randn(16, 1, 64, 256, device="cuda")
+    q[..., 0], k[..., 0] = 1.0, -120.0 * 256**0.5
+    q, k, v = (t.bfloat16().requires_grad_() for t in (q, k, v))
+    out = sdpa(q, k, v)
+    out.backward(torch.randn_like(out))
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
 def test_cross_attention_shapes_heads_and_reduction() -> None:
     query, context = torch.rand(2, 6, 8, 10), torch.rand(2, 5, 8, 10)
     att = CrossAttention(6, 5, 8, heads=2, reduction=2)
