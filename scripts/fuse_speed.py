@@ -86,11 +86,10 @@ from taskfuse import models
 from taskfuse.cli.fuse import model_config
 from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
-from taskfuse.device import resolve_device
+from taskfuse.device import available_cpus, resolve_device
 from taskfuse.inference import (
     FuseOptions,
     decode_pair,
-    default_workers,
     fuse_pairs,
     fuse_tensors,
     load,
@@ -438,11 +437,11 @@ def stages(model_name: str | Path, pairs: list, device: torch.device, png_level:
 
 def pool_scaling(pairs: list, png_level: int) -> dict[str, dict[str, float]]:
     """Pairs decoded (``decode_pair``) and colour images of their size encoded (their visible images, as PNG at
-    ``png_level``) per second by a pool of 1, 2, 4, ... threads up to ``taskfuse fuse``'s own pool size
-    (``default_workers``): how far the pools scale with the cores, which the GIL would cap."""
+    ``png_level``) per second by a pool of 1, 2, 4, ... threads up to the CPUs this process may use: how far the
+    pools scale with the cores, which the GIL would cap."""
     options = FuseOptions()
     images = [np.ascontiguousarray(decode_pair(p, options)[1].permute(1, 2, 0).numpy()) for p in pairs]
-    cpus = default_workers()
+    cpus = available_cpus()
     jobs = {
         "decode": (partial(decode_pair, options=options), pairs),
         "encode": (partial(encode_image, suffix=".png", png_level=png_level), images),

@@ -20,7 +20,7 @@ from taskfuse.data.io import read_image, write_image
 from taskfuse.data.manifest import MANIFEST, file_sha256
 from taskfuse.data.pairs import find_pairs
 from taskfuse.errors import TaskfuseError
-from taskfuse.inference import FuseOptions, fuse_tensors, fuse_tiled, tile_context
+from taskfuse.inference import FuseOptions, default_workers, fuse_tensors, fuse_tiled, tile_context
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.nn import sobel
 
@@ -411,3 +411,9 @@ def test_gpu_pipelines_cap_torch_host_threads_and_restore_them() -> None:
             assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_default_workers_is_one_per_cpu_up_to_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cpus, workers in ((1, 1), (2, 2), (8, 8), (16, 8), (64, 8)):
+        monkeypatch.setattr("taskfuse.inference.available_cpus", lambda cpus=cpus: cpus)
+        assert default_workers() == workers

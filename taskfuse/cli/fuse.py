@@ -126,7 +126,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="threads decoding and threads encoding images, each (default: one per CPU, at most 16)",
+        help="threads decoding and threads encoding images, each (default: one per CPU, at most 8)",
     )
     p.add_argument(
         "--tile",
