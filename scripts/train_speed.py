@@ -4,6 +4,7 @@ time goes.
     python scripts/train_speed.py --device cuda --steps 50 --out speed/
     python scripts/train_speed.py --methods psfusion mafs --channels-last --compile --workers 8 --out speed/
     python scripts/train_speed.py --compare --methods psfusion fgfusion --out speed/   # as given vs fast settings
+    python scripts/train_speed.py --compare --fast-compile-mode reduce-overhead --methods mafs --out speed/
     python scripts/train_speed.py --profile speed/profile --methods dsifuse --out speed/
     torchrun --nproc_per_node 2 scripts/train_speed.py --methods psfusion --out speed/   # DDP: images/s of all GPUs
     python scripts/train_speed.py --device cpu --small --steps 3 --methods lite --compare --out /tmp/speed  # smoke
@@ -25,8 +26,11 @@ Options of the engine: ``--channels-last`` (``train.channels_last``), ``--compil
 default), ``--workers`` (``data.workers``, a number or ``auto``); any other key with ``--set`` (e.g.
 ``--set train.ddp_static_graph=true train.ddp_bucket_mb=50``). ``--compare`` runs every method twice, with the
 options given and with the fast settings added (channels_last, torch.compile, cuDNN's algorithm search, loader
-workers ``auto``), and tabulates images/s of both. ``--small`` trains each method's tiny network (its ``small``
-config) on two 64 x 64 crops of 96 x 128 scenes: a check that the script runs, not a speed figure.
+workers ``auto``; ``--fast-compile-mode reduce-overhead`` makes its compiled network replay CUDA graphs), and
+tabulates images/s of both and how far the fast run's loss strays from the given run's over the same steps from
+the same seed (at the first step, where only the kernels differ, and the largest over every step). ``--small``
+trains each method's tiny network (its ``small`` config) on two 64 x 64 crops of 96 x 128 scenes: a check that the
+script runs, not a speed figure.
 
 On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
 that made the host wait for the GPU (``syncs/step``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
@@ -215,10 +219,12 @@ def bench_method(
     for phase, block in phase_blocks(trainer).items():
         batch = trainer.streams[phase].phase.batch_size
         position = iter(range(10**9))
+        losses: list[torch.Tensor] = []
 
-        def run(steps: int, block: range = block, position: Any = position) -> None:
+        def run(steps: int, block: range = block, position: Any = position, losses: list = losses) -> None:
             for _ in range(steps):
-                trainer.run_step(block[next(position) % len(block)])
+                values = trainer.run_step(block[next(position) % len(block)])
+                losses.append(next(v for k, v in values.items() if k.endswith("total")))
 
         if info.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(info.device)
@@ -237,6 +243,7 @@ def bench_method(
             "seconds": seconds,
             "peak_memory_gib": max(distributed.gather(memory, info)) if memory is not None else None,
             "syncs_per_step": syncs_per_step(run, args.sync_steps, info.device),
+            "losses": [float(v) for v in losses[: args.warmup + args.steps]],
         }
         if args.profile is not None and args.profile_steps > 0:
             split, table = profile_steps(run, args.profile_steps, info.device)
@@ -259,10 +266,19 @@ def bench_method(
     return results
 
 
+def loss_change(given: list[float], other: list[float]) -> tuple[float, float]:
+    """How far the other setting's loss strays from the given one's over the same steps from the same seed, in
+    percent of the given loss: at the first step (the same weights, so only the kernels differ) and the largest
+    over every step (the two runs' weights drift apart as the differences accumulate)."""
+    change = [abs(b - a) / abs(a) * 100 if a else abs(b - a) * 100 for a, b in zip(given, other, strict=True)]
+    return change[0], max(change)
+
+
 def report_tables(report: dict[str, Any]) -> str:
     """The Markdown report: images/s per method and phase (both settings with ``--compare``), and the profile."""
     settings = report["settings"]
-    speed_header = [f"{s} images/s" for s in settings] + (["speed-up"] if len(settings) == 2 else [])
+    speed_header = [f"{s} images/s" for s in settings]
+    speed_header += ["speed-up", "loss change: first step / largest"] if len(settings) == 2 else []
     header = ["method", "phase", "batch", "crop", *speed_header, f"syncs/step ({settings[0]})", "peak GiB"]
     rows, profile = [], []
     for method, by_setting in report["methods"].items():
@@ -274,7 +290,8 @@ def report_tables(report: dict[str, Any]) -> str:
             speeds = [by_setting[s][phase]["images_per_s"] for s in settings]
             cells = [f"{v:.1f}" for v in speeds]
             if len(settings) == 2:
-                cells.append(f"{speeds[1] / speeds[0]:.2f}x")
+                first_step, largest = loss_change(*(by_setting[s][phase]["losses"] for s in settings))
+                cells += [f"{speeds[1] / speeds[0]:.2f}x", f"{first_step:.2g} % / {largest:.2g} %"]
             syncs = r["syncs_per_step"]
             memory = r["peak_memory_gib"]
             rows.append(
@@ -320,6 +337,9 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="also run with channels_last, compile, cudnn_benchmark, workers"
     )
+    parser.add_argument(
+        "--fast-compile-mode", default=None, help="train.compile_mode of --compare's fast run (e.g. reduce-overhead)"
+    )
     parser.add_argument("--small", action="store_true", help="tiny networks and crops: a smoke test of the script")
     parser.add_argument("--sync-steps", type=int, default=3, help="steps per phase counting host syncs (CUDA)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="write profiler tables here")
@@ -335,7 +355,8 @@ def main() -> None:
     given += ["train.compile=true"] if args.compile else []
     given += [f"train.compile_mode={args.compile_mode}"] if args.compile_mode else []
     given += [f"train.amp={str(args.amp).lower()}"] if args.amp is not None else []
-    settings = {"given": given, **({"fast": [*given, *FAST]} if args.compare else {})}
+    fast = [*given, *FAST, *([f"train.compile_mode={args.fast_compile_mode}"] if args.fast_compile_mode else [])]
+    settings = {"given": given, **({"fast": fast} if args.compare else {})}
 
     info = distributed.setup(args.device)
     report: dict[str, Any] = {

@@ -139,6 +139,10 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
     runs = report["methods"]["seafusion"]
     assert set(runs) == {"given", "fast"} and set(runs["fast"]) == {"fusion", "segmentation"}
     assert all(r["images_per_s"] > 0 for setting in runs.values() for r in setting.values())
+    assert all(len(r["losses"]) == 3 for setting in runs.values() for r in setting.values())
+    given, fast = (runs[s]["fusion"]["losses"] for s in ("given", "fast"))
+    assert fast[0] == pytest.approx(given[0], rel=1e-3)
+    assert "loss change: first step / largest" in printed
     split = runs["given"]["fusion"]["profile"]
     assert split["step"] > 0 and split["forward_loss"] > 0 and split["backward"] > 0
     assert "| seafusion | segmentation | 2 | 64 |" in printed and "speed-up" in printed
