@@ -4,7 +4,7 @@ time goes.
     python scripts/train_speed.py --device cuda --steps 50 --out speed/
     python scripts/train_speed.py --methods psfusion mafs --channels-last --compile --workers 8 --out speed/
     python scripts/train_speed.py --compare --methods psfusion fgfusion --out speed/   # as given vs fast settings
-    python scripts/train_speed.py --compare --fast-compile-mode reduce-overhead --methods mafs --out speed/
+    python scripts/train_speed.py --compare --fast-compile-mode reduce-overhead --methods mafs --phases train
     python scripts/train_speed.py --profile speed/profile --methods dsifuse --out speed/
     torchrun --nproc_per_node 2 scripts/train_speed.py --methods psfusion --out speed/   # DDP: images/s of all GPUs
     python scripts/train_speed.py --device cpu --small --steps 3 --methods lite --compare --out /tmp/speed  # smoke
@@ -13,8 +13,8 @@ Each method runs from its ``<method>_synthetic`` config (the paper's recipe on s
 one, such as ``lite``, from its own config with synthetic scenes in place of its data) through the real engine
 (``taskfuse.train.loop.Trainer.run_step``): same strategy, optimisers, autocast, EMA and data pipeline. Every phase
 of the strategy is timed separately (SeAFusion: fusion with the segmenter in the loop, and the segmenter; MAFS:
-pretext, teacher and multi-task), on its last block of steps so that SeAFusion's fusion phase includes the
-semantic loss.
+pretext, teacher and train; ``--phases`` picks some by name), on its last block of steps so that SeAFusion's
+fusion phase includes the semantic loss.
 
 The ``--scenes`` scenes are rendered once, before any timing, by a pool of processes, and every phase's batches are
 then cut from those samples in memory (rendering is the synthetic dataset's cost, not training's): the timed steps
@@ -215,8 +215,13 @@ def bench_method(
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), info)
     render_once(trainer, cfg, args.render_workers)
+    blocks = phase_blocks(trainer)
+    if args.phases and not set(args.phases) & set(blocks):
+        raise ValueError(f"--phases {' '.join(args.phases)}: {method}'s phases are {', '.join(blocks)}")
     results = {}
-    for phase, block in phase_blocks(trainer).items():
+    for phase, block in blocks.items():
+        if args.phases and phase not in args.phases:
+            continue
         batch = trainer.streams[phase].phase.batch_size
         position = iter(range(10**9))
         losses: list[torch.Tensor] = []
@@ -327,6 +332,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per phase")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per phase before timing")
     parser.add_argument("--methods", nargs="+", default=benchmark_methods(), choices=speed_methods())
+    parser.add_argument("--phases", nargs="+", default=None, help="time only these phases (default: every phase)")
     parser.add_argument("--scenes", type=int, default=64, help="synthetic scenes rendered (once, before timing)")
     parser.add_argument("--workers", default="0", help="DataLoader workers per process: a number or auto")
     parser.add_argument("--channels-last", action="store_true", help="train.channels_last=true")

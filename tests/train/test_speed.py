@@ -143,6 +143,14 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
     given, fast = (runs[s]["fusion"]["losses"] for s in ("given", "fast"))
     assert fast[0] == pytest.approx(given[0], rel=1e-3)
     assert "loss change: first step / largest" in printed
+    for phase in ("segmentation", "segmentaton"):
+        picked = [*command[:-6], "--phases", phase, "--out", str(tmp_path / phase)]
+        subprocess.run(picked, capture_output=True, text=True, check=True, env=env, cwd=tmp_path)
+        timed = json.loads((tmp_path / phase / "train_speed.json").read_text())["methods"]["seafusion"]
+        if phase == "segmentation":
+            assert set(timed["given"]) == set(timed["fast"]) == {"segmentation"}
+        else:
+            assert "seafusion's phases are fusion, segmentation" in timed["error"]
     split = runs["given"]["fusion"]["profile"]
     assert split["step"] > 0 and split["forward_loss"] > 0 and split["backward"] > 0
     assert "| seafusion | segmentation | 2 | 64 |" in printed and "speed-up" in printed
