@@ -275,7 +275,7 @@ def loss_change(given: list[float], other: list[float]) -> tuple[float, float]:
     """How far the other setting's loss strays from the given one's over the same steps from the same seed, in
     percent of the given loss: at the first step (the same weights, so only the kernels differ) and the largest
     over every step (the two runs' weights drift apart as the differences accumulate)."""
-    change = [abs(b - a) / abs(a) * 100 if a else abs(b - a) * 100 for a, b in zip(given, other, strict=True)]
+    change = [abs(b - a) / max(abs(a), 1e-12) * 100 for a, b in zip(given, other, strict=True)]
     return change[0], max(change)
 
 

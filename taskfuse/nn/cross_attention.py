@@ -11,8 +11,9 @@ non-finite gradients on an H100 (PyTorch 2.11, channels_last or compiled), the s
 or in fp32 stayed finite (``docs/benchmark.md``), and cuDNN's bf16 attention backward has known faults of this
 kind on H100s (pytorch/pytorch issue 196678, NVIDIA/cudnn-frontend issue 1072). On the same kind of GPU, bf16
 attention of 1024 queries on 64 keys of width 256, the logits pushed to about -120, gave non-finite gradients for
-every query through cuDNN and none through ``sdpa`` (tests/models/test_method_blocks.py); with ``sdpa``, all
-twelve DSIFuse trainings of the next run stayed finite.
+every query through cuDNN and none through ``sdpa`` (tests/models/test_method_blocks.py). DSIFuse's own shapes
+(equal query and key lengths) stayed finite through cuDNN in the same check, so what made its training diverge is
+not settled; with ``sdpa``, all twelve DSIFuse trainings of the next run stayed finite.
 """
 
 from __future__ import annotations
