@@ -33,7 +33,8 @@ Six parts (``--parts``):
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
   time per pair (``fuse_tensors`` in the same process right after the run), in wall and in CPU time, and on
-  Linux the run's CPU time per pair by kind of thread (``TIMED_RUN``).
+  Linux the run's CPU time per pair by kind of thread (``TIMED_RUN``), and where the calling thread's wall time
+  went: waiting for decoding, fusing, waiting for encoding, writing (``FuseSummary.main``).
   ``--peer WEIGHTS`` repeats the end-to-end run and the network time for another model on ``--peer-pairs``
   pairs (such as the official SeAFusion network); ``--before DIR`` runs the same command with the taskfuse
   package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
@@ -167,7 +168,7 @@ for pair in pairs[: int(probes)]:
 network.sort()
 median = network[len(network) // 2]
 print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads,
-                  "first_s": first_s}))
+                  "first_s": first_s, "main_s": getattr(summary, "main", {})}))
 """
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone.
 Before it the same process fuses its first ``first`` pairs into another folder, timed apart: what a fresh
@@ -389,6 +390,7 @@ def timed_run(
         "wall_ratio": r["wall_s"] / r["pairs"] / net_wall,
         "cpu_ratio": r["cpu_s"] / r["pairs"] / net_cpu,
         "threads_cpu_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("threads_cpu_s", {}).items()},
+        "main_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("main_s", {}).items()},
         "load": (load_before + os.getloadavg()[0]) / 2,
         "first_pairs": first,
         "first_s": r.get("first_s"),
@@ -564,6 +566,14 @@ def _threads_text(threads: dict[str, float]) -> str:
     return "; CPU ms per pair by thread: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items()))
 
 
+def _main_text(main: dict[str, float]) -> str:
+    """Where the calling thread's wall time per pair went (``FuseSummary.main``), for a table cell."""
+    if not main:
+        return ""
+    names = {"decode": "waiting for decoding", "fuse": "fusing", "encode": "waiting for encoding", "write": "writing"}
+    return "; main thread ms per pair: " + ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in main.items())
+
+
 def _run_row(name: str, r: dict[str, Any]) -> list[str]:
     loads = ", ".join(f"{x['load']:.1f}" for x in r.get("runs", [r]))
     return [
@@ -573,6 +583,7 @@ def _run_row(name: str, r: dict[str, Any]) -> list[str]:
         f"{r['wall_ratio']:.2f}x / {r['cpu_ratio']:.2f}x the network ({r['network_wall_ms']:.0f} / "
         f"{r['network_cpu_ms']:.0f} ms)"
         + _threads_text(r.get("threads_cpu_ms_per_pair", {}))
+        + _main_text(r.get("main_ms_per_pair", {}))
         + (f"; before it, the first {r['first_pairs']} pairs {r['first_s']:.2f} s" if r.get("first_s") else ""),
     ]
 

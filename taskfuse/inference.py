@@ -423,6 +423,10 @@ class FuseSummary:
     """(pair name, why) of every pair left out under ``keep_going``."""
     unit: str = "image"
     """What a pair is: an image, or a video frame."""
+    main: dict[str, float] = field(default_factory=dict)
+    """Seconds the calling thread spent waiting for decoded pairs (``decode``), fusing (``fuse``: stacking the
+    batches, the forward passes and whatever they wait for on the device), waiting for encoded outputs
+    (``encode``) and writing them (``write``). A run that waits on one of them is held back by it."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
@@ -510,7 +514,8 @@ class FuseJob:
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
                 for pair, decoded in self._decoded(readers):
                     try:
-                        ir, vi = decoded.result()
+                        with _timed(pipeline.main, "decode"):
+                            ir, vi = decoded.result()
                     except TaskfuseError as e:
                         if not self.keep_going:
                             pipeline.finish()
@@ -525,7 +530,8 @@ class FuseJob:
             encoders.shutdown(wait=True, cancel_futures=True)
             bar.close()
         seconds = time.perf_counter() - start
-        return FuseSummary(pipeline.written, self.skipped, seconds, failed, "frame" if self.video else "image")
+        kind = "frame" if self.video else "image"
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
 
     def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None]]:
         """How a fused image is encoded (in a thread) and written (in order): an image file per pair, or a
@@ -608,6 +614,8 @@ class _Pipeline:
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
         self.encoded: deque[tuple[Pair, Future]] = deque()
         self.written = 0
+        self.main = dict.fromkeys(("decode", "fuse", "encode", "write"), 0.0)
+        """``FuseSummary.main``, so far."""
 
     def add(self, pair: Pair, ir: Tensor, vi: Tensor) -> list[tuple[str, str]]:
         """Take one decoded pair; fuse its group when it is full. Returns the pairs that failed."""
@@ -647,25 +655,26 @@ class _Pipeline:
     def _fuse(self, items: list[tuple[Pair, Tensor, Tensor]], batched: bool = True) -> list[tuple[str, str]]:
         """Fuse ``items`` as one batch, or one by one when ``batched`` is False or the batch fails (CUDA out
         of memory, where a single pair may still fit or tile), and queue their encoding."""
-        if batched:
-            try:
-                self._encode(self._batch(items))
-                return []
-            except (torch.cuda.OutOfMemoryError, TaskfuseError):
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        failed = []
-        for pair, ir, vi in items:
-            try:
-                fused = fuse_pair(self.job.model, ir, vi, self.job.options, self.device)
-            except TaskfuseError as e:
-                if not self.job.keep_going:
-                    raise
-                failed.append((pair.name, str(e)))
-                self.bar.update()
-                continue
-            self._encode(_Fused([pair], quantize(fused).permute(1, 2, 0)[None]))
-        return failed
+        with _timed(self.main, "fuse"):
+            if batched:
+                try:
+                    self._encode(self._batch(items))
+                    return []
+                except (torch.cuda.OutOfMemoryError, TaskfuseError):
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+            failed = []
+            for pair, ir, vi in items:
+                try:
+                    fused = fuse_pair(self.job.model, ir, vi, self.job.options, self.device)
+                except TaskfuseError as e:
+                    if not self.job.keep_going:
+                        raise
+                    failed.append((pair.name, str(e)))
+                    self.bar.update()
+                    continue
+                self._encode(_Fused([pair], quantize(fused).permute(1, 2, 0)[None]))
+            return failed
 
     def _batch(self, items: list[tuple[Pair, Tensor, Tensor]]) -> _Fused:
         """One forward pass over pairs of one size: stacked (in pinned memory on CUDA, VIS channel-last as
@@ -699,10 +708,23 @@ class _Pipeline:
         the first."""
         while self.encoded and (wait or self.encoded[0][1].done()):
             pair, future = self.encoded.popleft()
-            self.write(pair, future.result())
+            with _timed(self.main, "encode"):
+                data = future.result()
+            with _timed(self.main, "write"):
+                self.write(pair, data)
             self.written += 1
             self.bar.update()
             wait = False
+
+
+@contextmanager
+def _timed(into: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``into[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[key] += time.perf_counter() - start
 
 
 @contextmanager

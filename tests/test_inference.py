@@ -306,6 +306,14 @@ def test_batch_size_and_threads_do_not_change_the_bytes(tmp_path, name: str) -> 
         assert (tmp_path / "eight" / f"{pair.name}.png").read_bytes() == expected, pair.name
 
 
+def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 4)
+    summary = inference.fuse_pairs(taskfuse.load("lite"), pairs, tmp_path / "out", batch=2, progress=False)
+    assert list(summary.main) == ["decode", "fuse", "encode", "write"]
+    assert summary.main["fuse"] > 0 and summary.main["write"] > 0
+    assert all(v >= 0 for v in summary.main.values()) and sum(summary.main.values()) <= summary.seconds
+
+
 def test_real_pairs_fuse_alike_in_batches_of_one_and_eight(shared_data, tmp_path) -> None:
     """Eight 640 x 480 MSRS pairs: the shipped network and the Laplacian pyramid, whose depthwise blur once
     rounded differently in batches of 8 (a few pixels one level off)."""
