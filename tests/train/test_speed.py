@@ -158,3 +158,20 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
     assert sorted(p.name for p in profile.iterdir()) == [
         f"seafusion-{phase}-{setting}.md" for phase in ("fusion", "segmentation") for setting in ("fast", "given")
     ]
+
+
+@pytest.mark.slow
+def test_train_speed_all_runs_its_pieces_once_and_leaves_the_rest_at_the_deadline(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "train_speed_all.sh"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DEVICE": "cpu", "ITEMS": "seafusion:segmentation lite"}
+    env["EXTRA"] = "--small --steps 1 --warmup 1 --render-workers 0"
+    out = tmp_path / "speed"
+    left = subprocess.run(["bash", str(script), str(out), "1"], capture_output=True, text=True, env=env, check=True)
+    assert "deadline: seafusion:segmentation and the pieces after it" in left.stdout and not list(out.iterdir())
+    env["ITEMS"] = "seafusion:segmentation"
+    done = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True, env=env, check=True)
+    report = json.loads((out / "seafusion-segmentation" / "train_speed.json").read_text())
+    assert list(report["methods"]["seafusion"]["fast"]) == ["segmentation"]
+    assert "| seafusion | segmentation |" in done.stdout and "all pieces done" in done.stdout
+    again = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True, env=env, check=True)
+    assert again.stdout.strip().splitlines() == [f"all pieces done: {out}/*/train_speed.md"]
