@@ -686,8 +686,11 @@ def table(report: dict) -> str:
                     f"decode {v['decode']:.1f} pairs/s, encode {v['encode']:.1f} images/s",
                 ]
             )
-        for key in [k for k in r if k in ("after", "before") or k.startswith("after_")]:
-            rows.append(_run_row(f"taskfuse fuse, {key}", r[key]))
+        rows += [
+            _run_row(f"taskfuse fuse, {k}", v)
+            for k, v in r.items()
+            if k in ("after", "before") or k.startswith("after_")
+        ]
         if "peer" in r:
             p = r["peer"]
             for key in ("after", "before"):

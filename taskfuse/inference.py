@@ -402,9 +402,9 @@ def default_batch(device: torch.device) -> int:
 
 
 def default_workers() -> int:
-    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8. Past 8
-    the two pools and the main thread contend for the cores and the interpreter lock: on 16 cores, 8 threads of each
-    kind fused 410 pairs/s to PNG files where 16 fused 380 (``docs/performance.md``)."""
+    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
+    cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
+    (``docs/performance.md``; why more threads do not help was not measured)."""
     return min(8, available_cpus())
 
 
