@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 import warnings
@@ -271,12 +272,18 @@ def bench_method(
     return results
 
 
-def loss_change(given: list[float], other: list[float]) -> tuple[float, float]:
-    """How far the other setting's loss strays from the given one's over the same steps from the same seed, in
+def loss_change(given: list[float], fast: list[float]) -> str:
+    """How far the fast setting's loss strays from the given one's over the same steps from the same seed, in
     percent of the given loss: at the first step (the same weights, so only the kernels differ) and the largest
-    over every step (the two runs' weights drift apart as the differences accumulate)."""
-    change = [abs(b - a) / max(abs(a), 1e-12) * 100 for a, b in zip(given, other, strict=True)]
-    return change[0], max(change)
+    over every step (the two runs' weights drift apart as the differences accumulate); or, where a loss is not
+    finite, the first such step (from 1) and whose it is, since a diverged run has no largest change."""
+    pairs = list(zip(given, fast, strict=True))
+    change = [abs(b - a) / max(abs(a), 1e-12) * 100 for a, b in pairs]
+    first = f"{change[0]:.2g} %"
+    for step, (a, b) in enumerate(pairs, 1):
+        if not math.isfinite(a) or not math.isfinite(b):
+            return f"{first} / {'given' if not math.isfinite(a) else 'fast'} loss not finite from step {step}"
+    return f"{first} / {max(change):.2g} %"
 
 
 def report_tables(report: dict[str, Any]) -> str:
@@ -295,8 +302,8 @@ def report_tables(report: dict[str, Any]) -> str:
             speeds = [by_setting[s][phase]["images_per_s"] for s in settings]
             cells = [f"{v:.1f}" for v in speeds]
             if len(settings) == 2:
-                first_step, largest = loss_change(*(by_setting[s][phase]["losses"] for s in settings))
-                cells += [f"{speeds[1] / speeds[0]:.2f}x", f"{first_step:.2g} % / {largest:.2g} %"]
+                change = loss_change(*(by_setting[s][phase]["losses"] for s in settings))
+                cells += [f"{speeds[1] / speeds[0]:.2f}x", change]
             syncs = r["syncs_per_step"]
             memory = r["peak_memory_gib"]
             rows.append(

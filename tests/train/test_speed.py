@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,14 @@ def test_compiled_channels_last_trains_like_eager(tmp_path: Path) -> None:
         result = train(validate(tiny_config(4, train=options)), tmp_path / str(i))
         runs.append(read_metrics(result.run_dir / "metrics.csv"))
     assert runs[1]["train/total"] == pytest.approx(runs[0]["train/total"], rel=1e-4)
+
+
+def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> None:
+    loss_change = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))["loss_change"]
+    assert loss_change([10.0, 8.0, 6.0], [10.001, 8.4, 5.7]) == "0.01 % / 5 %"
+    nan, inf = float("nan"), float("inf")
+    assert loss_change([12.0, 11.0, 10.0], [12.0, nan, nan]) == "0 % / fast loss not finite from step 2"
+    assert loss_change([2.0, 3.0, inf], [2.0, 3.0, inf]) == "0 % / given loss not finite from step 3"
 
 
 @pytest.mark.slow
