@@ -4,8 +4,8 @@ A run is planned before anything is written (``plan_fuse``: output against input
 headers, the run manifest of ``taskfuse.data.manifest``), then started (``FuseJob.start``: folder, leftovers,
 manifest) and run as a pipeline (``FuseJob.run``): worker threads decode pairs (``decode_pair``) ahead of the
 model, pairs of one size are fused in batches (``FusionModel.fuse_batch``; through pinned memory and
-asynchronous copies on CUDA), worker threads encode the results, and the main thread writes each file
-atomically, in the order the pairs were fused. OpenCV, Pillow and PyTorch release the GIL while they decode,
+asynchronous copies on CUDA), and worker threads encode the results and write each file atomically (a video's
+frames are written by the main thread, in order). OpenCV, Pillow and PyTorch release the GIL while they decode,
 encode and compute, so the threads run in parallel (OpenCV for a whole PNG, Pillow between the chunks its reader
 walks in Python: ``taskfuse.data.io``).
 
@@ -425,8 +425,9 @@ class FuseSummary:
     """What a pair is: an image, or a video frame."""
     main: dict[str, float] = field(default_factory=dict)
     """Seconds the calling thread spent waiting for decoded pairs (``decode``), fusing (``fuse``: stacking the
-    batches, the forward passes and whatever they wait for on the device), waiting for encoded outputs
-    (``encode``) and writing them (``write``). A run that waits on one of them is held back by it."""
+    batches, the forward passes and whatever they wait for on the device), waiting for outputs to be encoded
+    (``encode``; image files are also written there, by the encoding threads) and writing video frames
+    (``write``). A run that waits on one of them is held back by it."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
@@ -494,13 +495,14 @@ class FuseJob:
             raise TaskfuseError(f"--out {folder}: cannot write the run manifest ({e.strerror or e})") from e
 
     def run(self, progress: bool = True) -> FuseSummary:
-        """Fuse every planned pair: decode ahead in threads, fuse pairs of one size in batches, encode in
-        threads, and write each output atomically in the order the pairs were fused.
+        """Fuse every planned pair: decode ahead in threads, fuse pairs of one size in batches, and encode
+        and write each output atomically in threads (video frames: encode in threads, write in order).
 
         A pair that cannot be read or fused raises (after writing the pairs before it), or with
         ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
-        interruption leaves only whole outputs: the threads only decode and encode in memory, every file is
-        written by the calling thread, and a video file is renamed into place only when complete.
+        interruption leaves only whole outputs: every image file is written atomically (``write_image``), the
+        run returns only after the threads still writing one have finished it, and a video file is renamed
+        into place only when complete.
         """
         failed = list(self.failed)
         start = time.perf_counter()
@@ -526,16 +528,18 @@ class FuseJob:
                     failed += pipeline.add(pair, ir, vi)
                 failed += pipeline.finish()
         finally:
-            readers.shutdown(wait=True, cancel_futures=True)
-            encoders.shutdown(wait=True, cancel_futures=True)
+            _drain(readers)
+            _drain(encoders)
             bar.close()
         seconds = time.perf_counter() - start
         kind = "frame" if self.video else "image"
         return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
 
-    def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None]]:
-        """How a fused image is encoded (in a thread) and written (in order): an image file per pair, or a
-        frame of the output video, whose writer ``stack`` closes."""
+    def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
+        """What an encoding thread does with a fused image, and what the calling thread then does with its
+        result, in order: an image file per pair is encoded and written in the thread (nothing is left to do
+        in order); a frame of the output video, whose writer ``stack`` closes, is converted in the thread and
+        written in order."""
         options = self.options
         if self.video is not None and self.manifest is None:
             size = self.video.size(options.resize)
@@ -549,17 +553,15 @@ class FuseJob:
 
             return (lambda fused, i: writer.convert(_levels(fused, i, rgb=True))), write_frame
 
-        def write_file(pair: Pair, data: bytes) -> None:
-            target = self.targets[pair.name]
+        def encode_and_write(fused: _Fused, i: int) -> None:
+            target = self.targets[fused.pairs[i].name]
+            data = encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
             try:
                 write_image(target, data)
             except OSError as e:
                 raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
 
-        def encode(fused: _Fused, i: int) -> bytes:
-            return encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
-
-        return encode, write_file
+        return encode_and_write, None
 
     def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
         """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
@@ -598,7 +600,8 @@ class FuseJob:
 
 
 class _Pipeline:
-    """The fusing and writing side of ``FuseJob.run``: batches by size, fuses, encodes in threads, writes."""
+    """The fusing side of ``FuseJob.run``: batches by size, fuses, hands each output to the encoding threads and
+    collects them in order (writing the frames of a video)."""
 
     def __init__(
         self,
@@ -606,7 +609,7 @@ class _Pipeline:
         encoders: ThreadPoolExecutor,
         bar: tqdm,
         encode: Callable[[_Fused, int], Any],
-        write: Callable[[Pair, Any], None],
+        write: Callable[[Pair, Any], None] | None,
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
@@ -704,17 +707,33 @@ class _Pipeline:
             self.encoded.append((pair, self.encoders.submit(self.encode, fused, i)))
 
     def _write(self, wait: bool) -> None:
-        """Write the encoded outputs at the head of the queue: all finished ones, and with ``wait`` at least
-        the first."""
+        """Collect the outputs at the head of the queue, writing those the threads leave to this one: all
+        finished ones, and with ``wait`` at least the first."""
         while self.encoded and (wait or self.encoded[0][1].done()):
             pair, future = self.encoded.popleft()
             with _timed(self.main, "encode"):
                 data = future.result()
-            with _timed(self.main, "write"):
-                self.write(pair, data)
+            if self.write is not None:
+                with _timed(self.main, "write"):
+                    self.write(pair, data)
             self.written += 1
             self.bar.update()
             wait = False
+
+
+def _drain(pool: ThreadPoolExecutor) -> None:
+    """Cancel a pool's queued work and wait for its running work, through any further interruption (raised
+    again after): a thread may be writing an output, which is whole before the run returns."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    interrupted = None
+    while True:
+        try:
+            pool.shutdown(wait=True)
+            break
+        except KeyboardInterrupt as e:
+            interrupted = e
+    if interrupted is not None:
+        raise interrupted
 
 
 @contextmanager
