@@ -528,8 +528,7 @@ class FuseJob:
                     failed += pipeline.add(pair, ir, vi)
                 failed += pipeline.finish()
         finally:
-            _drain(readers)
-            _drain(encoders)
+            _drain(readers, encoders)
             bar.close()
         seconds = time.perf_counter() - start
         kind = "frame" if self.video else "image"
@@ -721,17 +720,19 @@ class _Pipeline:
             wait = False
 
 
-def _drain(pool: ThreadPoolExecutor) -> None:
-    """Cancel a pool's queued work and wait for its running work, through any further interruption (raised
+def _drain(*pools: ThreadPoolExecutor) -> None:
+    """Cancel the pools' queued work and wait for their running work, through any further interruption (raised
     again after): a thread may be writing an output, which is whole before the run returns."""
-    pool.shutdown(wait=False, cancel_futures=True)
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
     interrupted = None
-    while True:
-        try:
-            pool.shutdown(wait=True)
-            break
-        except KeyboardInterrupt as e:
-            interrupted = e
+    for pool in pools:
+        while True:
+            try:
+                pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt as e:
+                interrupted = e
     if interrupted is not None:
         raise interrupted
 

@@ -4,7 +4,9 @@ for networks and classical rules; the fusing API plans before it writes."""
 from __future__ import annotations
 
 import json
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -313,6 +315,27 @@ def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     assert summary.main["fuse"] > 0 and summary.main["write"] == 0, "image files are written by the encoding threads"
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{pair.name}.png" for pair in pairs]
     assert all(v >= 0 for v in summary.main.values()) and sum(summary.main.values()) <= summary.seconds
+
+
+def test_an_interrupted_run_still_waits_for_every_thread_before_it_returns() -> None:
+    """A second interruption while the first pool is joined neither stops that wait nor skips the next pool."""
+
+    class InterruptedOnce(ThreadPoolExecutor):
+        interrupted = False
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            if wait and not InterruptedOnce.interrupted:
+                InterruptedOnce.interrupted = True
+                raise KeyboardInterrupt
+            super().shutdown(wait, cancel_futures=cancel_futures)
+
+    finished: list[str] = []
+    readers, encoders = InterruptedOnce(1), ThreadPoolExecutor(1)
+    for pool, name in ((readers, "decoded"), (encoders, "written")):
+        pool.submit(lambda name=name: (time.sleep(0.2), finished.append(name)))
+    with pytest.raises(KeyboardInterrupt):
+        inference._drain(readers, encoders)
+    assert sorted(finished) == ["decoded", "written"]
 
 
 def test_real_pairs_fuse_alike_in_batches_of_one_and_eight(shared_data, tmp_path) -> None:
