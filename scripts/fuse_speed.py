@@ -570,7 +570,12 @@ def _main_text(main: dict[str, float]) -> str:
     """Where the calling thread's wall time per pair went (``FuseSummary.main``), for a table cell."""
     if not main:
         return ""
-    names = {"decode": "waiting for decoding", "fuse": "fusing", "encode": "waiting for encoding", "write": "writing"}
+    names = {
+        "decode": "waiting for decoding",
+        "fuse": "fusing",
+        "encode": "waiting for the encoding threads",
+        "write": "writing in this thread",
+    }
     return "; main thread ms per pair: " + ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in main.items())
 
 

@@ -632,7 +632,7 @@ class _Pipeline:
             failed += self._fuse(self.groups.pop(key))
         if sum(map(len, self.groups.values())) > 2 * self.job.batch:
             failed += self._fuse(self.groups.pop(max(self.groups, key=lambda k: len(self.groups[k]))))
-        self._write(wait=len(self.encoded) > 2 * (self.job.batch + self.job.workers))
+        self._collect(wait=len(self.encoded) > 2 * (self.job.batch + self.job.workers))
         return failed
 
     def finish(self) -> list[tuple[str, str]]:
@@ -641,7 +641,7 @@ class _Pipeline:
         while self.groups:
             failed += self._fuse(self.groups.pop(next(iter(self.groups))))
         while self.encoded:
-            self._write(wait=True)
+            self._collect(wait=True)
         return failed
 
     def _whole(self, h: int, w: int) -> bool:
@@ -705,7 +705,7 @@ class _Pipeline:
         for i, pair in enumerate(fused.pairs):
             self.encoded.append((pair, self.encoders.submit(self.encode, fused, i)))
 
-    def _write(self, wait: bool) -> None:
+    def _collect(self, wait: bool) -> None:
         """Collect the outputs at the head of the queue, writing those the threads leave to this one: all
         finished ones, and with ``wait`` at least the first."""
         while self.encoded and (wait or self.encoded[0][1].done()):
