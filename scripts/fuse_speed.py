@@ -34,7 +34,8 @@ Six parts (``--parts``):
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
   time per pair (``fuse_tensors`` in the same process right after the run), in wall and in CPU time, and on
   Linux the run's CPU time per pair by kind of thread (``TIMED_RUN``), and where the calling thread's wall time
-  went: waiting for decoding, fusing, waiting for encoding, writing (``FuseSummary.main``).
+  went: waiting for decoding, fusing, waiting for the encoding threads (which also write image files), writing
+  in the calling thread (``FuseSummary.main``).
   ``--peer WEIGHTS`` repeats the end-to-end run and the network time for another model on ``--peer-pairs``
   pairs (such as the official SeAFusion network); ``--before DIR`` runs the same command with the taskfuse
   package found in DIR (an earlier checkout), for a before/after in one run. The settings take turns, run after
