@@ -1,6 +1,6 @@
 """Building blocks shared by the fusion networks (one file per family)."""
 
-from taskfuse.nn.attention import ChannelAttention, SpatialAttention
+from taskfuse.nn.attention import ChannelAttention, SpatialAttention, max_over
 from taskfuse.nn.conv import ConvBNAct, make_act
 from taskfuse.nn.efficientnet import EfficientNetLite
 from taskfuse.nn.resnet import ResNet
@@ -15,6 +15,7 @@ __all__ = [
     "Sobel",
     "SpatialAttention",
     "make_act",
+    "max_over",
     "sobel_abs",
     "sobel_xy",
 ]

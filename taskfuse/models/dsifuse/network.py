@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
-from taskfuse.nn.attention import ChannelAttention
+from taskfuse.nn.attention import ChannelAttention, max_over
 from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.cross_attention import CrossAttention
 from taskfuse.nn.film import FiLM
@@ -81,7 +81,7 @@ class CrossModalCalibration(nn.Module):
 
     def forward(self, v: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         b, c = v.shape[:2]
-        y = torch.cat((v.mean((2, 3)), r.mean((2, 3)), v.amax((2, 3)), r.amax((2, 3))), 1)
+        y = torch.cat((v.mean((2, 3)), r.mean((2, 3)), max_over(v, (2, 3)), max_over(r, (2, 3))), 1)
         wv_c, wr_c = self.channel(y).view(b, 2 * c, 1, 1).chunk(2, dim=1)
         wv_s, wr_s = self.spatial(torch.cat((v, r), 1)).chunk(2, dim=1)
         v_out = v + self.lambda_c * wr_c * r + self.lambda_s * wr_s * r

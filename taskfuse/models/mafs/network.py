@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel, FusionOutput
 from taskfuse.nn.aspp import ASPP
-from taskfuse.nn.attention import ChannelAttention, SpatialAttention
+from taskfuse.nn.attention import ChannelAttention, SpatialAttention, max_over
 from taskfuse.nn.conv import ConvBNAct
 from taskfuse.nn.dense import DenseBlock
 from taskfuse.nn.injection import SemanticInjection
@@ -121,7 +121,8 @@ class DynamicExtraction(nn.Module):
         u_ir = F.normalize(self.descriptor(ir.mean((2, 3))), dim=1)
         cross = torch.sigmoid(self.temperature * u_vi * u_ir).view(b, c, 1, 1)
         shared_vi, shared_ir = vi * cross, ir * cross
-        gate = torch.sigmoid(self.channel_gate(self.dwconv(torch.cat((shared_vi, shared_ir), 1)).amax((2, 3))))
+        pooled = max_over(self.dwconv(torch.cat((shared_vi, shared_ir), 1)), (2, 3))
+        gate = torch.sigmoid(self.channel_gate(pooled))
         vi = vi * (1 - cross) + shared_vi * gate[:, :c].view(b, c, 1, 1)
         ir = ir * (1 - cross) + shared_ir * gate[:, c:].view(b, c, 1, 1)
         w = torch.softmax(torch.cat((self.score_vi(vi), self.score_ir(ir)), 1), dim=1)
