@@ -106,16 +106,31 @@ class _Dispatch(nn.Module):
 
     A dataclass result (``FusionOutput``, ``LossTerms``) is returned as a dict of its fields and its class kept in
     ``kind``: DDP looks for the output's tensors in tuples, lists and dicts but not in dataclasses, and without
-    them its static graph would not average the first step's gradients."""
+    them its static graph would not average the first step's gradients.
 
-    def __init__(self, net: nn.Module, device_type: str) -> None:
+    ``compile_mode`` (None: eager) compiles each method on its first call, in that ``torch.compile`` mode: a
+    compiled module compiles only ``forward``, and its other methods would run eagerly (MAFS's pretext pass did,
+    gaining 1.16x where its compiled phases gained 2.9x, ``docs/training.md``)."""
+
+    def __init__(self, net: nn.Module, device_type: str, compile_mode: str | None = None) -> None:
         super().__init__()
         self.net = net
         self.device_type = device_type
+        self.compile_mode = compile_mode
+        self.compiled: dict[str, Callable[..., Any]] = {}
         self.kind: type | None = None
 
+    def method(self, name: str) -> Callable[..., Any]:
+        """``net.name`` (``net`` for an empty name), compiled on first use when there is a ``compile_mode``."""
+        bare = getattr(self.net, name) if name else self.net
+        if self.compile_mode is None:
+            return bare
+        if name not in self.compiled:
+            self.compiled[name] = torch.compile(bare, mode=self.compile_mode)
+        return self.compiled[name]
+
     def forward(self, name: str, loss: Callable[[Any], Any] | None, *args: Any, **kwargs: Any) -> Any:
-        out = getattr(self.net, name)(*args, **kwargs) if name else self.net(*args, **kwargs)
+        out = self.method(name)(*args, **kwargs)
         if loss is not None:
             with torch.autocast(self.device_type, enabled=False):
                 out = loss(out)
@@ -142,8 +157,7 @@ class Wrapped:
         self.module = module
         if train.channels_last:
             module.to(memory_format=torch.channels_last)
-        net = torch.compile(module, mode=train.compile_mode) if train.compile else module
-        self._dispatch = _Dispatch(net, info.device.type)
+        self._dispatch = _Dispatch(module, info.device.type, train.compile_mode if train.compile else None)
         self._run: nn.Module = self._dispatch
         if info.active:
             static = train.ddp_static_graph and fixed

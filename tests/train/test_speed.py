@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 import torch
 from host_syncs import HostSyncs
+from torch._dynamo.utils import counters
 from torch_bugs import REASON, has_strided_pointwise, strided_pointwise_backward_crashes
 from train_helpers import tiny_config
 
 from taskfuse import models
 from taskfuse.train import distributed
+from taskfuse.train.config import TrainConfig
+from taskfuse.train.distributed import DistInfo, Wrapped
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import Trainer, train
 from taskfuse.train.resolve import load_config, validate
@@ -184,3 +187,37 @@ def test_train_speed_all_runs_its_pieces_once_and_leaves_the_rest_at_the_deadlin
     assert "| seafusion | segmentation |" in done.stdout and "all pieces done" in done.stdout
     again = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True, env=env, check=True)
     assert again.stdout.strip().splitlines() == [f"all pieces done: {out}/*/train_speed.md"]
+
+
+class _TwoMethods(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def other(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu() * 2
+
+
+def test_a_compiled_network_compiles_every_method_the_step_calls() -> None:
+    net = _TwoMethods()
+    info = DistInfo(0, 1, torch.device("cpu"))
+    eager, compiled = (Wrapped(net, info, TrainConfig(compile=on)) for on in (False, True))
+    x = torch.rand(2, 1, 8, 8)
+    torch._dynamo.reset()
+    counters.clear()
+    assert torch.allclose(eager.call("other", x), compiled.call("other", x).detach(), atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert torch.allclose(eager(x), compiled(x).detach(), atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_mafs_masks_are_drawn_alike_compiled_or_not() -> None:
+    net = models.create("mafs", **models.get("mafs").small)
+    masks = []
+    for draw in (net.random_mask, torch.compile(lambda *a: net.random_mask(*a))):
+        torch.manual_seed(3)
+        masks.append(draw(2, 64, 64, None, torch.device("cpu")))
+    assert torch.equal(*masks) and 0 < masks[0].mean() < 1

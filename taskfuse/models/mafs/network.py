@@ -352,9 +352,13 @@ class MAFS(FusionModel):
         feat, shallow2, deep = self.encode(ir, vi)
         return FusionOutput(self.fusion_decoder(feat), self.seg_decoder(deep, shallow2, ir.shape[-2:]))
 
+    @torch.compiler.disable
     def random_mask(self, b: int, h: int, w: int, ratio: float | None, device: torch.device) -> Tensor:
         """(b, 1, h, w) with 1 on masked ``mask_patch`` squares; each sample masks round(ratio * patches) of
-        them, ``ratio`` drawn uniformly from ``mask_ratio_range`` per sample when None."""
+        them, ``ratio`` drawn uniformly from ``mask_ratio_range`` per sample when None.
+
+        Always drawn eagerly: code ``torch.compile`` generates draws from a random generator of its own, so a
+        compiled pretext pass would mask other patches than an eager one from the same seed."""
         p = self.mask_patch
         gh, gw = h // p, w // p
         n = gh * gw
