@@ -10,11 +10,12 @@ def max_over(x: Tensor, dims: int | tuple[int, ...], keepdim: bool = False) -> T
     """``x.amax(dims, keepdim)``, with the gradient routed through the index of one maximum (``Tensor.max``).
 
     Under ``torch.compile`` with bf16 autocast, the backward of ``amax`` over a fused expression (the product of
-    two feature maps, say) recomputes its input at another precision than the forward's maximum, finds no element
-    equal to it and divides by a count of zero: NaN gradients everywhere upstream (torch 2.11 on CUDA, 2.13 on
-    the CPU; MAFS's multi-task training diverged from its second step, ``docs/training.md``). ``Tensor.max``
-    keeps the index, so its backward compares nothing. The values are ``amax``'s; where elements tie for the
-    maximum the gradient goes to one of them, where ``amax`` splits it among them.
+    two feature maps, say) gave NaN gradients everywhere upstream (torch 2.11 on CUDA, 2.13 on the CPU; MAFS's
+    multi-task training diverged from its second step, ``docs/training.md``). ``amax``'s backward divides by
+    the number of elements equal to the maximum; presumably the compiled backward, recomputing its input at
+    another precision than the forward's, finds none (the generated code was not read). ``Tensor.max`` keeps the
+    index, so its backward compares nothing. The values are ``amax``'s; where elements tie for the maximum the
+    gradient goes to one of them, where ``amax`` splits it among them.
 
         >>> x = torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]], requires_grad=True)
         >>> max_over(x, (2, 3)).sum().backward()

@@ -110,7 +110,7 @@ class _Dispatch(nn.Module):
 
     ``compile_mode`` (None: eager) compiles each method on its first call, in that ``torch.compile`` mode: a
     compiled module compiles only ``forward``, and its other methods would run eagerly (MAFS's pretext pass did,
-    gaining 1.16x where its compiled phases gained 2.9x, ``docs/training.md``)."""
+    gaining 1.16x where its compiled teacher phase gained 2.94x, ``docs/training.md``)."""
 
     def __init__(self, net: nn.Module, device_type: str, compile_mode: str | None = None) -> None:
         super().__init__()
