@@ -25,9 +25,7 @@ def max_over(x: Tensor, dims: int | tuple[int, ...], keepdim: bool = False) -> T
     dims = tuple(sorted(d % x.dim() for d in ((dims,) if isinstance(dims, int) else dims)))
     kept = [d for d in range(x.dim()) if d not in dims]
     out = x.permute(*kept, *dims).flatten(len(kept)).max(-1).values
-    for d in dims if keepdim else ():
-        out = out.unsqueeze(d)
-    return out
+    return out.reshape([1 if d in dims else n for d, n in enumerate(x.shape)]) if keepdim else out
 
 
 class ChannelAttention(nn.Module):
