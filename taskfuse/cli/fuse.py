@@ -105,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=range(10),
         default=PNG_LEVEL,
         metavar="0-9",
-        help=f"PNG compression: 1 run-length coding (fast, small on camera images), 2-9 zlib search of that effort, "
+        help=f"PNG compression: 1 Huffman coding alone (fast, small on camera images), 2-9 zlib search of that effort, "
         f"0 none; the pixels are the same at every level (default: {PNG_LEVEL})",
     )
     p.add_argument(

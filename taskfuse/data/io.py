@@ -59,10 +59,11 @@ LOSSY = (".jpg", ".jpeg", ".webp")
 """Output suffixes whose pixels depend on the encoder's ``quality``."""
 PNG_LEVEL = 1
 """Default level of PNG outputs. Every level stores the same pixels; only size and speed change. PNG files are
-written by OpenCV with the Paeth prediction filter: level 1 then compresses by run-length coding alone (zlib's
-``Z_RLE``), 2..9 search for repeats with zlib's effort of that level, 0 stores the data uncompressed. On
-640 x 480 fused MSRS images level 1 is about 1.6 times faster than Pillow's level 1, for files 16 % smaller,
-about the size of Pillow's level 6 (docs/performance.md has the measured table)."""
+written by OpenCV with the Paeth prediction filter: level 1 then Huffman-codes the filtered bytes without
+searching for repeats (zlib's ``Z_HUFFMAN_ONLY``), 2..9 search for repeats with zlib's effort of that level, 0
+stores the data uncompressed. On fused camera images level 1 encodes 16-21 % faster than run-length coding
+(``Z_RLE``) for files 1-3 % larger, and faster than Pillow's level 1 for smaller files (docs/performance.md has
+the measured tables)."""
 QUALITY = 95
 """Default quality of JPEG and WebP outputs."""
 IR_RANGES = ("auto", "full", "p1-p99")
@@ -470,7 +471,7 @@ def _encode_png(arr: np.ndarray, level: int) -> bytes:
     """PNG bytes of an 8- or 16-bit (H, W), (H, W, 3) RGB or (H, W, 4) RGBA array at ``level`` (``PNG_LEVEL``)."""
     if not 0 <= level <= 9:
         raise TaskfuseError(f"PNG level must be 0..9, got {level}")
-    strategy = cv2.IMWRITE_PNG_STRATEGY_RLE if level == 1 else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
+    strategy = cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY if level == 1 else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
     params = [cv2.IMWRITE_PNG_COMPRESSION, level, cv2.IMWRITE_PNG_STRATEGY, strategy]
     params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
     if arr.ndim == 3:
