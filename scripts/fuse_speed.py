@@ -52,7 +52,9 @@ Six parts (``--parts``):
   --vi vi.mp4 --out fused.mp4``: frames/s, decoding and encoding included.
 
 The load average (``os.getloadavg``) is recorded with every end-to-end run: on a shared machine the ratios
-within one run are the figures to compare.
+within one run are the figures to compare. The script and each timed run keep the memory torch frees for reuse
+(``taskfuse.device.reuse_freed_memory``), as the ``taskfuse`` command does; a ``--before`` package without it runs
+as its own command did (``freed_memory_reused`` in the JSON).
 
 A learned ``--method`` without ``--weights`` runs with the weights it ships (the default's), else at random
 initialisation (``random_init`` in the JSON): fine for timing, meaningless for image quality. Results go to
@@ -88,7 +90,7 @@ from taskfuse import models
 from taskfuse.cli.fuse import model_config
 from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
-from taskfuse.device import available_cpus, resolve_device
+from taskfuse.device import available_cpus, resolve_device, reuse_freed_memory
 from taskfuse.inference import (
     FuseOptions,
     decode_pair,
@@ -109,6 +111,11 @@ TIMED_RUN = """
 import json, os, sys, threading, time, torch
 from taskfuse.data.pairs import find_pairs
 from taskfuse.inference import FuseOptions, fuse_pairs, fuse_tensors, load, read_pair
+try:
+    from taskfuse.device import reuse_freed_memory
+except ImportError:
+    reuse_freed_memory = lambda: False
+reused = reuse_freed_memory()
 ir, vi, out, weights, device, kwargs, probes, first = sys.argv[1:9]
 device = torch.device(device)
 model = load(weights=weights, device=str(device)) if weights else load(device=str(device))
@@ -169,7 +176,7 @@ for pair in pairs[: int(probes)]:
 network.sort()
 median = network[len(network) // 2]
 print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads,
-                  "first_s": first_s, "main_s": getattr(summary, "main", {})}))
+                  "first_s": first_s, "main_s": getattr(summary, "main", {}), "reused": reused}))
 """
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone.
 Before it the same process fuses its first ``first`` pairs into another folder, timed apart: what a fresh
@@ -395,6 +402,7 @@ def timed_run(
         "load": (load_before + os.getloadavg()[0]) / 2,
         "first_pairs": first,
         "first_s": r.get("first_s"),
+        "freed_memory_reused": r.get("reused", False),
     }
 
 
@@ -795,8 +803,10 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    reused = reuse_freed_memory()
     model, name, random_init = build(args.method, args.weights, model_config(args.set))
     report: dict[str, Any] = {
+        "freed_memory_reused": reused,
         "method": name,
         "weights": str(args.weights) if args.weights else None,
         "random_init": random_init,

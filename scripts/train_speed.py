@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader
 
 from taskfuse import models
 from taskfuse.benchmark.training import benchmark_methods
-from taskfuse.device import available_cpus
+from taskfuse.device import available_cpus, reuse_freed_memory
 from taskfuse.metrics.table import markdown_table
 from taskfuse.train import distributed
 from taskfuse.train.config import RunConfig
@@ -373,6 +373,7 @@ def main() -> None:
 
     info = distributed.setup(args.device)
     report: dict[str, Any] = {
+        "freed_memory_reused": reuse_freed_memory(),
         "device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "processes": info.world,

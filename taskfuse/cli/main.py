@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 
+from taskfuse.device import reuse_freed_memory
 from taskfuse.errors import TaskfuseError
 from taskfuse.version import __version__
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     restore = _terminate_as_interrupt()
+    reuse_freed_memory()
     try:
         return int(args.run(args) or 0)
     except TaskfuseError as e:
