@@ -46,7 +46,9 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-HOST_MALLOC = {-3: 32 << 20, -1: 1 << 30, -2: 1 << 30}
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+"""glibc's ``mallopt`` option numbers (``malloc.h``)."""
+HOST_MALLOC = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30, M_TOP_PAD: 1 << 30}
 """glibc ``mallopt`` settings of ``reuse_freed_memory``: ``M_MMAP_THRESHOLD`` 32 MiB (glibc's largest; blocks
 below it come from the heap, not from a fresh mapping each), ``M_TRIM_THRESHOLD`` 1 GiB (freed memory up to that
 stays with the process) and ``M_TOP_PAD`` 1 GiB (the heap grows in large steps of address space, touched only
