@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_a_preloaded_allocator_is_left_alone(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_other_systems_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device.sys, "platform", "darwin")
+    monkeypatch.setattr(device, "sys", SimpleNamespace(platform="darwin"))
     assert device.reuse_freed_memory() is False
 
 
