@@ -39,6 +39,7 @@ from tqdm import tqdm
 from taskfuse import models
 from taskfuse.data.color import luminance
 from taskfuse.data.io import (
+    FORMATS,
     IMAGE_SUFFIXES,
     LOSSY,
     PNG_LEVEL,
@@ -48,6 +49,8 @@ from taskfuse.data.io import (
     decode_vi,
     encode_image,
     ir_array,
+    png_from_scanlines,
+    png_scanlines,
     quantize,
     remove_parts,
     to_unit,
@@ -442,11 +445,13 @@ class FuseSummary:
 class _Fused:
     """Pairs fused together, their uint8 images (B, H, W, C) on the CPU, and the CUDA event after which
     those bytes are there (None when they already are; a blocking event, so that the encoding threads that
-    wait for it sleep instead of spinning)."""
+    wait for it sleep instead of spinning). With ``channels`` set, ``images`` holds instead the images'
+    ``png_scanlines`` (B, H, 1 + W * channels), filtered where they were fused."""
 
     pairs: list[Pair]
     images: Tensor
     ready: torch.cuda.Event | None = None
+    channels: int = 0
 
 
 @dataclass
@@ -554,13 +559,22 @@ class FuseJob:
 
         def encode_and_write(fused: _Fused, i: int) -> None:
             target = self.targets[fused.pairs[i].name]
-            data = encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
+            if fused.channels:
+                data = png_from_scanlines(_host(fused, i), fused.channels, options.png_level)
+            else:
+                data = encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
             try:
                 write_image(target, data)
             except OSError as e:
                 raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
 
         return encode_and_write, None
+
+    @property
+    def png_files(self) -> bool:
+        """Whether the outputs are PNG files (images or a video's frames, not a video file): on a GPU their
+        scanlines are filtered there (``png_scanlines``), leaving the encoding threads only the deflate."""
+        return FORMATS.get(self.options.ext.lower()) == "PNG" and not (self.video is not None and self.manifest is None)
 
     def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
         """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
@@ -680,7 +694,8 @@ class _Pipeline:
 
     def _batch(self, items: list[tuple[Pair, Tensor, Tensor]]) -> _Fused:
         """One forward pass over pairs of one size: stacked (in pinned memory on CUDA, VIS channel-last as
-        decoded), copied asynchronously, fused, rounded to levels on the device and copied back. On the CPU the
+        decoded), copied asynchronously, fused, rounded to levels on the device (on a GPU, for PNG files, also
+        filtered into their scanlines) and copied back. On the CPU the
         pairs of a batch go through the model one at a time: its convolution backend picks a summation order by
         batch size, which moved single 8-bit values of the default network between batches of 1 and 8, and a
         batch is no faster per pair there."""
@@ -693,13 +708,16 @@ class _Pipeline:
         else:
             fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
         levels = quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
+        pairs = [pair for pair, _, _ in items]
         if not cuda:
-            return _Fused([pair for pair, _, _ in items], levels)
-        host = torch.empty(levels.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(levels, non_blocking=True)
+            return _Fused(pairs, levels)
+        channels = levels.shape[-1] if self.job.png_files else 0
+        images = png_scanlines(levels) if channels else levels
+        host = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(images, non_blocking=True)
         ready = torch.cuda.Event(blocking=True)
         ready.record()
-        return _Fused([pair for pair, _, _ in items], host, ready)
+        return _Fused(pairs, host, ready, channels)
 
     def _encode(self, fused: _Fused) -> None:
         for i, pair in enumerate(fused.pairs):
@@ -772,12 +790,17 @@ def _stack(tensors: list[Tensor], pinned: bool) -> Tensor:
     return torch.stack(tensors, out=out)
 
 
+def _host(fused: _Fused, i: int) -> np.ndarray:
+    """Image ``i`` of a fused batch as it lies on the CPU, once its bytes are there (runs in an encoding thread)."""
+    if fused.ready is not None:
+        fused.ready.synchronize()
+    return fused.images[i].numpy()
+
+
 def _levels(fused: _Fused, i: int, rgb: bool = False) -> np.ndarray:
     """Image ``i`` of a fused batch as uint8 (H, W) or (H, W, 3), once its bytes are on the CPU (runs in an
     encoding thread); ``rgb`` repeats a gray image into three channels."""
-    if fused.ready is not None:
-        fused.ready.synchronize()
-    image = fused.images[i].numpy()
+    image = _host(fused, i)
     if image.shape[-1] == 1:
         return np.repeat(image, 3, axis=-1) if rgb else np.ascontiguousarray(image[..., 0])
     return np.ascontiguousarray(image)

@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -79,6 +81,8 @@ PART = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?")
 """Names of the temporary files ``atomic_path`` writes (``.NAME.RANDOM.part.SUFFIX``)."""
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHUNK = 8192
+"""Bytes of deflated data per IDAT chunk, as libpng writes them."""
 PLAIN_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"pHYs", b"sBIT", b"tIME"})
 """Chunks that change nothing in the decoded samples: a PNG made of these alone is decoded by OpenCV
 (``_decode_plain_png``). Any other chunk (transparency, text that may hold XMP, EXIF, palette) sends the file
@@ -480,6 +484,57 @@ def _encode_png(arr: np.ndarray, level: int) -> bytes:
     if not ok:
         raise TaskfuseError(f"OpenCV could not encode a {arr.shape} {arr.dtype} array as PNG")
     return data.tobytes()
+
+
+def png_scanlines(levels: Tensor) -> Tensor:
+    """The scanlines ``_encode_png`` deflates, made from uint8 images (..., H, W, C) wherever they lie (a GPU):
+    (..., H, 1 + W * C), each row its filter type, 4 (Paeth), then every byte less its Paeth predictor.
+
+    Paeth (PNG specification, section 9.4) predicts a byte from the bytes of the same channel to its left (a),
+    above (b) and above-left (c), zero beyond the image: of a, b and c the one nearest to a + b - c, ties going
+    to a, then b. The bytes are as libpng filters them, so ``png_from_scanlines`` gives ``_encode_png``'s file;
+    filtering on the GPU leaves the CPU only the deflate.
+    """
+    if levels.dtype != torch.uint8 or levels.dim() < 3:
+        raise TaskfuseError(f"PNG scanlines need uint8 images (..., H, W, C), got {levels.dtype} {tuple(levels.shape)}")
+    *lead, h, w, c = levels.shape
+    x = levels.reshape(*lead, h, w * c).to(torch.int16)
+    left = F.pad(x, (c, 0))[..., :-c]
+    up = F.pad(x, (0, 0, 1, 0))[..., :-1, :]
+    up_left = F.pad(x, (c, 0, 1, 0))[..., :-1, :-c]
+    guess = left + up - up_left
+    d_left, d_up, d_up_left = (guess - left).abs(), (guess - up).abs(), (guess - up_left).abs()
+    near_up = torch.where(d_up <= d_up_left, up, up_left)
+    predictor = torch.where((d_left <= d_up) & (d_left <= d_up_left), left, near_up)
+    kind = torch.full((*lead, h, 1), 4, dtype=torch.uint8, device=levels.device)
+    return torch.cat([kind, (x - predictor).to(torch.uint8)], dim=-1)
+
+
+def png_from_scanlines(rows: np.ndarray, channels: int, level: int = PNG_LEVEL) -> bytes:
+    """A PNG file of 8-bit gray (``channels`` 1) or RGB (3) from its ``png_scanlines`` (H, 1 + W * C).
+
+    Deflated as libpng deflates under ``_encode_png`` (zlib's default memory level and 32 KiB window, Huffman
+    codes alone at level 1) into IDAT chunks of 8 KiB: at levels 1..9 the bytes are ``_encode_png``'s whenever
+    the scanlines exceed 16 KiB (tested); below that libpng narrows the window named in the zlib header, and at
+    level 0 it cuts the stored blocks elsewhere, which leaves the pixels the same. zlib releases the GIL while
+    it deflates, so threads encode in parallel.
+    """
+    if not 0 <= level <= 9:
+        raise TaskfuseError(f"PNG level must be 0..9, got {level}")
+    h, line = rows.shape
+    if channels not in (1, 3) or (line - 1) % channels:
+        raise TaskfuseError(f"PNG scanlines of {line} bytes do not hold whole pixels of {channels} channel(s)")
+    strategy = zlib.Z_HUFFMAN_ONLY if level == 1 else zlib.Z_DEFAULT_STRATEGY
+    deflate = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+    data = deflate.compress(rows) + deflate.flush()
+    header = struct.pack(">IIBBBBB", (line - 1) // channels, h, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    idat = [_png_chunk(b"IDAT", data[i : i + PNG_CHUNK]) for i in range(0, len(data), PNG_CHUNK)]
+    return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header), *idat, _png_chunk(b"IEND", b"")])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and the CRC-32 of type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

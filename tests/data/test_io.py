@@ -21,6 +21,8 @@ from taskfuse.data.io import (
     decode_vi,
     encode_image,
     image_size,
+    png_from_scanlines,
+    png_scanlines,
     read_image,
     read_ir,
     read_vi,
@@ -318,6 +320,49 @@ def test_png_levels_store_the_same_pixels_in_every_layout(tmp_path: Path) -> Non
             assert sizes[0] > 2 * max(sizes[1], sizes[9]), (name, sizes)
     with pytest.raises(TaskfuseError, match="0..9"):
         encode_image(ramp, ".png", png_level=10)
+
+
+def _scene(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """A smooth gradient under mild noise: camera-like bytes that Paeth predicts well but not exactly."""
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(h) * 0.7, np.arange(w) * 0.4)[..., None] + 40 * np.arange(channels)
+    return np.clip(ramp + rng.normal(0, 6, (h, w, channels)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_png_from_scanlines_writes_opencvs_file(channels: int) -> None:
+    batch = np.stack([_scene(128, 160, channels, seed) for seed in range(2)])
+    rows = png_scanlines(torch.from_numpy(batch))
+    assert rows.shape == (2, 128, 1 + 160 * channels) and (rows[..., 0] == 4).all()
+    assert torch.equal(rows[1], png_scanlines(torch.from_numpy(batch[1])))
+    for level in range(10):
+        for image, lines in zip(batch, rows.numpy(), strict=True):
+            ours = png_from_scanlines(lines, channels, level)
+            theirs = encode_image(image if channels == 3 else image[..., 0], ".png", png_level=level)
+            assert level == 0 or ours == theirs, level
+            back = cv2.imdecode(np.frombuffer(ours, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(back, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if channels == 3 else image[..., 0])
+
+
+def test_png_from_scanlines_keeps_the_pixels_of_small_and_odd_images(tmp_path: Path) -> None:
+    for shape in [(1, 1, 1), (7, 13, 3), (5, 3, 1), (2, 300, 3)]:
+        image = _scene(*shape, seed=sum(shape))
+        for level in (0, 1, 6, 9):
+            data = png_from_scanlines(png_scanlines(torch.from_numpy(image)).numpy(), shape[2], level)
+            back = read_image(write_image(tmp_path / f"{shape}-{level}.png", data))
+            assert np.array_equal(back, image if shape[2] == 3 else image[..., 0]), (shape, level)
+
+
+def test_png_scanlines_and_file_refuse_what_they_cannot_write() -> None:
+    with pytest.raises(TaskfuseError, match="uint8 images"):
+        png_scanlines(torch.zeros(4, 4, 3))
+    with pytest.raises(TaskfuseError, match="uint8 images"):
+        png_scanlines(torch.zeros(4, 3, dtype=torch.uint8))
+    rows = png_scanlines(torch.zeros(4, 5, 3, dtype=torch.uint8)).numpy()
+    with pytest.raises(TaskfuseError, match="whole pixels of 2"):
+        png_from_scanlines(rows, 2)
+    with pytest.raises(TaskfuseError, match="0..9"):
+        png_from_scanlines(rows, 3, level=10)
 
 
 @pytest.mark.parametrize("kind", ["gray8", "gray16", "rgb8", "rgb16"])
