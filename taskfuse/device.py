@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 from taskfuse.errors import TaskfuseError
 
@@ -75,3 +78,54 @@ def reuse_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return all([mallopt(option, value) == 1 for option, value in HOST_MALLOC.items()])
+
+
+class GraphReplay:
+    """``fn`` of CUDA tensors to one tensor, replayed from a CUDA graph captured for each signature of its inputs
+    (shapes, dtypes, device) from the second call with that signature on; the first runs eagerly, which also
+    warms up what capture cannot allocate (cuDNN's and cuBLAS's workspaces).
+
+    A replay is one launch where an eager forward pass is hundreds, each of which takes the interpreter lock
+    again, in turn with every thread of the decoding and encoding pools. The tensor returned is the graph's own,
+    overwritten by the next call with that signature: use it, or copy it, before calling again (work queued on
+    the same stream, such as a copy to the host, is). A signature whose capture fails (a function that waits for
+    the host, say) runs eagerly from then on. At most ``keep`` graphs are held; the least recently used goes,
+    and with it its memory.
+    """
+
+    def __init__(self, fn: Callable[..., Tensor], keep: int = 4) -> None:
+        self.fn, self.keep = fn, keep
+        self.graphs: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor] | None] = OrderedDict()
+        self.seen: set[tuple] = set()
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        key = tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
+        if key not in self.seen:
+            self.seen.add(key)
+            return self.fn(*inputs)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(inputs)
+            while len(self.graphs) > self.keep:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(key)
+        entry = self.graphs[key]
+        if entry is None:
+            return self.fn(*inputs)
+        graph, static, out = entry
+        for slot, t in zip(static, inputs, strict=True):
+            slot.copy_(t)
+        graph.replay()
+        return out
+
+    def _capture(self, inputs: tuple[Tensor, ...]) -> tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor] | None:
+        """A graph of ``fn`` on copies of ``inputs`` that replays read, or None where capture fails."""
+        static = [t.clone() for t in inputs]
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                out = self.fn(*static)
+        except RuntimeError as e:
+            if isinstance(e, torch.cuda.OutOfMemoryError):
+                raise
+            return None
+        return graph, static, out

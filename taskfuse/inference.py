@@ -60,7 +60,7 @@ from taskfuse.data.io import (
 from taskfuse.data.manifest import MANIFEST, Manifest, changed, file_sha256, read_manifest, write_manifest
 from taskfuse.data.pairs import SIZE_FIX, Pair, check_output, check_sizes, listing, size_mismatch
 from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
-from taskfuse.device import available_cpus, resolve_device
+from taskfuse.device import GraphReplay, available_cpus, resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import load_model, read_meta
@@ -480,6 +480,7 @@ class FuseJob:
     workers: int = 1
     video: VideoPair | None = None
     codec: str | None = None
+    graphs: bool = False
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -626,6 +627,8 @@ class _Pipeline:
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
+        cuda = self.device.type == "cuda"
+        self.images = GraphReplay(self._images) if job.graphs and cuda else self._images
         self.align = tile_context(job.model, job.options.overlap)[1]
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
         self.encoded: deque[tuple[Pair, Future]] = deque()
@@ -703,21 +706,26 @@ class _Pipeline:
         ir = _stack([ir for _, ir, _ in items], cuda)
         vi = _stack([vi.permute(1, 2, 0) for _, _, vi in items], cuda).permute(0, 3, 1, 2)
         ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
-        if cuda:
-            fused = self.job.model.fuse_batch(ir, vi)
-        else:
-            fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
-        levels = quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
         pairs = [pair for pair, _, _ in items]
         if not cuda:
-            return _Fused(pairs, levels)
-        channels = levels.shape[-1] if self.job.png_files else 0
-        images = png_scanlines(levels) if channels else levels
+            fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
+            return _Fused(pairs, self._levels(fused))
+        images = self.images(ir, vi)
+        channels = (images.shape[-1] - 1) // ir.shape[-1] if self.job.png_files else 0
         host = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
         host.copy_(images, non_blocking=True)
         ready = torch.cuda.Event(blocking=True)
         ready.record()
         return _Fused(pairs, host, ready, channels)
+
+    def _levels(self, fused: Tensor) -> Tensor:
+        """Fused images (B, C, H, W) in [0, 1] -> the uint8 levels to write (B, H, W, C): luminance with ``gray``."""
+        return quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
+
+    def _images(self, ir: Tensor, vi: Tensor) -> Tensor:
+        """What a batch on a GPU sends back to the host: its levels, or for PNG files their ``png_scanlines``."""
+        levels = self._levels(self.job.model.fuse_batch(ir, vi))
+        return png_scanlines(levels) if self.job.png_files else levels
 
     def _encode(self, fused: _Fused) -> None:
         for i, pair in enumerate(fused.pairs):

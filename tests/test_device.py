@@ -9,6 +9,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from taskfuse import device
 
@@ -64,3 +65,29 @@ def test_the_network_passes_without_page_faults_once_freed_memory_is_reused() ->
         pytest.skip("this Linux's C library has no mallopt that takes the settings (not glibc)")
     assert default > 1000
     assert reused < default / 20
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_graph_replay_equals_eager_per_signature_and_falls_back_where_capture_fails() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return torch.nn.functional.avg_pool2d(x, 3, 1, 1) * 2 + 1
+
+    replay = device.GraphReplay(blur, keep=1)
+    big = [torch.rand(2, 3, 16, 16, device="cuda") for _ in range(3)]
+    small = [torch.rand(1, 3, 8, 8, device="cuda") for _ in range(2)]
+    for x in [*big, *small, big[0]]:
+        assert torch.equal(replay(x).clone(), blur(x)), tuple(x.shape)
+    assert list(replay.graphs) == [(((2, 3, 16, 16), torch.float32, big[0].device),)], "keep=1 holds the last graph"
+    assert calls.count((2, 3, 16, 16)) == 3 + 4, "one eager call, two captures (the second after eviction), 4 checks"
+
+    def waits_for_the_host(x: torch.Tensor) -> torch.Tensor:
+        return x * float(x.sum())
+
+    fallback = device.GraphReplay(waits_for_the_host)
+    x = torch.rand(4, device="cuda")
+    for _ in range(3):
+        assert torch.allclose(fallback(x), waits_for_the_host(x))
+    assert list(fallback.graphs.values()) == [None]

@@ -357,8 +357,9 @@ def test_real_pairs_fuse_alike_in_batches_of_one_and_eight(shared_data, tmp_path
 @pytest.mark.parametrize(("gray", "png_level"), [(False, 1), (True, 1), (False, 6)])
 def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_encoder(tmp_path, gray, png_level) -> None:
     """On a GPU a PNG's scanlines are filtered where it is fused (``png_scanlines``); the files hold the pixels of
-    the same run written as BMP, and, above 16 KiB of scanlines, the bytes ``encode_image`` writes."""
-    pairs = _smooth_pairs(tmp_path, [(96, 128), (40, 56)] * 3)
+    the same run written as BMP, and, above 16 KiB of scanlines (the 136 x 160 outputs), the bytes
+    ``encode_image`` writes."""
+    pairs = _smooth_pairs(tmp_path, [(136, 160), (40, 56)] * 3)
     model = taskfuse.load("lite", device="cuda")
     for ext in (".png", ".bmp"):
         out = tmp_path / ext[1:]
@@ -368,7 +369,7 @@ def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_enco
         levels = levels[..., 0] if gray and levels.ndim == 3 else levels
         png = (tmp_path / "png" / f"{pair.name}.png").read_bytes()
         assert np.array_equal(read_image(tmp_path / "png" / f"{pair.name}.png"), levels), pair.name
-        if levels.shape[0] == 96:
+        if levels.shape[0] == 136:
             assert png == inference.encode_image(levels, ".png", png_level), pair.name
 
 
