@@ -90,7 +90,8 @@ class GraphReplay:
     overwritten by the next call with that signature: use it, or copy it, before calling again (work queued on
     the same stream, such as a copy to the host, is). A signature whose capture fails (a function that waits for
     the host, say) runs eagerly from then on. At most ``keep`` graphs are held; the least recently used goes,
-    and with it its memory.
+    and with it its memory. Capture forbids waiting for the GPU in this thread only: other threads (an encoding
+    pool waiting for earlier batches) go on.
     """
 
     def __init__(self, fn: Callable[..., Tensor], keep: int = 4) -> None:
@@ -122,7 +123,7 @@ class GraphReplay:
         static = [t.clone() for t in inputs]
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 out = self.fn(*static)
         except RuntimeError as e:
             if isinstance(e, torch.cuda.OutOfMemoryError):
