@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
+import queue
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -60,7 +63,7 @@ from taskfuse.data.io import (
 from taskfuse.data.manifest import MANIFEST, Manifest, changed, file_sha256, read_manifest, write_manifest
 from taskfuse.data.pairs import SIZE_FIX, Pair, check_output, check_sizes, listing, size_mismatch
 from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
-from taskfuse.device import GraphReplay, available_cpus, resolve_device
+from taskfuse.device import GraphReplay, available_cpus, resolve_device, reuse_freed_memory
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import load_model, read_meta
@@ -404,11 +407,13 @@ def default_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 1
 
 
-def default_workers() -> int:
-    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
-    cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
-    (``docs/performance.md``; why more threads do not help was not measured)."""
-    return min(8, available_cpus())
+def default_workers(processes: int = 1) -> int:
+    """Decoding and encoding threads of each process when none are asked for: the CPUs this process may use shared
+    among ``processes``, at most 8. On 16 cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16
+    fused 380, and 8 also won the earlier sweep; 4 processes of 4 threads each fused 606-622 pairs/s where one
+    process of 8 fused 445-447 (``docs/performance.md``: more threads in one process wait longer for its
+    interpreter lock)."""
+    return min(8, max(1, available_cpus() // processes))
 
 
 def is_output_file(out: str | os.PathLike) -> bool:
@@ -460,9 +465,10 @@ class FuseJob:
 
     ``targets`` maps every pair to fuse to its output path; ``manifest`` is None for a single output file;
     ``stale`` lists images of other settings that ``start`` removes (``--overwrite``); ``batch`` is the
-    number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each.
-    With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
-    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``.
+    number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each;
+    ``processes`` the processes that share the pairs, each with its own model, batches and threads. With
+    ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame folder, or with
+    an ``out`` video file (no manifest) into that video, encoded by ``codec``.
     """
 
     model: FusionModel
@@ -480,7 +486,7 @@ class FuseJob:
     workers: int = 1
     video: VideoPair | None = None
     codec: str | None = None
-    graphs: bool = False
+    processes: int = 1
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -508,13 +514,27 @@ class FuseJob:
         ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
         interruption leaves only whole outputs: every image file is written atomically (``write_image``), the
         run returns only after the threads still writing one have finished it, and a video file is renamed
-        into place only when complete.
+        into place only when complete. With ``processes`` above 1 the pairs are shared among that many processes
+        (``_run_processes``).
         """
-        failed = list(self.failed)
         start = time.perf_counter()
         unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
         bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
+        try:
+            if self.processes > 1 and len(self.pairs) > 1:
+                written, failed, main = self._run_processes(bar)
+            else:
+                written, failed, main = self._run(bar)
+        finally:
+            bar.close()
+        kind = "frame" if self.video else "image"
+        return FuseSummary(written, self.skipped, time.perf_counter() - start, self.failed + failed, kind, main)
+
+    def _run(self, bar: Any) -> tuple[int, list[tuple[str, str]], dict[str, float]]:
+        """``run`` in this process: the outputs written, the pairs that failed and the calling thread's seconds
+        (``FuseSummary.main``); ``bar`` counts every pair done."""
+        failed: list[tuple[str, str]] = []
         readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
         encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
         try:
@@ -535,10 +555,44 @@ class FuseJob:
                 failed += pipeline.finish()
         finally:
             _drain(readers, encoders)
-            bar.close()
-        seconds = time.perf_counter() - start
-        kind = "frame" if self.video else "image"
-        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
+        return pipeline.written, failed, dict(pipeline.main)
+
+    def _run_processes(self, bar: tqdm) -> tuple[int, list[tuple[str, str]], dict[str, float]]:
+        """``run`` in ``processes`` fresh processes, each fusing every ``processes``-th pair with its own model
+        (loaded again from ``FusionModel.source``), batches and threads; this one counts their progress. Each has
+        its own interpreter lock, which one process's calling thread otherwise takes in turn with all the
+        threads of its pools. The first error stops the others after the outputs they are writing."""
+        shards = [self.pairs[k :: self.processes] for k in range(self.processes)]
+        device = str(self.device or model_device(self.model))
+        context = multiprocessing.get_context("spawn")
+        done, stop = context.Queue(), context.Event()
+        with ProcessPoolExecutor(len(shards), context, _start_shard, (done, stop)) as pool:
+            futures = [
+                pool.submit(_fuse_shard, self.model.source, device, replace(self, model=None, pairs=shard))
+                for shard in shards
+            ]
+            try:
+                while not all(f.done() for f in futures):
+                    wait(futures, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    _count(done, bar)
+                    if any(f.done() and f.exception() for f in futures):
+                        stop.set()
+            except KeyboardInterrupt:
+                stop.set()
+                raise
+            _count(done, bar)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        first = next((e for e in errors if not isinstance(e, _Stopped)), None)
+        if isinstance(first, BrokenProcessPool):
+            raise TaskfuseError(
+                "a fusing process ended abruptly (out of memory, killed, or started from a script whose top level "
+                "fuses: guard it with if __name__ == '__main__':); fuse again, or with --processes 1"
+            ) from first
+        if first is not None:
+            raise first
+        results = [f.result() for f in futures]
+        main = {key: sum(r[2][key] for r in results) for key in results[0][2]}
+        return sum(r[0] for r in results), [pair for r in results for pair in r[1]], main
 
     def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
@@ -628,7 +682,7 @@ class _Pipeline:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
         cuda = self.device.type == "cuda"
-        self.images = GraphReplay(self._images) if job.graphs and cuda else self._images
+        self.images = GraphReplay(self._images) if cuda else self._images
         self.align = tile_context(job.model, job.options.overlap)[1]
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
         self.encoded: deque[tuple[Pair, Future]] = deque()
@@ -746,6 +800,52 @@ class _Pipeline:
             wait = False
 
 
+class _Stopped(Exception):
+    """Raised in a process of ``FuseJob._run_processes`` once another has failed."""
+
+
+_SHARD: tuple[Any, Any] | None = None
+"""In a process of ``FuseJob._run_processes``: the queue of pairs done and the event that stops it."""
+
+
+def _start_shard(done: Any, stop: Any) -> None:
+    global _SHARD
+    _SHARD = (done, stop)
+
+
+class _ShardBar:
+    """The progress bar of a process of ``FuseJob._run_processes``: sends each count to the first process, and
+    stops the run (after the outputs being written) once another process has failed."""
+
+    def update(self, n: int = 1) -> None:
+        assert _SHARD is not None
+        done, stop = _SHARD
+        done.put(n)
+        if stop.is_set():
+            raise _Stopped("another process of this run failed")
+
+
+def _fuse_shard(source: dict[str, Any], device: str, job: FuseJob) -> tuple[int, list[tuple[str, str]], dict]:
+    """Fuse ``job``'s pairs in this process with the model ``source`` names (``FusionModel.source``), as
+    ``FuseJob._run`` does; the weights must still be the file the first process loaded."""
+    reuse_freed_memory()
+    model = load(source["method"], source["weights"], device, **source["config"])
+    if model.source is None or model.source["weights_sha256"] != source["weights_sha256"]:
+        raise TaskfuseError(f"{source['weights']}: the weights file changed during the run; fuse again")
+    if model_device(model).type == "cpu":
+        torch.set_num_threads(max(1, available_cpus() // job.processes))
+    return replace(job, model=model, device=torch.device(device))._run(_ShardBar())
+
+
+def _count(done: Any, bar: tqdm) -> None:
+    """Move the counts queued by the processes of a run to its progress bar."""
+    while True:
+        try:
+            bar.update(done.get_nowait())
+        except queue.Empty:
+            return
+
+
 def _drain(*pools: ThreadPoolExecutor) -> None:
     """Cancel the pools' queued work and wait for their running work, through any further interruption (raised
     again after): a thread may be writing an output, which is whole before the run returns."""
@@ -826,6 +926,8 @@ def plan_fuse(
     workers: int | None = None,
     video: VideoPair | None = None,
     codec: str | None = None,
+    *,
+    processes: int = 1,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -836,7 +938,10 @@ def plan_fuse(
     redoes every output and removes those of other settings. ``keep_going`` lists unreadable or mismatched
     pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's);
     ``batch`` the pairs of one size per forward pass (default: ``default_batch``); ``workers`` the decoding
-    and encoding threads (default: ``default_workers``). Neither changes the pixels on the CPU (tested);
+    and encoding threads of each of ``processes`` (default: ``default_workers``); ``processes`` the processes
+    sharing the pairs of a folder, each loading the model again (``taskfuse.load``'s models only; they start by
+    Python's spawn method, so a script that fuses at its top level needs the ``if __name__ == "__main__":``
+    guard). None of them changes the pixels on the CPU (tested);
     on CUDA the backend may pick other kernels for other batch sizes, which can change float rounding as a
     change of device does, so the manifest records both under ``info``.
 
@@ -847,9 +952,14 @@ def plan_fuse(
     options.check()
     dev = device or model_device(model)
     batch = default_batch(dev) if batch is None else batch
-    workers = default_workers() if workers is None else workers
-    if batch < 1 or workers < 1:
-        raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
+    workers = default_workers(max(processes, 1)) if workers is None else workers
+    if batch < 1 or workers < 1 or processes < 1:
+        raise TaskfuseError(f"--batch, --workers and --processes must be at least 1: {batch}, {workers}, {processes}")
+    if processes > 1 and (video is not None or model.source is None):
+        raise TaskfuseError(
+            "--processes above 1 fuses folders of image pairs with a model that taskfuse.load made (each process "
+            "loads it again); use --processes 1 for videos and other models"
+        )
     single = is_output_file(out) or (video is not None and is_video_output(out))
     if single:
         if len(pairs) != 1 and video is None:
@@ -877,7 +987,7 @@ def plan_fuse(
         todo, failed = _check_sizes(todo, options.resize, keep_going)
     keep_going = keep_going and video is None
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
-    return replace(job, workers=workers, video=video, codec=codec)
+    return replace(job, workers=workers, video=video, codec=codec, processes=processes)
 
 
 def plan_video(
@@ -996,6 +1106,7 @@ def fuse_pairs(
     quality: int = QUALITY,
     batch: int | None = None,
     workers: int | None = None,
+    processes: int = 1,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>`` (or the one file ``out``): ``plan_fuse``, then ``FuseJob.start``
     and ``FuseJob.run``.
@@ -1003,10 +1114,10 @@ def fuse_pairs(
     Sizes are checked from the file headers and the output against the inputs and its run manifest before
     anything is written, so bad input fails fast. Each output is written atomically: an interrupted or failed
     run leaves only complete files, and a rerun with the same settings resumes. ``device`` runs parameter-free
-    rules on a GPU too (default: where the model's weights are); ``batch`` and ``workers`` are
+    rules on a GPU too (default: where the model's weights are); ``batch``, ``workers`` and ``processes`` are
     ``plan_fuse``'s. The other options are ``FuseOptions``'.
     """
     options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap, png_level, quality)
-    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers)
+    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers, processes=processes)
     job.start()
     return job.run(progress)

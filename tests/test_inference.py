@@ -308,6 +308,36 @@ def test_batch_size_and_threads_do_not_change_the_bytes(tmp_path, name: str) -> 
         assert (tmp_path / "eight" / f"{pair.name}.png").read_bytes() == expected, pair.name
 
 
+def test_processes_share_the_pairs_and_write_the_bytes_of_one(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(64, 80), (48, 64)] * 3)
+    model = taskfuse.load("lite")
+    one = inference.fuse_pairs(model, pairs, tmp_path / "one", progress=False)
+    three = inference.fuse_pairs(model, pairs, tmp_path / "three", progress=False, processes=3)
+    assert one.written == three.written == 6 and not three.failed and three.main["fuse"] > 0
+    for pair in pairs:
+        shared, alone = (tmp_path / run / f"{pair.name}.png" for run in ("three", "one"))
+        assert shared.read_bytes() == alone.read_bytes(), pair.name
+    assert inference.fuse_pairs(model, pairs, tmp_path / "three", progress=False).skipped == 6, "resumable in one"
+    with pytest.raises(TaskfuseError, match="taskfuse.load made"):
+        inference.plan_fuse(models.create("mean"), pairs, tmp_path / "created", processes=2)
+    with pytest.raises(TaskfuseError, match="at least 1"):
+        inference.plan_fuse(model, pairs, tmp_path / "none", processes=0)
+
+
+@pytest.mark.slow
+def test_a_pair_failing_in_one_process_stops_the_run_or_is_listed(tmp_path) -> None:
+    """A file whose header reads but whose data is cut short fails where it is decoded, in another process."""
+    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 6)
+    broken = pairs[3].vi
+    broken.write_bytes(broken.read_bytes()[:200])
+    model = taskfuse.load("mean")
+    summary = inference.fuse_pairs(model, pairs, tmp_path / "kept", progress=False, processes=2, keep_going=True)
+    assert summary.written == 5 and [name for name, _ in summary.failed] == [pairs[3].name]
+    with pytest.raises(TaskfuseError, match=broken.name):
+        inference.fuse_pairs(model, pairs, tmp_path / "stopped", progress=False, processes=2)
+    assert not list((tmp_path / "stopped").glob(".*.part*")), "every output written is whole"
+
+
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     pairs = _smooth_pairs(tmp_path, [(64, 80)] * 4)
     summary = inference.fuse_pairs(taskfuse.load("lite"), pairs, tmp_path / "out", batch=2, progress=False)
