@@ -25,8 +25,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -531,16 +530,16 @@ class FuseJob:
         kind = "frame" if self.video else "image"
         return FuseSummary(written, self.skipped, time.perf_counter() - start, self.failed + failed, kind, main)
 
-    def _run(self, bar: Any) -> tuple[int, list[tuple[str, str]], dict[str, float]]:
-        """``run`` in this process: the outputs written, the pairs that failed and the calling thread's seconds
-        (``FuseSummary.main``); ``bar`` counts every pair done."""
+    def _run(self, bar: Any, pairs: Iterable[Pair] | None = None) -> _Outcome:
+        """``run`` in this process over ``pairs`` (default: all planned): the outputs written, the pairs that failed
+        and the calling thread's seconds (``FuseSummary.main``); ``bar`` counts every pair done."""
         failed: list[tuple[str, str]] = []
         readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
         encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
         try:
             with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
-                for pair, decoded in self._decoded(readers):
+                for pair, decoded in self._decoded(readers, self.pairs if pairs is None else pairs):
                     try:
                         with _timed(pipeline.main, "decode"):
                             ir, vi = decoded.result()
@@ -557,42 +556,50 @@ class FuseJob:
             _drain(readers, encoders)
         return pipeline.written, failed, dict(pipeline.main)
 
-    def _run_processes(self, bar: tqdm) -> tuple[int, list[tuple[str, str]], dict[str, float]]:
-        """``run`` in ``processes`` fresh processes, each fusing every ``processes``-th pair with its own model
-        (loaded again from ``FusionModel.source``), batches and threads; this one counts their progress. Each has
-        its own interpreter lock, which one process's calling thread otherwise takes in turn with all the
-        threads of its pools. The first error stops the others after the outputs they are writing."""
-        shards = [self.pairs[k :: self.processes] for k in range(self.processes)]
-        device = str(self.device or model_device(self.model))
+    def _run_processes(self, bar: tqdm) -> _Outcome:
+        """``run`` shared with ``processes - 1`` fresh processes, each with its own model (loaded again from
+        ``FusionModel.source``), batches, threads and interpreter lock, which one process's calling thread
+        otherwise takes in turn with every thread of its pools. Every process claims the next ``CLAIM`` batches
+        of pairs (``_Claims``) until none are left: this one fuses from the start while the others start (seconds
+        each), and those that claimed nothing by the end are stopped. The first error stops the others after the
+        outputs they are writing."""
         context = multiprocessing.get_context("spawn")
-        done, stop = context.Queue(), context.Event()
-        with ProcessPoolExecutor(len(shards), context, _start_shard, (done, stop)) as pool:
-            futures = [
-                pool.submit(_fuse_shard, self.model.source, device, replace(self, model=None, pairs=shard))
-                for shard in shards
-            ]
-            try:
-                while not all(f.done() for f in futures):
-                    wait(futures, timeout=0.1, return_when=FIRST_EXCEPTION)
-                    _count(done, bar)
-                    if any(f.done() and f.exception() for f in futures):
-                        stop.set()
-            except KeyboardInterrupt:
-                stop.set()
+        others = self.processes - 1
+        claims = _Claims(context, len(self.pairs), CLAIM * self.batch, others + 1)
+        messages, stop = context.Queue(), context.Event()
+        device = str(self.device or model_device(self.model))
+        job = replace(self, model=None, manifest=None, stale=[], failed=[])
+        started = [
+            context.Process(target=_fuse_shard, args=(k + 1, self.model.source, device, job, claims, messages, stop))
+            for k in range(others)
+        ]
+        for process in started:
+            process.start()
+        results: dict[int, _Outcome] = {}
+        errors: dict[int, BaseException] = {}
+        shared = _SharedBar(bar, messages, results, errors)
+        try:
+            results[0] = self._run(shared, claims.pairs(self.pairs, 0))
+            claims.stop_unclaimed(started, results)
+            while len(results) + len(errors) < self.processes:
+                shared.receive(timeout=0.1)
+                shared.check(started)
+        except BaseException as e:
+            stop.set()
+            claims.stop_unclaimed(started, results)
+            if not isinstance(e, _Stopped):
                 raise
-            _count(done, bar)
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        first = next((e for e in errors if not isinstance(e, _Stopped)), None)
-        if isinstance(first, BrokenProcessPool):
-            raise TaskfuseError(
-                "a fusing process ended abruptly (out of memory, killed, or started from a script whose top level "
-                "fuses: guard it with if __name__ == '__main__':); fuse again, or with --processes 1"
-            ) from first
-        if first is not None:
-            raise first
-        results = [f.result() for f in futures]
-        main = {key: sum(r[2][key] for r in results) for key in results[0][2]}
-        return sum(r[0] for r in results), [pair for r in results for pair in r[1]], main
+        finally:
+            while any(process.is_alive() for process in started):
+                shared.receive(timeout=0.1)
+            for process in started:
+                process.join()
+            shared.receive()
+        first = next((e for e in errors.values() if not isinstance(e, _Stopped)), None)
+        if errors:
+            raise first or next(iter(errors.values()))
+        main = {key: sum(r[2].get(key, 0.0) for r in results.values()) for key in results[0][2]}
+        return sum(r[0] for r in results.values()), [pair for r in results.values() for pair in r[1]], main
 
     def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
@@ -631,7 +638,7 @@ class FuseJob:
         scanlines are filtered there (``png_scanlines``), leaving the encoding threads only the deflate."""
         return FORMATS.get(self.options.ext.lower()) == "PNG" and not (self.video is not None and self.manifest is None)
 
-    def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
+    def _decoded(self, readers: ThreadPoolExecutor, pairs: Iterable[Pair]) -> Iterator[tuple[Pair, Future]]:
         """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
         (video frames one after the other in a single thread, as a stream decodes)."""
         ahead: deque[tuple[Pair, Future]] = deque()
@@ -648,7 +655,7 @@ class FuseJob:
                 done: Future = Future()
                 done.set_result(decoded)
                 yield pair, done
-        for pair in self.pairs:
+        for pair in pairs:
             ahead.append((pair, readers.submit(decode_pair, pair, self.options)))
             if len(ahead) >= depth:
                 yield ahead.popleft()
@@ -800,50 +807,123 @@ class _Pipeline:
             wait = False
 
 
+_Outcome = tuple[int, list[tuple[str, str]], dict[str, float]]
+"""What one process of a run did (``FuseJob._run``): the outputs written, the pairs that failed (name, why), and
+the calling thread's seconds (``FuseSummary.main``)."""
+
+
 class _Stopped(Exception):
     """Raised in a process of ``FuseJob._run_processes`` once another has failed."""
 
 
-_SHARD: tuple[Any, Any] | None = None
-"""In a process of ``FuseJob._run_processes``: the queue of pairs done and the event that stops it."""
+CLAIM = 4
+"""Batches of pairs a process of ``FuseJob._run_processes`` claims at a time: few enough that the processes end
+together, a whole number of batches so that each batch holds the pairs it would hold in one process."""
 
 
-def _start_shard(done: Any, stop: Any) -> None:
-    global _SHARD
-    _SHARD = (done, stop)
+class _Claims:
+    """The pairs of a shared run, claimed ``size`` at a time by its processes, and which process claimed any (a
+    process that claimed none has written nothing and can be stopped at any time)."""
+
+    def __init__(self, context: Any, total: int, size: int, processes: int) -> None:
+        self.total, self.size = total, size
+        self.next = context.Value("q", 0)
+        self.by = context.Array("b", processes)
+
+    def pairs(self, pairs: list[Pair], process: int) -> Iterator[Pair]:
+        """The pairs that ``process`` claims, a claim at a time, until none are left."""
+        while True:
+            with self.next.get_lock():
+                first = self.next.value
+                self.next.value = min(first + self.size, self.total)
+                if first < self.total:
+                    self.by[process] = 1
+            if first >= self.total:
+                return
+            yield from pairs[first : first + self.size]
+
+    def stop_unclaimed(self, processes: list[Any], results: dict[int, _Outcome]) -> None:
+        """Leave no pair to claim, and stop the ``processes`` (numbered from 1) that claimed none: they have written
+        nothing (most are still starting) and now never will."""
+        with self.next.get_lock():
+            self.next.value = self.total
+            idle = [k for k in range(1, len(processes) + 1) if not self.by[k]]
+        for k in idle:
+            processes[k - 1].terminate()
+            results[k] = (0, [], {})
+
+
+class _SharedBar:
+    """The first process's progress in a shared run: counts its own pairs and those the others report, keeps
+    their results and errors as they come, and stops this process once another has failed."""
+
+    def __init__(self, bar: tqdm, messages: Any, results: dict, errors: dict) -> None:
+        self.bar, self.messages, self.results, self.errors = bar, messages, results, errors
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.receive()
+        if self.errors:
+            raise _Stopped("another process of this run failed")
+
+    def check(self, processes: list[Any]) -> None:
+        """Count a process (numbered from 1) that ended without a result or an error as failed."""
+        for k, process in enumerate(processes, 1):
+            if k not in self.results and k not in self.errors and not process.is_alive():
+                self.receive(timeout=1.0)
+                if k not in self.results and k not in self.errors:
+                    self.errors[k] = TaskfuseError(
+                        f"fusing process {k} ended abruptly (exit code {process.exitcode}: out of memory or killed); "
+                        "fuse again to finish the rest, or with --processes 1"
+                    )
+
+    def receive(self, timeout: float = 0.0) -> None:
+        """Take every message the other processes sent, waiting up to ``timeout`` for the first."""
+        try:
+            message = self.messages.get(timeout=timeout) if timeout else self.messages.get_nowait()
+            while True:
+                kind, k, value = message
+                if kind == "count":
+                    self.bar.update(value)
+                elif kind == "done":
+                    self.results[k] = value
+                else:
+                    self.errors[k] = value
+                message = self.messages.get_nowait()
+        except queue.Empty:
+            return
 
 
 class _ShardBar:
-    """The progress bar of a process of ``FuseJob._run_processes``: sends each count to the first process, and
-    stops the run (after the outputs being written) once another process has failed."""
+    """The progress of a process of ``FuseJob._run_processes`` other than the first: sends its counts there, and
+    stops (after the outputs being written) once another process has failed."""
+
+    def __init__(self, k: int, messages: Any, stop: Any) -> None:
+        self.k, self.messages, self.stop = k, messages, stop
 
     def update(self, n: int = 1) -> None:
-        assert _SHARD is not None
-        done, stop = _SHARD
-        done.put(n)
-        if stop.is_set():
+        self.messages.put(("count", self.k, n))
+        if self.stop.is_set():
             raise _Stopped("another process of this run failed")
 
 
-def _fuse_shard(source: dict[str, Any], device: str, job: FuseJob) -> tuple[int, list[tuple[str, str]], dict]:
-    """Fuse ``job``'s pairs in this process with the model ``source`` names (``FusionModel.source``), as
-    ``FuseJob._run`` does; the weights must still be the file the first process loaded."""
-    reuse_freed_memory()
-    model = load(source["method"], source["weights"], device, **source["config"])
-    if model.source is None or model.source["weights_sha256"] != source["weights_sha256"]:
-        raise TaskfuseError(f"{source['weights']}: the weights file changed during the run; fuse again")
-    if model_device(model).type == "cpu":
-        torch.set_num_threads(max(1, available_cpus() // job.processes))
-    return replace(job, model=model, device=torch.device(device))._run(_ShardBar())
-
-
-def _count(done: Any, bar: tqdm) -> None:
-    """Move the counts queued by the processes of a run to its progress bar."""
-    while True:
-        try:
-            bar.update(done.get_nowait())
-        except queue.Empty:
-            return
+def _fuse_shard(
+    k: int, source: dict[str, Any], device: str, job: FuseJob, claims: _Claims, messages: Any, stop: Any
+) -> None:
+    """Process ``k`` of a shared run (``FuseJob._run_processes``): load the model ``source`` names (the weights
+    must still be the file the first process loaded), fuse the pairs it claims as ``FuseJob._run`` does, and
+    send back what it wrote, or its error."""
+    try:
+        reuse_freed_memory()
+        model = load(source["method"], source["weights"], device, **source["config"])
+        if model.source is None or model.source["weights_sha256"] != source["weights_sha256"]:
+            raise TaskfuseError(f"{source['weights']}: the weights file changed during the run; fuse again")
+        if model_device(model).type == "cpu":
+            torch.set_num_threads(max(1, available_cpus() // job.processes))
+        job = replace(job, model=model, device=torch.device(device))
+        messages.put(("done", k, job._run(_ShardBar(k, messages, stop), claims.pairs(job.pairs, k))))
+    except BaseException as e:
+        messages.put(("failed", k, e))
 
 
 def _drain(*pools: ThreadPoolExecutor) -> None:
