@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
-import queue
 import time
 import warnings
 from collections import deque
@@ -62,7 +60,7 @@ from taskfuse.data.io import (
 from taskfuse.data.manifest import MANIFEST, Manifest, changed, file_sha256, read_manifest, write_manifest
 from taskfuse.data.pairs import SIZE_FIX, Pair, check_output, check_sizes, listing, size_mismatch
 from taskfuse.data.video import VideoPair, VideoWriter, is_video_output
-from taskfuse.device import GraphReplay, available_cpus, resolve_device, reuse_freed_memory
+from taskfuse.device import GraphReplay, available_cpus, resolve_device
 from taskfuse.errors import TaskfuseError
 from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import load_model, read_meta
@@ -406,13 +404,11 @@ def default_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 1
 
 
-def default_workers(processes: int = 1) -> int:
-    """Decoding and encoding threads of each process when none are asked for: the CPUs this process may use shared
-    among ``processes``, at most 8. On 16 cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16
-    fused 380, and 8 also won the earlier sweep; 4 processes of 4 threads each fused 606-622 pairs/s where one
-    process of 8 fused 445-447 (``docs/performance.md``: more threads in one process wait longer for its
-    interpreter lock)."""
-    return min(8, max(1, available_cpus() // processes))
+def default_workers() -> int:
+    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
+    cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
+    (``docs/performance.md``; why more threads do not help was not measured)."""
+    return min(8, available_cpus())
 
 
 def is_output_file(out: str | os.PathLike) -> bool:
@@ -464,10 +460,9 @@ class FuseJob:
 
     ``targets`` maps every pair to fuse to its output path; ``manifest`` is None for a single output file;
     ``stale`` lists images of other settings that ``start`` removes (``--overwrite``); ``batch`` is the
-    number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each;
-    ``processes`` the processes that share the pairs, each with its own model, batches and threads. With
-    ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame folder, or with
-    an ``out`` video file (no manifest) into that video, encoded by ``codec``.
+    number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each.
+    With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
+    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``.
     """
 
     model: FusionModel
@@ -485,7 +480,6 @@ class FuseJob:
     workers: int = 1
     video: VideoPair | None = None
     codec: str | None = None
-    processes: int = 1
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -513,33 +507,19 @@ class FuseJob:
         ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
         interruption leaves only whole outputs: every image file is written atomically (``write_image``), the
         run returns only after the threads still writing one have finished it, and a video file is renamed
-        into place only when complete. With ``processes`` above 1 the pairs are shared among that many processes
-        (``_run_processes``).
+        into place only when complete.
         """
+        failed = list(self.failed)
         start = time.perf_counter()
         unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
         bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
-        try:
-            if self.processes > 1 and len(self.pairs) > 1:
-                written, failed, main = self._run_processes(bar)
-            else:
-                written, failed, main = self._run(bar)
-        finally:
-            bar.close()
-        kind = "frame" if self.video else "image"
-        return FuseSummary(written, self.skipped, time.perf_counter() - start, self.failed + failed, kind, main)
-
-    def _run(self, bar: Any, pairs: Iterable[Pair] | None = None) -> _Outcome:
-        """``run`` in this process over ``pairs`` (default: all planned): the outputs written, the pairs that failed
-        and the calling thread's seconds (``FuseSummary.main``); ``bar`` counts every pair done."""
-        failed: list[tuple[str, str]] = []
         readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
         encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
         try:
             with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
-                for pair, decoded in self._decoded(readers, self.pairs if pairs is None else pairs):
+                for pair, decoded in self._decoded(readers):
                     try:
                         with _timed(pipeline.main, "decode"):
                             ir, vi = decoded.result()
@@ -554,52 +534,10 @@ class FuseJob:
                 failed += pipeline.finish()
         finally:
             _drain(readers, encoders)
-        return pipeline.written, failed, dict(pipeline.main)
-
-    def _run_processes(self, bar: tqdm) -> _Outcome:
-        """``run`` shared with ``processes - 1`` fresh processes, each with its own model (loaded again from
-        ``FusionModel.source``), batches, threads and interpreter lock, which one process's calling thread
-        otherwise takes in turn with every thread of its pools. Every process claims the next ``CLAIM`` batches
-        of pairs (``_Claims``) until none are left: this one fuses from the start while the others start (seconds
-        each), and those that claimed nothing by the end are stopped. The first error stops the others after the
-        outputs they are writing."""
-        context = multiprocessing.get_context("spawn")
-        others = self.processes - 1
-        claims = _Claims(context, len(self.pairs), CLAIM * self.batch, others + 1)
-        messages, stop = context.Queue(), context.Event()
-        device = str(self.device or model_device(self.model))
-        job = replace(self, model=None, manifest=None, stale=[], failed=[])
-        started = [
-            context.Process(target=_fuse_shard, args=(k + 1, self.model.source, device, job, claims, messages, stop))
-            for k in range(others)
-        ]
-        for process in started:
-            process.start()
-        results: dict[int, _Outcome] = {}
-        errors: dict[int, BaseException] = {}
-        shared = _SharedBar(bar, messages, results, errors)
-        try:
-            results[0] = self._run(shared, claims.pairs(self.pairs, 0))
-            claims.stop_unclaimed(started, results)
-            while len(results) + len(errors) < self.processes:
-                shared.receive(timeout=0.1)
-                shared.check(started)
-        except BaseException as e:
-            stop.set()
-            claims.stop_unclaimed(started, results)
-            if not isinstance(e, _Stopped):
-                raise
-        finally:
-            while any(process.is_alive() for process in started):
-                shared.receive(timeout=0.1)
-            for process in started:
-                process.join()
-            shared.receive()
-        first = next((e for e in errors.values() if not isinstance(e, _Stopped)), None)
-        if errors:
-            raise first or next(iter(errors.values()))
-        main = {key: sum(r[2].get(key, 0.0) for r in results.values()) for key in results[0][2]}
-        return sum(r[0] for r in results.values()), [pair for r in results.values() for pair in r[1]], main
+            bar.close()
+        seconds = time.perf_counter() - start
+        kind = "frame" if self.video else "image"
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
 
     def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
@@ -638,7 +576,7 @@ class FuseJob:
         scanlines are filtered there (``png_scanlines``), leaving the encoding threads only the deflate."""
         return FORMATS.get(self.options.ext.lower()) == "PNG" and not (self.video is not None and self.manifest is None)
 
-    def _decoded(self, readers: ThreadPoolExecutor, pairs: Iterable[Pair]) -> Iterator[tuple[Pair, Future]]:
+    def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
         """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
         (video frames one after the other in a single thread, as a stream decodes)."""
         ahead: deque[tuple[Pair, Future]] = deque()
@@ -655,7 +593,7 @@ class FuseJob:
                 done: Future = Future()
                 done.set_result(decoded)
                 yield pair, done
-        for pair in pairs:
+        for pair in self.pairs:
             ahead.append((pair, readers.submit(decode_pair, pair, self.options)))
             if len(ahead) >= depth:
                 yield ahead.popleft()
@@ -688,8 +626,8 @@ class _Pipeline:
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
-        cuda = self.device.type == "cuda"
-        self.images = GraphReplay(self._images) if cuda else self._images
+        self.images = GraphReplay(self._images) if self.device.type == "cuda" else self._images
+        """A batch's GPU work (``_images``), replayed from a CUDA graph per batch shape there (``GraphReplay``)."""
         self.align = tile_context(job.model, job.options.overlap)[1]
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
         self.encoded: deque[tuple[Pair, Future]] = deque()
@@ -807,125 +745,6 @@ class _Pipeline:
             wait = False
 
 
-_Outcome = tuple[int, list[tuple[str, str]], dict[str, float]]
-"""What one process of a run did (``FuseJob._run``): the outputs written, the pairs that failed (name, why), and
-the calling thread's seconds (``FuseSummary.main``)."""
-
-
-class _Stopped(Exception):
-    """Raised in a process of ``FuseJob._run_processes`` once another has failed."""
-
-
-CLAIM = 4
-"""Batches of pairs a process of ``FuseJob._run_processes`` claims at a time: few enough that the processes end
-together, a whole number of batches so that each batch holds the pairs it would hold in one process."""
-
-
-class _Claims:
-    """The pairs of a shared run, claimed ``size`` at a time by its processes, and which process claimed any (a
-    process that claimed none has written nothing and can be stopped at any time)."""
-
-    def __init__(self, context: Any, total: int, size: int, processes: int) -> None:
-        self.total, self.size = total, size
-        self.next = context.Value("q", 0)
-        self.by = context.Array("b", processes)
-
-    def pairs(self, pairs: list[Pair], process: int) -> Iterator[Pair]:
-        """The pairs that ``process`` claims, a claim at a time, until none are left."""
-        while True:
-            with self.next.get_lock():
-                first = self.next.value
-                self.next.value = min(first + self.size, self.total)
-                if first < self.total:
-                    self.by[process] = 1
-            if first >= self.total:
-                return
-            yield from pairs[first : first + self.size]
-
-    def stop_unclaimed(self, processes: list[Any], results: dict[int, _Outcome]) -> None:
-        """Leave no pair to claim, and stop the ``processes`` (numbered from 1) that claimed none: they have written
-        nothing (most are still starting) and now never will."""
-        with self.next.get_lock():
-            self.next.value = self.total
-            idle = [k for k in range(1, len(processes) + 1) if not self.by[k]]
-        for k in idle:
-            processes[k - 1].terminate()
-            results[k] = (0, [], {})
-
-
-class _SharedBar:
-    """The first process's progress in a shared run: counts its own pairs and those the others report, keeps
-    their results and errors as they come, and stops this process once another has failed."""
-
-    def __init__(self, bar: tqdm, messages: Any, results: dict, errors: dict) -> None:
-        self.bar, self.messages, self.results, self.errors = bar, messages, results, errors
-
-    def update(self, n: int = 1) -> None:
-        self.bar.update(n)
-        self.receive()
-        if self.errors:
-            raise _Stopped("another process of this run failed")
-
-    def check(self, processes: list[Any]) -> None:
-        """Count a process (numbered from 1) that ended without a result or an error as failed."""
-        for k, process in enumerate(processes, 1):
-            if k not in self.results and k not in self.errors and not process.is_alive():
-                self.receive(timeout=1.0)
-                if k not in self.results and k not in self.errors:
-                    self.errors[k] = TaskfuseError(
-                        f"fusing process {k} ended abruptly (exit code {process.exitcode}: out of memory or killed); "
-                        "fuse again to finish the rest, or with --processes 1"
-                    )
-
-    def receive(self, timeout: float = 0.0) -> None:
-        """Take every message the other processes sent, waiting up to ``timeout`` for the first."""
-        try:
-            message = self.messages.get(timeout=timeout) if timeout else self.messages.get_nowait()
-            while True:
-                kind, k, value = message
-                if kind == "count":
-                    self.bar.update(value)
-                elif kind == "done":
-                    self.results[k] = value
-                else:
-                    self.errors[k] = value
-                message = self.messages.get_nowait()
-        except queue.Empty:
-            return
-
-
-class _ShardBar:
-    """The progress of a process of ``FuseJob._run_processes`` other than the first: sends its counts there, and
-    stops (after the outputs being written) once another process has failed."""
-
-    def __init__(self, k: int, messages: Any, stop: Any) -> None:
-        self.k, self.messages, self.stop = k, messages, stop
-
-    def update(self, n: int = 1) -> None:
-        self.messages.put(("count", self.k, n))
-        if self.stop.is_set():
-            raise _Stopped("another process of this run failed")
-
-
-def _fuse_shard(
-    k: int, source: dict[str, Any], device: str, job: FuseJob, claims: _Claims, messages: Any, stop: Any
-) -> None:
-    """Process ``k`` of a shared run (``FuseJob._run_processes``): load the model ``source`` names (the weights
-    must still be the file the first process loaded), fuse the pairs it claims as ``FuseJob._run`` does, and
-    send back what it wrote, or its error."""
-    try:
-        reuse_freed_memory()
-        model = load(source["method"], source["weights"], device, **source["config"])
-        if model.source is None or model.source["weights_sha256"] != source["weights_sha256"]:
-            raise TaskfuseError(f"{source['weights']}: the weights file changed during the run; fuse again")
-        if model_device(model).type == "cpu":
-            torch.set_num_threads(max(1, available_cpus() // job.processes))
-        job = replace(job, model=model, device=torch.device(device))
-        messages.put(("done", k, job._run(_ShardBar(k, messages, stop), claims.pairs(job.pairs, k))))
-    except BaseException as e:
-        messages.put(("failed", k, e))
-
-
 def _drain(*pools: ThreadPoolExecutor) -> None:
     """Cancel the pools' queued work and wait for their running work, through any further interruption (raised
     again after): a thread may be writing an output, which is whole before the run returns."""
@@ -1006,8 +825,6 @@ def plan_fuse(
     workers: int | None = None,
     video: VideoPair | None = None,
     codec: str | None = None,
-    *,
-    processes: int = 1,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -1018,10 +835,7 @@ def plan_fuse(
     redoes every output and removes those of other settings. ``keep_going`` lists unreadable or mismatched
     pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's);
     ``batch`` the pairs of one size per forward pass (default: ``default_batch``); ``workers`` the decoding
-    and encoding threads of each of ``processes`` (default: ``default_workers``); ``processes`` the processes
-    sharing the pairs of a folder, each loading the model again (``taskfuse.load``'s models only; they start by
-    Python's spawn method, so a script that fuses at its top level needs the ``if __name__ == "__main__":``
-    guard). None of them changes the pixels on the CPU (tested);
+    and encoding threads (default: ``default_workers``). Neither changes the pixels on the CPU (tested);
     on CUDA the backend may pick other kernels for other batch sizes, which can change float rounding as a
     change of device does, so the manifest records both under ``info``.
 
@@ -1032,14 +846,9 @@ def plan_fuse(
     options.check()
     dev = device or model_device(model)
     batch = default_batch(dev) if batch is None else batch
-    workers = default_workers(max(processes, 1)) if workers is None else workers
-    if batch < 1 or workers < 1 or processes < 1:
-        raise TaskfuseError(f"--batch, --workers and --processes must be at least 1: {batch}, {workers}, {processes}")
-    if processes > 1 and (video is not None or model.source is None):
-        raise TaskfuseError(
-            "--processes above 1 fuses folders of image pairs with a model that taskfuse.load made (each process "
-            "loads it again); use --processes 1 for videos and other models"
-        )
+    workers = default_workers() if workers is None else workers
+    if batch < 1 or workers < 1:
+        raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
     single = is_output_file(out) or (video is not None and is_video_output(out))
     if single:
         if len(pairs) != 1 and video is None:
@@ -1067,7 +876,7 @@ def plan_fuse(
         todo, failed = _check_sizes(todo, options.resize, keep_going)
     keep_going = keep_going and video is None
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
-    return replace(job, workers=workers, video=video, codec=codec, processes=processes)
+    return replace(job, workers=workers, video=video, codec=codec)
 
 
 def plan_video(
@@ -1186,7 +995,6 @@ def fuse_pairs(
     quality: int = QUALITY,
     batch: int | None = None,
     workers: int | None = None,
-    processes: int = 1,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>`` (or the one file ``out``): ``plan_fuse``, then ``FuseJob.start``
     and ``FuseJob.run``.
@@ -1194,10 +1002,10 @@ def fuse_pairs(
     Sizes are checked from the file headers and the output against the inputs and its run manifest before
     anything is written, so bad input fails fast. Each output is written atomically: an interrupted or failed
     run leaves only complete files, and a rerun with the same settings resumes. ``device`` runs parameter-free
-    rules on a GPU too (default: where the model's weights are); ``batch``, ``workers`` and ``processes`` are
+    rules on a GPU too (default: where the model's weights are); ``batch`` and ``workers`` are
     ``plan_fuse``'s. The other options are ``FuseOptions``'.
     """
     options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap, png_level, quality)
-    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers, processes=processes)
+    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers)
     job.start()
     return job.run(progress)

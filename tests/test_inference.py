@@ -308,58 +308,6 @@ def test_batch_size_and_threads_do_not_change_the_bytes(tmp_path, name: str) -> 
         assert (tmp_path / "eight" / f"{pair.name}.png").read_bytes() == expected, pair.name
 
 
-def _patient_first_process(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Make the first process of a shared run claim pairs only after another has (it would otherwise fuse a small
-    folder alone while the others start); returns the runs' claims, to check who claimed."""
-    claims_seen: list = []
-    claim = inference._Claims.pairs
-
-    def patient(self, pairs, process: int):
-        if process == 0:
-            claims_seen.append(self)
-            waited = time.monotonic()
-            while not any(self.by[1:]) and time.monotonic() - waited < 120:
-                time.sleep(0.05)
-        yield from claim(self, pairs, process)
-
-    monkeypatch.setattr(inference._Claims, "pairs", patient)
-    return claims_seen
-
-
-def test_processes_share_the_pairs_and_write_the_bytes_of_one(tmp_path, monkeypatch) -> None:
-    pairs = _smooth_pairs(tmp_path, [(64, 80), (48, 64)] * 6)
-    model = taskfuse.load("lite")
-    one = inference.fuse_pairs(model, pairs, tmp_path / "one", progress=False)
-    claims = _patient_first_process(monkeypatch)
-    three = inference.fuse_pairs(model, pairs, tmp_path / "three", progress=False, processes=3)
-    assert any(claims[0].by[1:]), "another process fused pairs"
-    assert one.written == three.written == 12 and not three.failed and three.main["fuse"] > 0
-    for pair in pairs:
-        shared, alone = (tmp_path / run / f"{pair.name}.png" for run in ("three", "one"))
-        assert shared.read_bytes() == alone.read_bytes(), pair.name
-    assert inference.fuse_pairs(model, pairs, tmp_path / "three", progress=False).skipped == 12, "resumable in one"
-    with pytest.raises(TaskfuseError, match="taskfuse.load made"):
-        inference.plan_fuse(models.create("mean"), pairs, tmp_path / "created", processes=2)
-    with pytest.raises(TaskfuseError, match="at least 1"):
-        inference.plan_fuse(model, pairs, tmp_path / "none", processes=0)
-
-
-@pytest.mark.slow
-def test_a_pair_failing_in_another_process_stops_the_run_or_is_listed(tmp_path, monkeypatch) -> None:
-    """A file whose header reads but whose data is cut short fails where it is decoded: in the process that
-    claimed the first pairs, not the first process."""
-    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 10)
-    broken = pairs[1].vi
-    broken.write_bytes(broken.read_bytes()[:200])
-    model = taskfuse.load("mean")
-    claims = _patient_first_process(monkeypatch)
-    summary = inference.fuse_pairs(model, pairs, tmp_path / "kept", progress=False, processes=2, keep_going=True)
-    assert claims[0].by[1] and summary.written == 9 and [name for name, _ in summary.failed] == [pairs[1].name]
-    with pytest.raises(TaskfuseError, match=broken.name):
-        inference.fuse_pairs(model, pairs, tmp_path / "stopped", progress=False, processes=2)
-    assert claims[1].by[1] and not list((tmp_path / "stopped").glob(".*.part*")), "every output written is whole"
-
-
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     pairs = _smooth_pairs(tmp_path, [(64, 80)] * 4)
     summary = inference.fuse_pairs(taskfuse.load("lite"), pairs, tmp_path / "out", batch=2, progress=False)

@@ -126,17 +126,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="threads decoding and threads encoding images, each, in each process (default: one per CPU, at most "
-        "8, shared among --processes)",
-    )
-    p.add_argument(
-        "--processes",
-        type=int,
-        default=1,
-        metavar="N",
-        help="processes sharing a folder's pairs, each with its own model, batches and threads: on a GPU with "
-        "16 cores, 4 fused 1.4x as many pairs/s as 1; each takes seconds to start, so for large folders "
-        "(default: 1)",
+        help="threads decoding and threads encoding images, each (default: one per CPU, at most 8)",
     )
     p.add_argument(
         "--tile",
@@ -247,18 +237,7 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
         model = load(method, args.weights, str(device), **config)
         out = args.out / method if len(methods) > 1 else args.out
         jobs.append(
-            plan_fuse(
-                model,
-                pairs,
-                out,
-                options,
-                args.overwrite,
-                args.keep_going,
-                device,
-                args.batch,
-                args.workers,
-                processes=args.processes,
-            )
+            plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
         )
     return jobs
 
@@ -275,8 +254,6 @@ def plan_videos(
         raise TaskfuseError(f"--out {args.out} names one video, but several methods need an output folder")
     if args.codec is not None and not video_out:
         raise TaskfuseError(f"--codec needs a video --out (such as fused.mp4), not the frame folder {args.out}")
-    if args.processes != 1:
-        raise TaskfuseError("--processes is for folders of image pairs: a video is fused in one process")
     if pyav() is None:
         print(
             f"taskfuse fuse: note: PyAV is not installed ({EXTRA}); OpenCV reads and writes the videos, taking "
