@@ -626,8 +626,10 @@ class _Pipeline:
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
-        self.images = GraphReplay(self._images) if self.device.type == "cuda" else self._images
-        """A batch's GPU work (``_images``), replayed from a CUDA graph per batch shape there (``GraphReplay``)."""
+        learned = any(True for _ in job.model.parameters())
+        self.images = GraphReplay(self._images) if self.device.type == "cuda" and learned else self._images
+        """A batch's work on a GPU (``_images``): for a network, replayed from a CUDA graph per batch shape
+        (``GraphReplay``), which leaves the calling thread one launch where a forward pass has hundreds."""
         self.align = tile_context(job.model, job.options.overlap)[1]
         self.groups: dict[tuple, list[tuple[Pair, Tensor, Tensor]]] = {}
         self.encoded: deque[tuple[Pair, Future]] = deque()

@@ -373,6 +373,22 @@ def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_enco
             assert png == inference.encode_image(levels, ".png", png_level), pair.name
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("name", models.names(learned=True))
+def test_batches_replayed_from_cuda_graphs_write_the_bytes_of_eager_batches(tmp_path, monkeypatch, name) -> None:
+    """Every network (the default with its weights, the others as initialised): a run's later batches of one
+    shape are replayed from a captured graph (or run eagerly where capture fails), with the bytes of batches run
+    eagerly."""
+    pairs = _smooth_pairs(tmp_path, [(96, 128)] * 6)
+    model = taskfuse.load(name, device="cuda") if models.get(name).weights else models.create(name).cuda().eval()
+    inference.fuse_pairs(model, pairs, tmp_path / "replayed", batch=2, progress=False)
+    monkeypatch.setattr(inference, "GraphReplay", lambda fn: fn)
+    inference.fuse_pairs(model, pairs, tmp_path / "eager", batch=2, progress=False)
+    for pair in pairs:
+        replayed, eager = (tmp_path / run / f"{pair.name}.png" for run in ("replayed", "eager"))
+        assert replayed.read_bytes() == eager.read_bytes(), pair.name
+
+
 def test_png_level_changes_the_size_not_the_pixels_and_is_no_setting(tmp_path) -> None:
     pairs = _smooth_pairs(tmp_path, [(96, 128)] * 2)
     model = taskfuse.load("mean")
