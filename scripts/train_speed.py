@@ -145,10 +145,34 @@ def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device)
     return sum("synchroniz" in str(w.message) for w in caught) / steps
 
 
+def step_split(events: list[Any], steps: int, cuda: bool) -> tuple[dict[str, Any], list[Any]]:
+    """The split of a step's wall time (ms per step) from a profile's averaged ``events``, and its CUDA kernels.
+
+    The ``taskfuse.*`` ranges count by their CPU events alone: on CUDA the profiler also lists each range as a
+    GPU annotation spanning its kernels, under the same name, with no CPU time, which would otherwise stand for
+    the range (every part 0 ms) and count the kernels a second time in the GPU's busy time."""
+    from torch.autograd import DeviceType
+
+    ranges = {e.key: e for e in events if e.key.startswith("taskfuse.") and e.device_type == DeviceType.CPU}
+    split = {
+        name: ranges[f"taskfuse.{name}"].cpu_time_total / 1e3 / steps if f"taskfuse.{name}" in ranges else 0.0
+        for name in ("step", *RANGES)
+    }
+    split["forward_loss"] = split["step"] - sum(split[name] for name in RANGES)
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA and not e.key.startswith("taskfuse.")]
+    if cuda:
+        busy = sum(e.self_device_time_total for e in kernels) / 1e3 / steps
+        split["allreduce"] = sum(e.self_device_time_total for e in kernels if "nccl" in e.key.lower()) / 1e3 / steps
+        split["gpu_busy"] = busy / split["step"] if split["step"] else None
+    else:
+        split["allreduce"] = sum(e.cpu_time_total for e in events if e.key.startswith("gloo:")) / 1e3 / steps
+        split["gpu_busy"] = None
+    return split, kernels
+
+
 def profile_steps(run: Callable[[int], None], steps: int, device: torch.device) -> tuple[dict[str, Any], str]:
     """Profile ``steps`` steps: the split of a step's wall time (ms per step) and a Markdown table of the top
     kernels (CUDA) or operators (CPU)."""
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -157,14 +181,8 @@ def profile_steps(run: Callable[[int], None], steps: int, device: torch.device) 
         run(steps)
         sync(device)
     events = prof.key_averages()
-    ms = {e.key: e.cpu_time_total / 1e3 / steps for e in events if e.key.startswith("taskfuse.")}
-    split = {name: ms.get(f"taskfuse.{name}", 0.0) for name in ("step", *RANGES)}
-    split["forward_loss"] = split["step"] - sum(split[name] for name in RANGES)
+    split, kernels = step_split(list(events), steps, cuda)
     if cuda:
-        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
-        busy = sum(e.self_device_time_total for e in kernels) / 1e3 / steps
-        split["allreduce"] = sum(e.self_device_time_total for e in kernels if "nccl" in e.key.lower()) / 1e3 / steps
-        split["gpu_busy"] = busy / split["step"] if split["step"] else None
         top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:25]
         total = sum(e.self_device_time_total for e in kernels) or 1.0
         rows = [
@@ -178,8 +196,6 @@ def profile_steps(run: Callable[[int], None], steps: int, device: torch.device) 
         ]
         table = markdown_table(["kernel", "calls", "CUDA ms", "% of GPU time"], rows)
     else:
-        split["allreduce"] = sum(e.cpu_time_total for e in events if e.key.startswith("gloo:")) / 1e3 / steps
-        split["gpu_busy"] = None
         ops = [e for e in events if not e.key.startswith(("taskfuse.", "gloo:"))]
         top = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:25]
         rows = [[e.key[:90], str(e.count), f"{e.self_cpu_time_total / 1e3:.2f}"] for e in top]

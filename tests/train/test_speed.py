@@ -172,6 +172,37 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
     ]
 
 
+def test_train_speed_splits_a_cuda_step_by_its_cpu_ranges_not_their_gpu_annotations() -> None:
+    """On CUDA the profiler lists each ``taskfuse.*`` range twice: as CPU time, and as a GPU annotation spanning
+    its kernels with no CPU time; the split must take the first, and the GPU's busy time count kernels only."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    step_split = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))["step_split"]
+
+    def event(key: str, device: DeviceType, cpu_ms: float, gpu_ms: float = 0.0) -> SimpleNamespace:
+        times = {"cpu_time_total": cpu_ms * 1e3, "self_device_time_total": gpu_ms * 1e3}
+        return SimpleNamespace(key=key, device_type=device, **times)
+
+    cpu, gpu = DeviceType.CPU, DeviceType.CUDA
+    events = [
+        event("taskfuse.step", cpu, 20.0),
+        event("taskfuse.data", cpu, 2.0),
+        event("taskfuse.backward", cpu, 8.0),
+        event("taskfuse.optimiser", cpu, 4.0),
+        event("conv", gpu, 0.0, 12.0),
+        event("nccl:all_reduce", gpu, 0.0, 2.0),
+        event("taskfuse.step", gpu, 0.0, 19.0),
+        event("taskfuse.backward", gpu, 0.0, 7.0),
+    ]
+    split, kernels = step_split(events, steps=2, cuda=True)
+    assert split["step"] == 10.0 and split["data"] == 1.0 and split["backward"] == 4.0 and split["ema"] == 0.0
+    assert split["forward_loss"] == 10.0 - 1.0 - 4.0 - 2.0
+    assert [k.key for k in kernels] == ["conv", "nccl:all_reduce"]
+    assert split["gpu_busy"] == pytest.approx(7.0 / 10.0) and split["allreduce"] == 1.0
+
+
 @pytest.mark.slow
 def test_train_speed_all_runs_its_pieces_once_and_leaves_the_rest_at_the_deadline(tmp_path: Path) -> None:
     script = ROOT / "scripts" / "train_speed_all.sh"
