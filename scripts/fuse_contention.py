@@ -1,0 +1,202 @@
+"""What holds one ``taskfuse fuse`` process back on a many-core GPU machine: its calling thread waits for the
+interpreter lock that the decoding and encoding threads also take.
+
+    python scripts/fuse_contention.py --folder PNG_PAIRS --device cuda --out fuse_contention.json
+    python scripts/fuse_contention.py --folder ../shared/data/msrs_det --device cpu --parts calling --batches 2
+
+Two parts (``--parts``):
+
+* ``calling``: the calling thread's work for one batch of ``--batch`` pairs of ``--folder`` (the default network's
+  ``fuse_batch``, rounding to levels, PNG scanlines, the copy to the host), ``--batches`` times after two, in ms
+  per batch: alone, and while threads decode pairs (``decode_pair``) or deflate PNG scanlines
+  (``png_from_scanlines``) in a loop: 8 of either kind, 8 of each, 16 of each. On CUDA also with that work
+  replayed from a CUDA graph (``taskfuse.device.GraphReplay``), one launch where the eager pass has hundreds.
+* ``processes``: ``taskfuse.inference.fuse_pairs`` in K processes at once (``--layouts``: K x threads of each kind
+  per process), each on every K-th pair of ``--copies`` copies of the folder's pairs (linked under other names),
+  timed from a common start after every process has loaded the model and fused 48 pairs, so that start-up is
+  left out: the pairs/s the processes fuse together once started.
+
+Results go to ``--out`` as JSON and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taskfuse.data.io import png_from_scanlines, png_scanlines, quantize
+from taskfuse.data.pairs import Pair, find_pairs
+from taskfuse.device import GraphReplay, reuse_freed_memory
+from taskfuse.inference import FuseOptions, decode_pair, load
+
+BUSY = {"none": (0, 0), "decode 8": (8, 0), "encode 8": (0, 8), "both 8": (8, 8), "both 16": (16, 16)}
+"""Pool threads kept busy during the ``calling`` part: (decoding, encoding)."""
+
+
+def calling(pairs: list[Pair], device: str, batch: int, batches: int) -> dict[str, list[float]]:
+    """ms per batch (wall, calling thread's CPU) of the calling thread's work, by busy pool and by kind of run."""
+    model = load(device=device)
+    decoded = [decode_pair(pairs[i % len(pairs)], FuseOptions()) for i in range(batch)]
+    ir = torch.stack([d[0] for d in decoded]).to(device)
+    vi = torch.stack([d[1] for d in decoded]).to(device).contiguous()
+
+    def work(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        return png_scanlines(quantize(model.fuse_batch(ir, vi)).permute(0, 2, 3, 1).contiguous())
+
+    rows = work(ir, vi).cpu()
+    host = torch.empty(rows.shape, dtype=torch.uint8, pin_memory=device == "cuda")
+    runs: dict[str, Callable[[], torch.Tensor]] = {"eager": lambda: work(ir, vi)}
+    if device == "cuda":
+        replay = GraphReplay(work)
+        for _ in range(3):
+            replay(ir, vi)
+        if not torch.equal(replay(ir, vi).cpu(), rows):
+            raise SystemExit("the replayed batch differs from the eager one")
+        runs["CUDA graph"] = lambda: replay(ir, vi)
+
+    def step(run: Callable[[], torch.Tensor]) -> None:
+        host.copy_(run(), non_blocking=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    stop = threading.Event()
+
+    def decoder() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            decode_pair(pairs[i % len(pairs)], FuseOptions())
+
+    def encoder() -> None:
+        lines = rows.numpy()
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            png_from_scanlines(lines[i % len(lines)], (lines.shape[-1] - 1) // ir.shape[-1], 1)
+
+    result: dict[str, list[float]] = {}
+    for busy, (decoders, encoders) in BUSY.items():
+        stop.clear()
+        threads = [threading.Thread(target=decoder, daemon=True) for _ in range(decoders)]
+        threads += [threading.Thread(target=encoder, daemon=True) for _ in range(encoders)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        for name, run in runs.items():
+            for _ in range(2):
+                step(run)
+            wall, cpu = time.perf_counter(), time.thread_time()
+            for _ in range(batches):
+                step(run)
+            ms = [(time.perf_counter() - wall) / batches * 1e3, (time.thread_time() - cpu) / batches * 1e3]
+            result[f"{busy} / {name}"] = ms
+            print(f"busy pools: {busy:8s} {name:10s} {ms[0]:8.2f} ms per batch, calling thread's CPU {ms[1]:7.2f} ms")
+        stop.set()
+        for t in threads:
+            t.join()
+    return result
+
+
+SHARE = r"""
+import os, sys, time
+from taskfuse.data.pairs import find_pairs
+from taskfuse.device import reuse_freed_memory
+from taskfuse.inference import fuse_pairs, load
+
+reuse_freed_memory()
+folder, k, processes, workers, go, device = sys.argv[1:7]
+k, processes, workers = int(k), int(processes), int(workers)
+model = load(device=device)
+pairs = find_pairs(f"{folder}/ir", f"{folder}/vi")
+warm = pairs[k : 48 * processes : processes]
+fuse_pairs(model, warm, f"{go}.warm{k}", overwrite=True, progress=False, workers=workers)
+open(f"{go}.ready{k}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+start = time.time()
+summary = fuse_pairs(model, pairs[k::processes], f"{go}.out{k}", overwrite=True, progress=False, workers=workers)
+print(start, time.time(), summary.written)
+"""
+
+
+def processes(folder: Path, device: str, layouts: list[str], copies: int, work: Path) -> dict[str, float]:
+    """pairs/s of K processes fusing together (K x threads per ``layouts`` entry), start-up left out."""
+    linked = work / "pairs"
+    for side in ("ir", "vi"):
+        (linked / side).mkdir(parents=True, exist_ok=True)
+        for path in sorted((folder / side).iterdir()):
+            for c in range(copies):
+                (linked / side / f"{c}{path.name}").symlink_to(path.resolve())
+    result = {}
+    for layout in layouts:
+        count, workers = (int(v) for v in layout.split("x"))
+        go = work / f"go-{layout}"
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", SHARE, str(linked), str(k), str(count), str(workers), str(go), device],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for k in range(count)
+        ]
+        while not all((work / f"go-{layout}.ready{k}").exists() for k in range(count)):
+            if any(c.poll() not in (None, 0) for c in children):
+                raise SystemExit(f"a process of layout {layout} failed")
+            time.sleep(0.01)
+        go.touch()
+        lines = [c.communicate()[0].split() for c in children]
+        pairs = sum(int(line[2]) for line in lines)
+        rate = pairs / (max(float(line[1]) for line in lines) - min(float(line[0]) for line in lines))
+        result[layout] = rate
+        print(f"{count} process(es) x {workers} threads of each kind: {pairs} pairs, {rate:.1f} pairs/s")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, required=True, help="a folder of pairs (ir/, vi/), 8-bit PNG")
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--parts", nargs="+", default=["calling", "processes"], choices=["calling", "processes"])
+    parser.add_argument("--batch", type=int, default=16, help="pairs per batch of the calling part (default 16)")
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per setting (default 40)")
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["1x8", "2x4", "2x8", "3x4", "4x3", "4x4"],
+        help="processes x threads of each kind per process (default: 1x8 2x4 2x8 3x4 4x3 4x4)",
+    )
+    parser.add_argument("--copies", type=int, default=4, help="copies of the folder's pairs (default 4)")
+    parser.add_argument("--out", type=Path, default=Path("fuse_contention.json"))
+    args = parser.parse_args()
+    reuse_freed_memory()
+    pairs = find_pairs(args.folder / "ir", args.folder / "vi")
+    report: dict[str, Any] = {"device": args.device, "pairs": len(pairs), "cpus": os.cpu_count()}
+    if args.device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name()
+    if "calling" in args.parts:
+        report["calling_ms_per_batch"] = calling(pairs, args.device, args.batch, args.batches)
+        report["batch"] = args.batch
+    if "processes" in args.parts:
+        with tempfile.TemporaryDirectory() as work:
+            report["processes_pairs_per_s"] = processes(args.folder, args.device, args.layouts, args.copies, Path(work))
+        report["copies"] = args.copies
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
