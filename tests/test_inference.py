@@ -18,7 +18,7 @@ from torch import Tensor, nn
 import taskfuse
 from taskfuse import inference, models
 from taskfuse.data.color import rgb_to_ycbcr
-from taskfuse.data.io import read_image, write_image
+from taskfuse.data.io import encode_image, read_image, write_image
 from taskfuse.data.manifest import MANIFEST, file_sha256
 from taskfuse.data.pairs import find_pairs
 from taskfuse.errors import TaskfuseError
@@ -370,7 +370,7 @@ def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_enco
         png = (tmp_path / "png" / f"{pair.name}.png").read_bytes()
         assert np.array_equal(read_image(tmp_path / "png" / f"{pair.name}.png"), levels), pair.name
         if levels.shape[0] == 136:
-            assert png == inference.encode_image(levels, ".png", png_level), pair.name
+            assert png == encode_image(levels, ".png", png_level), pair.name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
