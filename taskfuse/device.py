@@ -89,9 +89,9 @@ class GraphReplay:
     again, in turn with every thread of the decoding and encoding pools. The tensor returned is the graph's own,
     overwritten by the next call with that signature: use it, or copy it, before calling again (work queued on
     the same stream, such as a copy to the host, is). A signature whose capture fails (a function that waits for
-    the host, say) runs eagerly from then on. At most ``keep`` graphs are held; the least recently used goes,
-    and with it its memory. Capture forbids waiting for the GPU in this thread only: other threads (an encoding
-    pool waiting for earlier batches) go on.
+    the host, say) runs eagerly while it is among the ``keep`` signatures held; the least recently used goes,
+    and with it its graph's memory (it is captured again, or tried again, when it returns). Capture forbids
+    waiting for the GPU in this thread only: other threads (an encoding pool waiting for earlier batches) go on.
     """
 
     def __init__(self, fn: Callable[..., Tensor], keep: int = 4) -> None:

@@ -626,7 +626,7 @@ class _Pipeline:
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
-        learned = any(True for _ in job.model.parameters())
+        learned = next(job.model.parameters(), None) is not None
         self.images = GraphReplay(self._images) if self.device.type == "cuda" and learned else self._images
         """A batch's work on a GPU (``_images``): for a network, replayed from a CUDA graph per batch shape
         (``GraphReplay``), which leaves the calling thread one launch where a forward pass has hundreds."""

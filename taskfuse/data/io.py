@@ -66,7 +66,7 @@ searching for repeats (zlib's ``Z_HUFFMAN_ONLY``), 2..9 search for repeats with 
 stores the data uncompressed. On fused camera images level 1 encodes 16-21 % faster than run-length coding
 (``Z_RLE``) for files 1-3 % larger, and faster than Pillow's level 1 for smaller files (docs/performance.md has
 the measured tables). On a GPU ``taskfuse fuse`` filters the rows there (``png_scanlines``) and deflates them as
-libpng does (``png_from_scanlines``), to the same files."""
+libpng does (``png_from_scanlines``), to the same files above 16 KiB of rows."""
 QUALITY = 95
 """Default quality of JPEG and WebP outputs."""
 IR_RANGES = ("auto", "full", "p1-p99")
@@ -474,8 +474,7 @@ def encode_image(img: Tensor | np.ndarray, suffix: str, png_level: int = PNG_LEV
 
 def _encode_png(arr: np.ndarray, level: int) -> bytes:
     """PNG bytes of an 8- or 16-bit (H, W), (H, W, 3) RGB or (H, W, 4) RGBA array at ``level`` (``PNG_LEVEL``)."""
-    if not 0 <= level <= 9:
-        raise TaskfuseError(f"PNG level must be 0..9, got {level}")
+    _check_png_level(level)
     strategy = cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY if level == 1 else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
     params = [cv2.IMWRITE_PNG_COMPRESSION, level, cv2.IMWRITE_PNG_STRATEGY, strategy]
     params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
@@ -520,8 +519,7 @@ def png_from_scanlines(rows: np.ndarray, channels: int, level: int = PNG_LEVEL) 
     level 0 it cuts the stored blocks elsewhere, which leaves the pixels the same. zlib releases the GIL while
     it deflates, so threads encode in parallel.
     """
-    if not 0 <= level <= 9:
-        raise TaskfuseError(f"PNG level must be 0..9, got {level}")
+    _check_png_level(level)
     h, line = rows.shape
     if channels not in (1, 3) or (line - 1) % channels:
         raise TaskfuseError(f"PNG scanlines of {line} bytes do not hold whole pixels of {channels} channel(s)")
@@ -531,6 +529,11 @@ def png_from_scanlines(rows: np.ndarray, channels: int, level: int = PNG_LEVEL) 
     header = struct.pack(">IIBBBBB", (line - 1) // channels, h, 8, 0 if channels == 1 else 2, 0, 0, 0)
     idat = [_png_chunk(b"IDAT", data[i : i + PNG_CHUNK]) for i in range(0, len(data), PNG_CHUNK)]
     return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header), *idat, _png_chunk(b"IEND", b"")])
+
+
+def _check_png_level(level: int) -> None:
+    if not 0 <= level <= 9:
+        raise TaskfuseError(f"PNG level must be 0..9, got {level}")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
