@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
+import signal
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -368,6 +370,17 @@ def decode_pair(pair: Pair, options: FuseOptions) -> tuple[Tensor, Tensor]:
     return _model_inputs(pair.name, as_chw(ir), as_chw(vi), options.resize)
 
 
+def decoded_arrays(pair: Pair, options: FuseOptions) -> tuple[np.ndarray, np.ndarray]:
+    """``decode_pair`` as arrays, IR (H, W) and VIS (H, W[, C]) channel-last, which pickle without torch: what a
+    worker process hands back, copied once through its pipe (``as_chw`` makes ``decode_pair``'s tensors again)."""
+    return _channels_last(*decode_pair(pair, options))
+
+
+def _channels_last(ir: Tensor, vi: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs (1, H, W) and (C, H, W) as arrays (H, W) and (H, W, C): views of the memory they lie in."""
+    return ir[0].numpy(), vi.permute(1, 2, 0).numpy()
+
+
 def _model_inputs(name: str, ir: Tensor, vi: Tensor, resize: str | None) -> tuple[Tensor, Tensor]:
     """Decoded IR and VIS of one size: as they are when the sizes agree, else resized (``_match_size``)."""
     if ir.shape[-2:] == vi.shape[-2:]:
@@ -402,6 +415,10 @@ def default_batch(device: torch.device) -> int:
     """Pairs per forward pass when none is asked for: 16 on CUDA, where one pair leaves most of the GPU idle;
     1 elsewhere, where a batch is no faster per pair and only holds more memory."""
     return 16 if device.type == "cuda" else 1
+
+
+FORK = "fork" in multiprocessing.get_all_start_methods()
+"""Whether worker processes can be forked here (not on Windows)."""
 
 
 def default_workers() -> int:
@@ -462,7 +479,9 @@ class FuseJob:
     ``stale`` lists images of other settings that ``start`` removes (``--overwrite``); ``batch`` is the
     number of pairs of one size fused together and ``workers`` the decoding and the encoding threads each.
     With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
-    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``.
+    folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``. With
+    ``processes`` the pairs are decoded, and the images encoded and written, in ``workers`` worker processes of
+    each kind (``worker_processes``), the threads only handing them over.
     """
 
     model: FusionModel
@@ -480,6 +499,7 @@ class FuseJob:
     workers: int = 1
     video: VideoPair | None = None
     codec: str | None = None
+    processes: bool = False
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -501,7 +521,8 @@ class FuseJob:
 
     def run(self, progress: bool = True) -> FuseSummary:
         """Fuse every planned pair: decode ahead in threads, fuse pairs of one size in batches, and encode
-        and write each output atomically in threads (video frames: encode in threads, write in order).
+        and write each output atomically in threads (video frames: encode in threads, write in order); with
+        ``processes`` the threads hand the decoding, encoding and writing to worker processes.
 
         A pair that cannot be read or fused raises (after writing the pairs before it), or with
         ``keep_going`` is listed in ``failed``; an output that cannot be written always raises. An
@@ -513,16 +534,19 @@ class FuseJob:
         start = time.perf_counter()
         unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
-        bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
-        readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
-        encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
-        try:
-            with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
-                pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs))
-                for pair, decoded in self._decoded(readers):
+        with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
+            decoders = writers = None
+            if self.processes:
+                decoders, writers = (outputs.enter_context(worker_processes(self.workers)) for _ in range(2))
+            bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
+            readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
+            encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
+            try:
+                pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs, writers))
+                for pair, decoded in self._decoded(decoders or readers):
                     try:
                         with _timed(pipeline.main, "decode"):
-                            ir, vi = decoded.result()
+                            ir, vi = (as_chw(image) for image in decoded.result())
                     except TaskfuseError as e:
                         if not self.keep_going:
                             pipeline.finish()
@@ -532,18 +556,20 @@ class FuseJob:
                         continue
                     failed += pipeline.add(pair, ir, vi)
                 failed += pipeline.finish()
-        finally:
-            _drain(readers, encoders)
-            bar.close()
+            finally:
+                _drain(readers, encoders)
+                bar.close()
         seconds = time.perf_counter() - start
         kind = "frame" if self.video else "image"
         return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
 
-    def _outputs(self, stack: ExitStack) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
+    def _outputs(
+        self, stack: ExitStack, writers: Executor | None = None
+    ) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
-        result, in order: an image file per pair is encoded and written in the thread (nothing is left to do
-        in order); a frame of the output video, whose writer ``stack`` closes, is converted in the thread and
-        written in order."""
+        result, in order: an image file per pair is encoded and written (``write_output``) in the thread, or by
+        ``writers`` while the thread waits (nothing is left to do in order); a frame of the output video, whose
+        writer ``stack`` closes, is converted in the thread and written in order."""
         options = self.options
         if self.video is not None and self.manifest is None:
             size = self.video.size(options.resize)
@@ -559,14 +585,11 @@ class FuseJob:
 
         def encode_and_write(fused: _Fused, i: int) -> None:
             target = self.targets[fused.pairs[i].name]
-            if fused.channels:
-                data = png_from_scanlines(_host(fused, i), fused.channels, options.png_level)
+            image = _host(fused, i) if fused.channels else _levels(fused, i)
+            if writers is None:
+                write_output(target, image, fused.channels, options)
             else:
-                data = encode_image(_levels(fused, i), options.ext, options.png_level, options.quality)
-            try:
-                write_image(target, data)
-            except OSError as e:
-                raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
+                writers.submit(write_output, target, image, fused.channels, options).result()
 
         return encode_and_write, None
 
@@ -576,8 +599,8 @@ class FuseJob:
         scanlines are filtered there (``png_scanlines``), leaving the encoding threads only the deflate."""
         return FORMATS.get(self.options.ext.lower()) == "PNG" and not (self.video is not None and self.manifest is None)
 
-    def _decoded(self, readers: ThreadPoolExecutor) -> Iterator[tuple[Pair, Future]]:
-        """Every pair with the future of its decoding, in order, keeping a bounded number decoded ahead
+    def _decoded(self, readers: Executor) -> Iterator[tuple[Pair, Future]]:
+        """Every pair with the future of its ``decoded_arrays``, in order, keeping a bounded number decoded ahead
         (video frames one after the other in a single thread, as a stream decodes)."""
         ahead: deque[tuple[Pair, Future]] = deque()
         depth = 2 * (self.batch + self.workers)
@@ -594,13 +617,13 @@ class FuseJob:
                 done.set_result(decoded)
                 yield pair, done
         for pair in self.pairs:
-            ahead.append((pair, readers.submit(decode_pair, pair, self.options)))
+            ahead.append((pair, readers.submit(decoded_arrays, pair, self.options)))
             if len(ahead) >= depth:
                 yield ahead.popleft()
         yield from ahead
 
-    def _frames(self) -> Iterator[tuple[Pair, tuple[Tensor, Tensor]]]:
-        """The planned frame pairs of ``video``, decoded as ``decode_pair`` decodes image pairs."""
+    def _frames(self) -> Iterator[tuple[Pair, tuple[np.ndarray, np.ndarray]]]:
+        """The planned frame pairs of ``video``, decoded as ``decoded_arrays`` decodes image pairs."""
         assert self.video is not None
         todo = {pair.name: pair for pair in self.pairs}
         options = self.options
@@ -609,7 +632,7 @@ class FuseJob:
             if pair is not None:
                 source = f"{self.video.ir_path} frame {i}"
                 ir_levels = as_chw(ir_array(ir, options.ir_range, options.ir_colour, source))
-                yield pair, _model_inputs(pair.name, ir_levels, as_chw(vi), options.resize)
+                yield pair, _channels_last(*_model_inputs(pair.name, ir_levels, as_chw(vi), options.resize))
 
 
 class _Pipeline:
@@ -747,7 +770,49 @@ class _Pipeline:
             wait = False
 
 
-def _drain(*pools: ThreadPoolExecutor) -> None:
+def write_output(target: Path, image: np.ndarray, channels: int, options: FuseOptions) -> None:
+    """Encode one fused image for its file and write it atomically: ``image`` is its uint8 levels (H, W[, C]),
+    or with ``channels`` its ``png_scanlines``."""
+    if channels:
+        data = png_from_scanlines(image, channels, options.png_level)
+    else:
+        data = encode_image(image, options.ext, options.png_level, options.quality)
+    try:
+        write_image(target, data)
+    except OSError as e:
+        raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
+
+
+@contextmanager
+def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
+    """``count`` worker processes forked from this one, all started at once, before the run starts its threads;
+    on leaving, their queued work is cancelled and their running work (a file being written) finished.
+
+    Each has its own interpreter lock: one process, whose threads decoded and encoded the pairs while its
+    calling thread fed a GPU, held back every thread at each turn of its lock (``docs/performance.md``). The
+    workers never touch the GPU (a forked child cannot), and leave an interruption to this process, which
+    finishes their running work before it returns. Where fork is not offered (Windows), this raises
+    ``TaskfuseError``: ``plan_fuse`` asks for processes only where it is.
+    """
+    if not FORK:
+        raise TaskfuseError("worker processes need the fork start method, which this platform does not offer")
+    pool = ProcessPoolExecutor(count, multiprocessing.get_context("fork"), initializer=_worker_start)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+            list(pool.map(abs, range(count)))
+        yield pool
+    finally:
+        _drain(pool)
+
+
+def _worker_start() -> None:
+    """A worker process leaves interruptions to its parent and runs torch's CPU work (resizing) on one thread."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def _drain(*pools: Executor) -> None:
     """Cancel the pools' queued work and wait for their running work, through any further interruption (raised
     again after): a thread may be writing an output, which is whole before the run returns."""
     for pool in pools:
@@ -878,7 +943,8 @@ def plan_fuse(
         todo, failed = _check_sizes(todo, options.resize, keep_going)
     keep_going = keep_going and video is None
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
-    return replace(job, workers=workers, video=video, codec=codec)
+    processes = dev.type == "cuda" and video is None and FORK
+    return replace(job, workers=workers, video=video, codec=codec, processes=processes)
 
 
 def plan_video(

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -306,6 +309,63 @@ def test_batch_size_and_threads_do_not_change_the_bytes(tmp_path, name: str) -> 
         expected = (tmp_path / "direct.png").read_bytes()
         assert (tmp_path / "one" / f"{pair.name}.png").read_bytes() == expected, pair.name
         assert (tmp_path / "eight" / f"{pair.name}.png").read_bytes() == expected, pair.name
+
+
+def _run(job: inference.FuseJob, processes: bool) -> inference.FuseSummary:
+    job = replace(job, processes=processes)
+    job.start()
+    return job.run(progress=False)
+
+
+@pytest.mark.skipif(not inference.FORK, reason="worker processes are forked")
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_worker_processes_write_the_bytes_of_threads(tmp_path, monkeypatch, ext: str) -> None:
+    """Pairs decoded, and images encoded and written, in forked worker processes (as on a GPU) give the files of
+    the same run in threads, for two sizes in batches."""
+    pairs = _smooth_pairs(tmp_path, [(96, 128), (64, 80)] * 3)
+    model = taskfuse.load("lite")
+    handed: list[str] = []
+    forked = inference.worker_processes
+
+    @contextmanager
+    def counted(count: int) -> Iterator[Executor]:
+        with forked(count) as pool:
+            submit = pool.submit
+            pool.submit = lambda fn, *args: (handed.append(fn.__name__), submit(fn, *args))[1]  # type: ignore[method-assign]
+            yield pool
+
+    monkeypatch.setattr(inference, "worker_processes", counted)
+    for processes in (False, True):
+        job = inference.plan_fuse(model, pairs, tmp_path / str(processes), FuseOptions(ext), batch=2, workers=2)
+        assert _run(job, processes).written == 6
+    assert sorted(handed) == ["decoded_arrays"] * 6 + ["write_output"] * 6
+    for pair in pairs:
+        threads, workers = (tmp_path / run / f"{pair.name}{ext}" for run in ("False", "True"))
+        assert workers.read_bytes() == threads.read_bytes(), pair.name
+
+
+@pytest.mark.skipif(not inference.FORK, reason="worker processes are forked")
+def test_errors_in_worker_processes_name_the_file(tmp_path) -> None:
+    """An unreadable pair fails in its worker as in a thread (listed under ``keep_going``), and an output that
+    cannot be written raises with its path."""
+    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 3)
+    pairs[1].vi.write_bytes(b"not an image")
+    model = taskfuse.load("lite")
+    job = inference.plan_fuse(model, pairs, tmp_path / "kept", keep_going=True, workers=2)
+    summary = _run(job, processes=True)
+    assert summary.written == 2 and [name for name, _ in summary.failed] == [pairs[1].name]
+    assert str(pairs[1].vi) in summary.failed[0][1]
+    del pairs[1]
+    job = inference.plan_fuse(model, pairs, tmp_path / "blocked", workers=2)
+    job.start()
+    (tmp_path / "blocked" / f"{pairs[0].name}.png").mkdir()
+    with pytest.raises(TaskfuseError, match=f"{pairs[0].name}.png: cannot write the fused image"):
+        job.run(progress=False)
+
+
+def test_only_runs_on_a_gpu_plan_worker_processes(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(64, 80)])
+    assert not inference.plan_fuse(taskfuse.load("lite"), pairs, tmp_path / "out").processes
 
 
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
