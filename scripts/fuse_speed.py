@@ -156,10 +156,18 @@ if per_thread:
     stop, seen, names = threading.Event(), {}, {}
     sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()[0]), name="sampler")
     sampler.start()
-wall, cpu = time.perf_counter(), time.process_time()
+def children_cpu():
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+wall, cpu, workers = time.perf_counter(), time.process_time(), children_cpu()
 summary = fuse_pairs(model, pairs, out, device=device, progress=False, **json.loads(kwargs))
-wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-threads = {}
+wall, cpu, workers = time.perf_counter() - wall, time.process_time() - cpu, children_cpu() - workers
+threads = {"worker processes": workers} if workers else {}
 if per_thread:
     stop.set()
     sampler.join()
@@ -175,10 +183,12 @@ for pair in pairs[: int(probes)]:
     network.append((time.perf_counter() - w, time.process_time() - c))
 network.sort()
 median = network[len(network) // 2]
-print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu, "network": median, "threads_cpu_s": threads,
-                  "first_s": first_s, "main_s": getattr(summary, "main", {}), "reused": reused}))
+print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu + workers, "network": median,
+                  "threads_cpu_s": threads, "first_s": first_s, "main_s": getattr(summary, "main", {}),
+                  "reused": reused}))
 """
-"""``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process) around the run alone.
+"""``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process and of the worker
+processes it forks and ends, ``worker processes``) around the run alone.
 Before it the same process fuses its first ``first`` pairs into another folder, timed apart: what a fresh
 process pays once (cuDNN's choices, loading kernels), which a run of a few hundred pairs would otherwise spread
 over its pairs (0: none, the timed run starts cold). After it, the model's own time per pair (``fuse_tensors`` on

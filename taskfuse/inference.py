@@ -813,15 +813,15 @@ def _worker_start() -> None:
 
 
 def _drain(*pools: Executor) -> None:
-    """Cancel the pools' queued work and wait for their running work, through any further interruption (raised
-    again after): a thread may be writing an output, which is whole before the run returns."""
-    for pool in pools:
-        pool.shutdown(wait=False, cancel_futures=True)
+    """Cancel each pool's queued work and wait for its running work, in turn, through any further interruption
+    (raised again after): a thread or worker process may be writing an output, which is whole before the run
+    returns. (A process pool forgets its processes once shut down without waiting, so each pool is shut down in
+    one call that waits.)"""
     interrupted = None
     for pool in pools:
         while True:
             try:
-                pool.shutdown(wait=True)
+                pool.shutdown(wait=True, cancel_futures=True)
                 break
             except KeyboardInterrupt as e:
                 interrupted = e
