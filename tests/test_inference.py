@@ -4,6 +4,7 @@ for networks and classical rules; the fusing API plans before it writes."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 import warnings
 from collections.abc import Iterator
@@ -339,6 +340,7 @@ def test_worker_processes_write_the_bytes_of_threads(tmp_path, monkeypatch, ext:
         job = inference.plan_fuse(model, pairs, tmp_path / str(processes), FuseOptions(ext), batch=2, workers=2)
         assert _run(job, processes).written == 6
     assert sorted(handed) == ["decoded_arrays"] * 6 + ["write_output"] * 6
+    assert not multiprocessing.active_children(), "a run ends its worker processes before it returns"
     for pair in pairs:
         threads, workers = (tmp_path / run / f"{pair.name}{ext}" for run in ("False", "True"))
         assert workers.read_bytes() == threads.read_bytes(), pair.name
