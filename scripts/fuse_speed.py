@@ -29,6 +29,7 @@ Six parts (``--parts``):
   pair per batch and one thread of each kind; ``--exts jpg webp`` adds runs of the first setting that write those
   lossy formats (``taskfuse fuse --ext``) instead of PNG; ``--workers-sweep 4 8 16`` times ``taskfuse fuse``'s
   thread counts (``--workers``) in one process after 32 pairs, two runs each, for PNG and each of ``--exts``.
+  On CUDA the first setting also runs with worker processes (``after_processes``: ``--worker-processes``).
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
@@ -92,6 +93,7 @@ from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit
 from taskfuse.data.pairs import find_pairs
 from taskfuse.device import available_cpus, resolve_device, reuse_freed_memory
 from taskfuse.inference import (
+    FORK,
     FuseOptions,
     decode_pair,
     fuse_pairs,
@@ -534,6 +536,8 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
     serial = {"png_level": 6, "batch": 1, "workers": 1}
     settings = {"after": (after, None), "after_serial_level6": (serial, None)}
     settings |= {f"after_{ext}": (after | {"ext": f".{ext}"}, None) for ext in args.exts}
+    if device.type == "cuda" and FORK:
+        settings["after_processes"] = (after | {"processes": True}, None)
     if args.before is not None:
         settings["before"] = ({}, args.before)
     runs: dict[str, list] = {name: [] for name in settings}

@@ -7,7 +7,8 @@ model, pairs of one size are fused in batches (``FusionModel.fuse_batch``; throu
 asynchronous copies on CUDA), and worker threads encode the results and write each file atomically (a video's
 frames are written by the main thread, in order). OpenCV, Pillow and PyTorch release the GIL while they decode,
 encode and compute, so the threads run in parallel (OpenCV for a whole PNG, Pillow between the chunks its reader
-walks in Python: ``taskfuse.data.io``).
+walks in Python: ``taskfuse.data.io``). With ``processes`` the threads hand that work to forked worker processes
+(``worker_processes``), each with its own interpreter lock.
 
 Large pairs are fused in tiles (``fuse_tensors(..., tile=N | "auto")``): every tile is fused with ``overlap``
 pixels of context on each side and only its centre is kept. For a model whose receptive field fits in that
@@ -791,8 +792,8 @@ def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
     Each has its own interpreter lock: one process, whose threads decoded and encoded the pairs while its
     calling thread fed a GPU, held back every thread at each turn of its lock (``docs/performance.md``). The
     workers never touch the GPU (a forked child cannot), and leave an interruption to this process, which
-    finishes their running work before it returns. Where fork is not offered (Windows), this raises
-    ``TaskfuseError``: ``plan_fuse`` asks for processes only where it is.
+    finishes their running work before it returns. Where fork is not offered (Windows) this raises
+    ``TaskfuseError``, as ``plan_fuse`` does before anything is written.
     """
     if not FORK:
         raise TaskfuseError("worker processes need the fork start method, which this platform does not offer")
@@ -807,8 +808,10 @@ def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
 
 
 def _worker_start() -> None:
-    """A worker process leaves interruptions to its parent and runs torch's CPU work (resizing) on one thread."""
+    """A worker process leaves interruptions and termination to its parent, which ends it once its running work
+    is done, and runs torch's CPU work (resizing) on one thread."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
@@ -892,6 +895,7 @@ def plan_fuse(
     workers: int | None = None,
     video: VideoPair | None = None,
     codec: str | None = None,
+    processes: bool = False,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -907,7 +911,9 @@ def plan_fuse(
     change of device does, so the manifest records both under ``info``.
 
     With ``video`` (``plan_video`` makes the pairs), ``out`` is a frame folder or a video file, which like a
-    single image is replaced only with ``overwrite``; frame errors always stop the run.
+    single image is replaced only with ``overwrite``; frame errors always stop the run. ``processes`` decodes,
+    encodes and writes image pairs in forked worker processes (``worker_processes``) instead of threads, the same
+    bytes (tested); it raises where fork is not offered, and for videos, whose frames are decoded in one thread.
     """
     pairs, out = list(pairs), Path(out)
     options.check()
@@ -916,6 +922,9 @@ def plan_fuse(
     workers = default_workers() if workers is None else workers
     if batch < 1 or workers < 1:
         raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
+    if processes and (video is not None or not FORK):
+        why = "video frames are decoded in order, in one thread" if video else "this platform cannot fork processes"
+        raise TaskfuseError(f"--worker-processes: {why}; leave it out")
     single = is_output_file(out) or (video is not None and is_video_output(out))
     if single:
         if len(pairs) != 1 and video is None:
@@ -943,7 +952,6 @@ def plan_fuse(
         todo, failed = _check_sizes(todo, options.resize, keep_going)
     keep_going = keep_going and video is None
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
-    processes = dev.type == "cuda" and video is None and FORK
     return replace(job, workers=workers, video=video, codec=codec, processes=processes)
 
 
@@ -1063,6 +1071,7 @@ def fuse_pairs(
     quality: int = QUALITY,
     batch: int | None = None,
     workers: int | None = None,
+    processes: bool = False,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>`` (or the one file ``out``): ``plan_fuse``, then ``FuseJob.start``
     and ``FuseJob.run``.
@@ -1070,10 +1079,10 @@ def fuse_pairs(
     Sizes are checked from the file headers and the output against the inputs and its run manifest before
     anything is written, so bad input fails fast. Each output is written atomically: an interrupted or failed
     run leaves only complete files, and a rerun with the same settings resumes. ``device`` runs parameter-free
-    rules on a GPU too (default: where the model's weights are); ``batch`` and ``workers`` are
+    rules on a GPU too (default: where the model's weights are); ``batch``, ``workers`` and ``processes`` are
     ``plan_fuse``'s. The other options are ``FuseOptions``'.
     """
     options = FuseOptions(ext, resize, ir_range, ir_colour, gray, tile, overlap, png_level, quality)
-    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers)
+    job = plan_fuse(model, pairs, out, options, overwrite, keep_going, device, batch, workers, processes=processes)
     job.start()
     return job.run(progress)

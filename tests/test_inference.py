@@ -365,9 +365,15 @@ def test_errors_in_worker_processes_name_the_file(tmp_path) -> None:
         job.run(progress=False)
 
 
-def test_only_runs_on_a_gpu_plan_worker_processes(tmp_path) -> None:
+def test_worker_processes_are_asked_for_and_refused_where_fork_is_missing(tmp_path, monkeypatch) -> None:
     pairs = _smooth_pairs(tmp_path, [(64, 80)])
-    assert not inference.plan_fuse(taskfuse.load("lite"), pairs, tmp_path / "out").processes
+    model = taskfuse.load("lite")
+    assert not inference.plan_fuse(model, pairs, tmp_path / "out").processes
+    assert inference.plan_fuse(model, pairs, tmp_path / "out", processes=True).processes
+    monkeypatch.setattr(inference, "FORK", False)
+    with pytest.raises(TaskfuseError, match="--worker-processes: this platform cannot fork processes"):
+        inference.plan_fuse(model, pairs, tmp_path / "out", processes=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:

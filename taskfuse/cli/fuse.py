@@ -129,6 +129,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="threads decoding and threads encoding images, each (default: one per CPU, at most 8)",
     )
     p.add_argument(
+        "--worker-processes",
+        action="store_true",
+        help="decode, encode and write images in --workers forked processes of each kind instead of threads, "
+        "each with its own interpreter lock (not on Windows; not for videos)",
+    )
+    p.add_argument(
         "--tile",
         type=tile_arg,
         default="auto",
@@ -233,12 +239,11 @@ def plan(args: argparse.Namespace) -> list[FuseJob]:
     if args.out_pattern != "*":
         pairs = [replace(p, name=apply_pattern(p.name, args.out_pattern)) for p in pairs]
     jobs, config = [], model_config(args.set)
+    pipeline = {"batch": args.batch, "workers": args.workers, "processes": args.worker_processes}
     for method in methods:
         model = load(method, args.weights, str(device), **config)
         out = args.out / method if len(methods) > 1 else args.out
-        jobs.append(
-            plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, args.batch, args.workers)
-        )
+        jobs.append(plan_fuse(model, pairs, out, options, args.overwrite, args.keep_going, device, **pipeline))
     return jobs
 
 
@@ -254,6 +259,8 @@ def plan_videos(
         raise TaskfuseError(f"--out {args.out} names one video, but several methods need an output folder")
     if args.codec is not None and not video_out:
         raise TaskfuseError(f"--codec needs a video --out (such as fused.mp4), not the frame folder {args.out}")
+    if args.worker_processes:
+        raise TaskfuseError("--worker-processes is for image pairs: video frames are decoded in order, in one thread")
     if pyav() is None:
         print(
             f"taskfuse fuse: note: PyAV is not installed ({EXTRA}); OpenCV reads and writes the videos, taking "

@@ -302,6 +302,16 @@ def test_sigterm_is_handled_like_sigint(tmp_path: Path, monkeypatch: pytest.Monk
     assert f"fused {3 - len(kept)} image(s), skipped {len(kept)}" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not inference.FORK, reason="worker processes are forked")
+def test_worker_processes_write_the_files_of_threads(tmp_path: Path) -> None:
+    ir, vi = _pairs(tmp_path, ["a", "b", "c"])
+    assert _fuse(ir, vi, tmp_path / "threads") == 0
+    assert _fuse(ir, vi, tmp_path / "processes", "--worker-processes", "--workers", "2") == 0
+    assert _outputs(tmp_path / "processes") == ["a.png", "b.png", "c.png"]
+    for name in _outputs(tmp_path / "processes"):
+        assert (tmp_path / "processes" / name).read_bytes() == (tmp_path / "threads" / name).read_bytes()
+
+
 def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     ir, vi = _pairs(tmp_path, ["a"])
     out = tmp_path / "out"

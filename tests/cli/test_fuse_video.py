@@ -117,6 +117,7 @@ def test_video_input_errors_are_named(tmp_path: Path, capsys) -> None:
         ((ir, vi, tmp_path / "o.png"), "names an image; give a video file"),
         ((ir, vi, tmp_path / "frames", "--codec", "ffv1"), "--codec needs a video --out"),
         ((ir, vi, tmp_path / "o.mkv", "--codec", "nosuchcodec"), "--codec nosuchcodec: not an encoder"),
+        ((ir, vi, tmp_path / "frames", "--worker-processes"), "--worker-processes is for image pairs"),
     ]
     for (a, b, out, *extra), message in cases:
         assert _fuse(a, b, out, *extra) == 2, message
