@@ -536,15 +536,17 @@ class FuseJob:
         unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
         with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
-            decoders = writers = None
+            readers: Executor
+            writers: Executor | None = None
             if self.processes:
-                decoders, writers = (outputs.enter_context(worker_processes(self.workers)) for _ in range(2))
+                readers, writers = (outputs.enter_context(worker_processes(self.workers)) for _ in range(2))
+            else:
+                readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
             bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
-            readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
             encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
             try:
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs, writers))
-                for pair, decoded in self._decoded(decoders or readers):
+                for pair, decoded in self._decoded(readers):
                     try:
                         with _timed(pipeline.main, "decode"):
                             ir, vi = (as_chw(image) for image in decoded.result())
@@ -786,14 +788,15 @@ def write_output(target: Path, image: np.ndarray, channels: int, options: FuseOp
 
 @contextmanager
 def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
-    """``count`` worker processes forked from this one, all started at once, before the run starts its threads;
-    on leaving, their queued work is cancelled and their running work (a file being written) finished.
+    """``count`` worker processes forked from this one, all started at once, before the run starts its own
+    threads; on leaving, their queued work is cancelled and their running work (a file being written) finished.
 
-    Each has its own interpreter lock: one process, whose threads decoded and encoded the pairs while its
-    calling thread fed a GPU, held back every thread at each turn of its lock (``docs/performance.md``). The
-    workers never touch the GPU (a forked child cannot), and leave an interruption to this process, which
-    finishes their running work before it returns. Where fork is not offered (Windows) this raises
-    ``TaskfuseError``, as ``plan_fuse`` does before anything is written.
+    Each has its own interpreter lock, where threads share one: a batch of 16 that took the calling thread
+    17.3 ms alone took 39.9 ms while 8 decoding and 8 encoding threads were busy in the same process (eager
+    forward passes on an H100, ``docs/performance.md``). The workers never touch the GPU (a forked child
+    cannot), and leave an interruption to this process, which finishes their running work before it returns.
+    Where fork is not offered (Windows) this raises ``TaskfuseError``, as ``plan_fuse`` does before anything is
+    written.
     """
     if not FORK:
         raise TaskfuseError("worker processes need the fork start method, which this platform does not offer")
