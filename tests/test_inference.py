@@ -358,7 +358,7 @@ def test_errors_in_worker_processes_name_the_file(tmp_path) -> None:
     assert summary.written == 2 and [name for name, _ in summary.failed] == [pairs[1].name]
     assert str(pairs[1].vi) in summary.failed[0][1]
     del pairs[1]
-    job = inference.plan_fuse(model, pairs, tmp_path / "blocked", workers=2)
+    job = replace(inference.plan_fuse(model, pairs, tmp_path / "blocked", workers=2), processes=True)
     job.start()
     (tmp_path / "blocked" / f"{pairs[0].name}.png").mkdir()
     with pytest.raises(TaskfuseError, match=f"{pairs[0].name}.png: cannot write the fused image"):
