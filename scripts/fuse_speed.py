@@ -153,11 +153,6 @@ def sample(stop, seen, names, start):
         if stop.wait(0.05):
             return
 
-per_thread = os.path.isdir("/proc/self/task")
-if per_thread:
-    stop, seen, names = threading.Event(), {}, {}
-    sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()[0]), name="sampler")
-    sampler.start()
 def children_cpu():
     try:
         import resource
@@ -166,6 +161,11 @@ def children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
+per_thread = os.path.isdir("/proc/self/task")
+if per_thread:
+    stop, seen, names = threading.Event(), {}, {}
+    sampler = threading.Thread(target=sample, args=(stop, seen, names, thread_cpu()[0]), name="sampler")
+    sampler.start()
 wall, cpu, workers = time.perf_counter(), time.process_time(), children_cpu()
 summary = fuse_pairs(model, pairs, out, device=device, progress=False, **json.loads(kwargs))
 wall, cpu, workers = time.perf_counter() - wall, time.process_time() - cpu, children_cpu() - workers
