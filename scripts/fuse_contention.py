@@ -4,7 +4,7 @@ interpreter lock that the decoding and encoding threads also take.
     python scripts/fuse_contention.py --folder PNG_PAIRS --device cuda --out fuse_contention.json
     python scripts/fuse_contention.py --folder ../shared/data/msrs_det --device cpu --parts calling --batches 2
 
-Two parts (``--parts``):
+Three parts (``--parts``):
 
 * ``calling``: the calling thread's work for one batch of ``--batch`` pairs of ``--folder`` (the default network's
   ``fuse_batch``, rounding to levels, PNG scanlines, the copy to the host), ``--batches`` times after two, in ms
@@ -15,6 +15,12 @@ Two parts (``--parts``):
   per process), each on every K-th pair of ``--copies`` copies of the folder's pairs (linked under other names),
   timed from a common start after every process has loaded the model and fused 48 pairs, so that start-up is
   left out: the pairs/s the processes fuse together once started.
+* ``handoff``: what handing work to ``--workers`` workers costs the calling process, whose interpreter lock bounds
+  the run: its CPU time per pair (``RUSAGE_SELF``, the workers' own left out) and the pairs per second, for every
+  pair of the folder decoded (``decoded_arrays``, ``2 * (16 + workers)`` ahead, the last 16 kept as a batch
+  would keep them) and for an image of each pair's size encoded and written (``write_output``, PNG level 1),
+  through threads (their decoding and encoding then count here too), a ``ProcessPoolExecutor`` (arrays pickled
+  through its pipe) and ``worker_processes`` (arrays through shared memory), ``--rounds`` times, taking turns.
 
 Results go to ``--out`` as JSON and are printed.
 """
@@ -24,18 +30,24 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from taskfuse import inference
 from taskfuse.data.io import png_from_scanlines, png_scanlines, quantize
 from taskfuse.data.pairs import Pair, find_pairs
 from taskfuse.device import GraphReplay, reuse_freed_memory
@@ -166,11 +178,70 @@ def processes(folder: Path, device: str, layouts: list[str], copies: int, work: 
     return result
 
 
+@contextmanager
+def process_pool(workers: int) -> Iterator[Executor]:
+    """A ``ProcessPoolExecutor`` of forked workers set up as ``worker_processes``'s, all started."""
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, context, initializer=inference._worker_start) as pool:
+        list(pool.map(abs, range(workers)))
+        yield pool
+
+
+def handoff(pairs: list[Pair], workers: int, rounds: int, work: Path) -> dict[str, list[dict[str, float]]]:
+    """Per kind of pool: each round's pairs/s and the calling process's CPU ms per pair, decoding and writing."""
+    options = FuseOptions(png_level=1)
+    depth = 2 * (16 + workers)
+    size = inference.pair_bytes(pairs[0])
+    pools: dict[str, Callable[[], Any]] = {
+        "threads": lambda: ThreadPoolExecutor(workers),
+        "process pool": lambda: process_pool(workers),
+        "worker_processes": lambda: inference.worker_processes(workers, size, depth + 34),
+    }
+    images = [decode_pair(pair, options)[1].permute(1, 2, 0).numpy() for pair in pairs[:16]]
+
+    def decode(pool: Executor, folder: Path) -> None:
+        ahead, batch = deque(), deque(maxlen=16)
+        for pair in pairs:
+            ahead.append(pool.submit(inference.decoded_arrays, pair, options))
+            if len(ahead) >= depth:
+                batch.append(ahead.popleft().result())
+        for future in ahead:
+            batch.append(future.result())
+
+    def write(pool: Executor, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ahead = deque()
+        for i, pair in enumerate(pairs):
+            image = images[i % len(images)]
+            ahead.append(pool.submit(inference.write_output, folder / f"{pair.name}.png", image, 0, options))
+            if len(ahead) >= depth:
+                ahead.popleft().result()
+        for future in ahead:
+            future.result()
+
+    result: dict[str, list[dict[str, float]]] = {}
+    for r in range(rounds):
+        for name, make in pools.items():
+            with make() as pool:
+                row = {}
+                for part, run in (("decode", decode), ("write", write)):
+                    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                    run(pool, work / name / str(r))
+                    after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
+                    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                    row |= {f"{part} pairs/s": len(pairs) / wall, f"{part} CPU ms/pair": 1e3 * cpu / len(pairs)}
+            result.setdefault(name, []).append(row)
+            print(f"{name:16s} " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, required=True, help="a folder of pairs (ir/, vi/), 8-bit PNG")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    parser.add_argument("--parts", nargs="+", default=["calling", "processes"], choices=["calling", "processes"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["calling", "processes"], choices=["calling", "processes", "handoff"]
+    )
     parser.add_argument("--batch", type=int, default=16, help="pairs per batch of the calling part (default 16)")
     parser.add_argument("--batches", type=int, default=40, help="timed batches per setting (default 40)")
     parser.add_argument(
@@ -180,6 +251,8 @@ def main() -> None:
         help="processes x threads of each kind per process (default: 1x8 2x4 2x8 3x4 4x3 4x4)",
     )
     parser.add_argument("--copies", type=int, default=4, help="copies of the folder's pairs (default 4)")
+    parser.add_argument("--workers", type=int, default=8, help="workers of the handoff part (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the handoff part (default 2)")
     parser.add_argument("--out", type=Path, default=Path("fuse_contention.json"))
     args = parser.parse_args()
     reuse_freed_memory()
@@ -194,6 +267,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             report["processes_pairs_per_s"] = processes(args.folder, args.device, args.layouts, args.copies, Path(work))
         report["copies"] = args.copies
+    if "handoff" in args.parts:
+        with tempfile.TemporaryDirectory() as work:
+            report["handoff"] = handoff(pairs, args.workers, args.rounds, Path(work))
+        report["workers"] = args.workers
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 

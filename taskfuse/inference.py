@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import signal
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -51,6 +50,7 @@ from taskfuse.data.io import (
     decode_ir,
     decode_vi,
     encode_image,
+    image_size,
     ir_array,
     png_from_scanlines,
     png_scanlines,
@@ -69,6 +69,7 @@ from taskfuse.models.base import FusionModel
 from taskfuse.models.weights import load_model, read_meta
 from taskfuse.nn.attention import ChannelAttention
 from taskfuse.version import __version__
+from taskfuse.workers import FORK, ForkedWorkers
 
 
 def load(
@@ -418,10 +419,6 @@ def default_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 1
 
 
-FORK = "fork" in multiprocessing.get_all_start_methods()
-"""Whether worker processes can be forked here (not on Windows)."""
-
-
 def default_workers() -> int:
     """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
     cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
@@ -539,7 +536,9 @@ class FuseJob:
             readers: Executor
             writers: Executor | None = None
             if self.processes:
-                readers, writers = (outputs.enter_context(worker_processes(self.workers)) for _ in range(2))
+                size, ahead = pair_bytes(self.pairs[0]) if self.pairs else 0, self.ahead
+                readers = outputs.enter_context(worker_processes(self.workers, size, ahead + 2 * self.batch + 2))
+                writers = outputs.enter_context(worker_processes(self.workers, size, ahead + self.batch, False))
             else:
                 readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
             bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
@@ -597,6 +596,12 @@ class FuseJob:
         return encode_and_write, None
 
     @property
+    def ahead(self) -> int:
+        """Pairs decoded ahead of the model, and outputs queued for encoding, at most: enough to keep every
+        thread of each kind busy while a batch fills."""
+        return 2 * (self.batch + self.workers)
+
+    @property
     def png_files(self) -> bool:
         """Whether the outputs are PNG files (images or a video's frames, not a video file): on a GPU their
         scanlines are filtered there (``png_scanlines``), leaving the encoding threads only the deflate."""
@@ -606,7 +611,7 @@ class FuseJob:
         """Every pair with the future of its ``decoded_arrays``, in order, keeping a bounded number decoded ahead
         (video frames one after the other in a single thread, as a stream decodes)."""
         ahead: deque[tuple[Pair, Future]] = deque()
-        depth = 2 * (self.batch + self.workers)
+        depth = self.ahead
         if self.video is not None:
             frames = self._frames()
             while True:
@@ -676,7 +681,7 @@ class _Pipeline:
             failed += self._fuse(self.groups.pop(key))
         if sum(map(len, self.groups.values())) > 2 * self.job.batch:
             failed += self._fuse(self.groups.pop(max(self.groups, key=lambda k: len(self.groups[k]))))
-        self._collect(wait=len(self.encoded) > 2 * (self.job.batch + self.job.workers))
+        self._collect(wait=len(self.encoded) > self.job.ahead)
         return failed
 
     def finish(self) -> list[tuple[str, str]]:
@@ -786,10 +791,23 @@ def write_output(target: Path, image: np.ndarray, channels: int, options: FuseOp
         raise TaskfuseError(f"{target}: cannot write the fused image ({e.strerror or e})") from e
 
 
+def pair_bytes(pair: Pair) -> int:
+    """Bytes a decoded pair of 8-bit images the size of ``pair``'s larger image takes (IR, and VIS in three
+    channels), each array aligned as ``ForkedWorkers`` lays them out: the slot size of ``worker_processes``, which
+    also holds the pair's output. Pairs of other sizes or of more bits (decoded to float32) that do not fit a slot
+    go through the pipe."""
+    pixels = max(math.prod(image_size(pair.ir)), math.prod(image_size(pair.vi)))
+    return 4 * pixels + 128
+
+
 @contextmanager
-def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
-    """``count`` worker processes forked from this one, all started at once, before the run starts its own
-    threads; on leaving, their queued work is cancelled and their running work (a file being written) finished.
+def worker_processes(
+    count: int, slot_bytes: int = 0, slots: int = 0, slot_results: bool = True
+) -> Iterator[ForkedWorkers]:
+    """``count`` worker processes forked from this one (``taskfuse.workers.ForkedWorkers``), all started at once,
+    before the run starts its own threads, the arrays they take (and with ``slot_results`` give back) going
+    through ``slots`` shared slots of ``slot_bytes``; on leaving, their queued work is cancelled and their
+    running work (a file being written) finished.
 
     Each has its own interpreter lock, where threads share one: a batch of 16 that took the calling thread
     17.3 ms alone took 39.9 ms while 8 decoding and 8 encoding threads were busy in the same process (eager
@@ -798,13 +816,8 @@ def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
     Where fork is not offered (Windows) this raises ``TaskfuseError``, as ``plan_fuse`` does before anything is
     written.
     """
-    if not FORK:
-        raise TaskfuseError("worker processes need the fork start method, which this platform does not offer")
-    pool = ProcessPoolExecutor(count, multiprocessing.get_context("fork"), initializer=_worker_start)
+    pool = ForkedWorkers(count, slot_bytes, slots, slot_results, initializer=_worker_start)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-            list(pool.map(abs, range(count)))
         yield pool
     finally:
         _drain(pool)
@@ -821,8 +834,7 @@ def _worker_start() -> None:
 def _drain(*pools: Executor) -> None:
     """Cancel each pool's queued work and wait for its running work, in turn, through any further interruption
     (raised again after): a thread or worker process may be writing an output, which is whole before the run
-    returns. (A process pool forgets its processes once shut down without waiting, so each pool is shut down in
-    one call that waits.)"""
+    returns."""
     interrupted = None
     for pool in pools:
         while True:

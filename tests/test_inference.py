@@ -329,8 +329,8 @@ def test_worker_processes_write_the_bytes_of_threads(tmp_path, monkeypatch, ext:
     forked = inference.worker_processes
 
     @contextmanager
-    def counted(count: int) -> Iterator[Executor]:
-        with forked(count) as pool:
+    def counted(count: int, *slots: int | bool) -> Iterator[Executor]:
+        with forked(count, *slots) as pool:
             submit = pool.submit
             pool.submit = lambda fn, *args: (handed.append(fn.__name__), submit(fn, *args))[1]  # type: ignore[method-assign]
             yield pool
