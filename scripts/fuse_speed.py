@@ -29,7 +29,10 @@ Six parts (``--parts``):
   pair per batch and one thread of each kind; ``--exts jpg webp`` adds runs of the first setting that write those
   lossy formats (``taskfuse fuse --ext``) instead of PNG; ``--workers-sweep 4 8 16`` times ``taskfuse fuse``'s
   thread counts (``--workers``) in one process after 32 pairs, two runs each, for PNG and each of ``--exts``.
-  On CUDA the first setting also runs with worker processes (``after_processes``: ``--worker-processes``).
+  On CUDA the first setting, which leaves the choice of worker processes to ``taskfuse fuse``
+  (``default_processes``), also runs with threads (``after_threads``: ``--no-worker-processes``) and with worker
+  processes (``after_processes``: ``--worker-processes``). ``--skip`` leaves settings out by name (such as
+  ``after_serial_level6``, slow on thousands of pairs).
   Beside it: where one pair's time goes (``decode_pair``, ``read_pair`` as before the pipeline, the network
   through ``fuse_batch`` with colour, PNG encoding at ``--png-level`` and at 6, the atomic write), each the
   median over ``--profile-pairs`` pairs; and the cost ratio: time per pair end to end over the network's own
@@ -527,6 +530,8 @@ def workers_sweep(data: Path, device: torch.device, counts: list[int], exts: lis
 
 def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     """Part ``folder`` (module docstring)."""
+    if "after" in args.skip:
+        raise SystemExit("--skip: the first setting, after, always runs; the others are measured against it")
     data = copy_pairs(args.folder, args.pairs, tmp / "pairs")
     pairs = find_pairs(data / "ir", data / "vi")
     result: dict[str, Any] = {"pairs": len(pairs), "size_hw": list(decode_pair(pairs[0], FuseOptions())[0].shape[-2:])}
@@ -537,7 +542,9 @@ def folder_part(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
     settings = {"after": (after, None), "after_serial_level6": (serial, None)}
     settings |= {f"after_{ext}": (after | {"ext": f".{ext}"}, None) for ext in args.exts}
     if device.type == "cuda" and FORK:
+        settings["after_threads"] = (after | {"processes": False}, None)
         settings["after_processes"] = (after | {"processes": True}, None)
+    settings = {name: setting for name, setting in settings.items() if name not in args.skip}
     if args.before is not None:
         settings["before"] = ({}, args.before)
     runs: dict[str, list] = {name: [] for name in settings}
@@ -812,6 +819,7 @@ def main() -> None:
     parser.add_argument("--peer", type=Path, help="weights of a second model timed on the folder (e.g. SeAFusion)")
     parser.add_argument("--peer-pairs", type=int, default=10, help="pairs of the peer's run (default 10)")
     parser.add_argument("--before", type=Path, help="folder holding an earlier taskfuse package, run alike")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="SETTING", help="folder settings left out by name")
     parser.add_argument("--video-frames", type=int, default=100, help="frames of the video part (default 100)")
     parser.add_argument("--out", type=Path, default=Path("fuse_speed.json"), help="JSON file of the results")
     args = parser.parse_args()

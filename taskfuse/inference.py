@@ -419,6 +419,20 @@ def default_batch(device: torch.device) -> int:
     return 16 if device.type == "cuda" else 1
 
 
+PROCESS_PAIRS = 1000
+"""Image pairs to fuse from which a run on a GPU uses worker processes by default (``default_processes``)."""
+
+
+def default_processes(device: torch.device, pairs: int) -> bool:
+    """Whether a run of ``pairs`` image pairs decodes, encodes and writes in worker processes when not told: on
+    a GPU, where one interpreter lock shared by the calling thread and every pool thread bounds the run, from
+    ``PROCESS_PAIRS`` pairs on, where fork is offered. Starting the 16 processes of 8 workers of each kind costs
+    the run about 0.1-0.2 s: on an H100 host of 16 cores, 640 x 480 PNG pairs to PNG files, threads fused 301
+    pairs faster (455-482 pairs/s against 392-399), 602 as fast (476-496 against 474-477) and 1204 slower
+    (494-515 against 545-568; ``docs/performance.md``)."""
+    return device.type == "cuda" and FORK and pairs >= PROCESS_PAIRS
+
+
 def default_workers() -> int:
     """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
     cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
@@ -910,7 +924,7 @@ def plan_fuse(
     workers: int | None = None,
     video: VideoPair | None = None,
     codec: str | None = None,
-    processes: bool = False,
+    processes: bool | None = None,
 ) -> FuseJob:
     """Check everything about fusing ``pairs`` into ``out`` without writing: the output against the inputs,
     the pair sizes (headers), the run manifest against these settings, and what is already done.
@@ -929,6 +943,7 @@ def plan_fuse(
     single image is replaced only with ``overwrite``; frame errors always stop the run. ``processes`` decodes,
     encodes and writes image pairs in forked worker processes (``worker_processes``) instead of threads, the same
     bytes (tested); it raises where fork is not offered, and for videos, whose frames are decoded in one thread.
+    None (default) leaves the choice to ``default_processes``.
     """
     pairs, out = list(pairs), Path(out)
     options.check()
@@ -966,6 +981,8 @@ def plan_fuse(
     if video is None:
         todo, failed = _check_sizes(todo, options.resize, keep_going)
     keep_going = keep_going and video is None
+    if processes is None:
+        processes = video is None and default_processes(dev, len(todo))
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
     return replace(job, workers=workers, video=video, codec=codec, processes=processes)
 
@@ -1086,7 +1103,7 @@ def fuse_pairs(
     quality: int = QUALITY,
     batch: int | None = None,
     workers: int | None = None,
-    processes: bool = False,
+    processes: bool | None = None,
 ) -> FuseSummary:
     """Fuse every pair into ``out/<name><ext>`` (or the one file ``out``): ``plan_fuse``, then ``FuseJob.start``
     and ``FuseJob.run``.

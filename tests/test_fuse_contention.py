@@ -1,5 +1,5 @@
-"""``scripts/fuse_contention.py`` runs on the CPU: the calling thread's batch time under busy pools, and pairs/s of
-processes fusing together."""
+"""``scripts/fuse_contention.py`` runs on the CPU: the calling thread's batch time under busy pools, pairs/s of
+processes fusing together, and what handing pairs to workers costs the calling process."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def test_fuse_contention_times_the_calling_thread_and_processes(tmp_path: Path) 
     out = tmp_path / "contention.json"
     command = [sys.executable, str(ROOT / "scripts" / "fuse_contention.py"), "--folder", str(tmp_path / "pairs")]
     command += ["--device", "cpu", "--batch", "2", "--batches", "1", "--layouts", "1x1", "2x1", "--copies", "2"]
+    command += ["--parts", "calling", "processes", "handoff", "--workers", "2", "--rounds", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([*command, "--out", str(out)], check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
     report = json.loads(out.read_text())
@@ -33,3 +34,8 @@ def test_fuse_contention_times_the_calling_thread_and_processes(tmp_path: Path) 
     assert list(calling) == [f"{busy} / eager" for busy in ("none", "decode 8", "encode 8", "both 8", "both 16")]
     assert all(wall > 0 and cpu > 0 for wall, cpu in calling.values())
     assert list(report["processes_pairs_per_s"]) == ["1x1", "2x1"] and min(report["processes_pairs_per_s"].values()) > 0
+    handoff = report["handoff"]
+    assert list(handoff) == ["threads", "process pool", "worker_processes"]
+    for (row,) in handoff.values():
+        assert list(row) == ["decode pairs/s", "decode CPU ms/pair", "write pairs/s", "write CPU ms/pair"]
+        assert min(row.values()) > 0

@@ -370,10 +370,21 @@ def test_worker_processes_are_asked_for_and_refused_where_fork_is_missing(tmp_pa
     model = taskfuse.load("lite")
     assert not inference.plan_fuse(model, pairs, tmp_path / "out").processes
     assert inference.plan_fuse(model, pairs, tmp_path / "out", processes=True).processes
+    monkeypatch.setattr(inference, "default_processes", lambda device, count: count == 1)
+    assert inference.plan_fuse(model, pairs, tmp_path / "out").processes, "left to default_processes"
+    assert not inference.plan_fuse(model, pairs, tmp_path / "out", processes=False).processes
     monkeypatch.setattr(inference, "FORK", False)
     with pytest.raises(TaskfuseError, match="--worker-processes: this platform cannot fork processes"):
         inference.plan_fuse(model, pairs, tmp_path / "out", processes=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_worker_processes_are_the_default_for_long_runs_on_a_gpu(monkeypatch) -> None:
+    cuda, cpu, many = torch.device("cuda"), torch.device("cpu"), inference.PROCESS_PAIRS
+    assert inference.default_processes(cuda, many) and not inference.default_processes(cuda, many - 1)
+    assert not inference.default_processes(cpu, 10 * many)
+    monkeypatch.setattr(inference, "FORK", False)
+    assert not inference.default_processes(cuda, many)
 
 
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:

@@ -130,9 +130,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--worker-processes",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="decode, encode and write images in --workers forked processes of each kind instead of threads, "
-        "each with its own interpreter lock (not on Windows; not for videos)",
+        "each with its own interpreter lock (not on Windows; not for videos; default: on a GPU from 1000 pairs)",
     )
     p.add_argument(
         "--tile",

@@ -305,7 +305,7 @@ def test_sigterm_is_handled_like_sigint(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.skipif(not inference.FORK, reason="worker processes are forked")
 def test_worker_processes_write_the_files_of_threads(tmp_path: Path) -> None:
     ir, vi = _pairs(tmp_path, ["a", "b", "c"])
-    assert _fuse(ir, vi, tmp_path / "threads") == 0
+    assert _fuse(ir, vi, tmp_path / "threads", "--no-worker-processes") == 0
     assert _fuse(ir, vi, tmp_path / "processes", "--worker-processes", "--workers", "2") == 0
     assert _outputs(tmp_path / "processes") == ["a.png", "b.png", "c.png"]
     for name in _outputs(tmp_path / "processes"):
