@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "taskfuse"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("taskfuse.errors", "taskfuse.version", "taskfuse.registry", "taskfuse.device"),
+    ("taskfuse.errors", "taskfuse.version", "taskfuse.registry", "taskfuse.device", "taskfuse.workers"),
     ("taskfuse.nn", "taskfuse.data"),
     ("taskfuse.metrics",),
     ("taskfuse.losses",),
