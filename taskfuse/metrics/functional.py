@@ -401,35 +401,49 @@ def _fspecial_gaussian_1d(size: int, sigma: float, device: torch.device) -> Tens
 
 
 FIR_BLOCK = 64
+SSIM_WINDOW = (11, 1.5)
+"""Size and sigma of the Gaussian window of SSIM and MS-SSIM (Wang et al.'s ``ssim.m``, ``msssim.m``)."""
 
 
-def _fir_valid(x: Tensor, g: Tensor, dim: int, step: int) -> Tensor:
-    """'valid' correlation of x with taps g along ``dim`` (-1 or -2), keeping every ``step``-th output.
+@functools.lru_cache(maxsize=128)
+def _gaussian_band(size: int, sigma: float, step: int, block: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The banded (Toeplitz) matrix of ``_fir_valid`` for ``fspecial``'s Gaussian taps (``_fspecial_gaussian_1d``):
+    column j holds the taps from row ``j * step`` on. Made once per shape, type and device, and outside inference
+    mode, so that a loss can train through a band first made for a metric: on a GPU each of the operations
+    that build it is a launch, and VIF's loss used to build 22 bands per step, one assignment per tap."""
+    with torch.inference_mode(False):
+        g = _fspecial_gaussian_1d(size, sigma, device).to(dtype)
+        tap = torch.arange((block - 1) * step + size, device=device)[:, None]
+        tap = tap - torch.arange(block, device=device) * step
+        return torch.where((tap >= 0) & (tap < size), g[tap.clamp(0, size - 1)], 0)
+
+
+def _fir_valid(x: Tensor, window: tuple[int, float], dim: int, step: int) -> Tensor:
+    """'valid' correlation of x with the Gaussian taps of ``window`` (size, sigma) along ``dim`` (-1 or -2),
+    keeping every ``step``-th output.
 
     Outputs are made ``FIR_BLOCK`` at a time, each block as one matrix product of a slice of x with a small
-    banded (Toeplitz) matrix. The slices are views, so there is no im2col copy: several times faster than
-    float64 ``conv2d`` on CPU, and plain batched GEMMs on CUDA.
+    banded matrix (``_gaussian_band``). The slices are views, so there is no im2col copy: several times faster
+    than float64 ``conv2d`` on CPU, and plain batched GEMMs on CUDA.
     """
-    k, n = g.numel(), x.shape[dim]
+    k, n = window[0], x.shape[dim]
     out_len = (n - k) // step + 1
     block = min(FIR_BLOCK, out_len)
-    cols = torch.arange(block, device=x.device)
-    band = torch.zeros((block - 1) * step + k, block, dtype=x.dtype, device=x.device)
-    for t in range(k):
-        band[cols * step + t, cols] = g[t]
+    band = _gaussian_band(*window, step, block, x.dtype, x.device)
     pieces = []
     for start in range(0, out_len, block):
         m = min(block, out_len - start)
-        window = (m - 1) * step + k
-        seg = x.narrow(dim, start * step, window)
-        taps = band[:window, :m]
+        rows = (m - 1) * step + k
+        seg = x.narrow(dim, start * step, rows)
+        taps = band[:rows, :m]
         pieces.append(seg @ taps if dim == -1 else taps.T @ seg)
     return torch.cat(pieces, dim)
 
 
-def _filter_valid(x: Tensor, g: Tensor, step: int = 1) -> Tensor:
-    """``filter2(outer(g, g), x, 'valid')`` on every plane of x (..., H, W), then ``(1:step:end, 1:step:end)``."""
-    return _fir_valid(_fir_valid(x, g, -2, step), g, -1, step)
+def _filter_valid(x: Tensor, window: tuple[int, float], step: int = 1) -> Tensor:
+    """``filter2(fspecial('gaussian', size, sigma), x, 'valid')`` for ``window`` (size, sigma) on every plane of x
+    (..., H, W), then ``(1:step:end, 1:step:end)``."""
+    return _fir_valid(_fir_valid(x, window, -2, step), window, -1, step)
 
 
 CPU_CHUNK_PIXELS = 10_000
@@ -531,15 +545,15 @@ def vifp_levels(ir: Tensor, vi: Tensor, fused: Tensor, saturate: bool = False) -
     den = torch.zeros_like(num)
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
-        g = _fspecial_gaussian_1d(n, n / 5, x.device).to(x.dtype)
+        window = (n, n / 5)
         if scale > 1:
-            x = _filter_valid(x, g, step=2)
+            x = _filter_valid(x, window, step=2)
         refs, dist = x[:, :2], x[:, 2:]
         products = torch.cat((refs * refs, dist * dist, refs * dist), 1)
         if saturate and scale == 1:
             products = products.clamp(max=255)
-        mu = _filter_valid(x, g)
-        stats = _filter_valid(products, g)
+        mu = _filter_valid(x, window)
+        stats = _filter_valid(products, window)
         scale_num, scale_den = _chunked_sums(_vif_terms, mu, stats)
         num, den = num + scale_num, den + scale_den
     return num / den
@@ -712,9 +726,8 @@ def ssim_vi(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
 def ssim_sources(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """(B, 2): SSIM(F, IR) and SSIM(F, VI) as ``ssim`` computes them."""
     f, a, b = _levels(fused, ir, vi, sources=True)
-    g = _fspecial_gaussian_1d(11, 1.5, f.device)
     padded = F.pad(torch.stack((a, b, f), 1), (5, 5, 5, 5), mode="replicate")
-    stats = _filter_valid(_ssim_inputs(padded[:, :2], padded[:, 2:]), g)
+    stats = _filter_valid(_ssim_inputs(padded[:, :2], padded[:, 2:]), SSIM_WINDOW)
     ssim_sum, _ = _chunked_sums(_ssim_terms, stats)
     return ssim_sum / f[0].numel()
 
@@ -731,12 +744,11 @@ def ms_ssim(fused: Tensor, ir: Tensor, vi: Tensor) -> Tensor:
     """
     f, a, b = _levels(fused, ir, vi, sources=True)
     _check_min_size(f, MS_SSIM_MIN_SIZE, "MS-SSIM")
-    g = _fspecial_gaussian_1d(11, 1.5, f.device)
     x, y = torch.stack((a, b), 1), f[:, None]
     score = torch.ones(f.shape[0], 2, dtype=torch.float64, device=f.device)
     last = len(MS_SSIM_WEIGHTS) - 1
     for level, weight in enumerate(MS_SSIM_WEIGHTS):
-        stats = _filter_valid(_ssim_inputs(x, y), g)
+        stats = _filter_valid(_ssim_inputs(x, y), SSIM_WINDOW)
         ssim_sum, cs_sum = _chunked_sums(_ssim_terms, stats)
         mean = (ssim_sum if level == last else cs_sum) / stats[0, 0].numel()
         score = score * mean.clamp(min=0).pow(weight)

@@ -93,3 +93,15 @@ def test_loss_parts_weights_and_gain() -> None:
 def test_bad_options_name_the_key(kw: dict) -> None:
     with pytest.raises(TaskfuseError, match="loss."):
         LiteLoss(**kw)
+
+
+def test_vif_loss_trains_through_the_filter_bands_a_metric_made_in_inference_mode() -> None:
+    """The Gaussian bands are made once per shape and kept: one first made while a metric ran under
+    ``torch.inference_mode`` (validation) must still serve a loss that back-propagates."""
+    M._gaussian_band.cache_clear()
+    ir, vi = torch.rand(1, 1, 72, 72), torch.rand(1, 1, 72, 72)
+    with torch.inference_mode():
+        M.vif(ir, ir, vi)
+    fused = ((ir + vi) / 2).requires_grad_()
+    vif_loss(fused, ir, vi).backward()
+    assert fused.grad is not None and torch.isfinite(fused.grad).all() and fused.grad.abs().sum() > 0
