@@ -1,10 +1,10 @@
 """Worker processes forked from this one whose arrays travel through shared memory instead of a pipe.
 
 A ``concurrent.futures.ProcessPoolExecutor`` pickles every argument and result through a pipe and runs two
-threads of its own in the calling process to do it: 1.0-1.7 ms of the calling process's CPU per decoded 640 x 480
-pair handed back, where ``ForkedWorkers`` takes 0.2 ms (``scripts/fuse_contention.py --parts handoff``,
-``docs/performance.md``). That process's interpreter lock is what bounds ``taskfuse fuse`` on a many-core GPU
-machine, so its share of each pair is kept small here:
+threads of its own in the calling process to do it: 0.96-1.09 ms of the calling process's CPU per decoded
+640 x 480 pair handed back by 8 workers on a 16-core H100 host, where ``ForkedWorkers`` took 0.10-0.13 ms
+(``scripts/fuse_contention.py --parts handoff``, ``docs/performance.md``). That process's interpreter lock is what
+bounds ``taskfuse fuse`` on a many-core GPU machine, so its share of each pair is kept small here:
 
 * the workers share one anonymous memory map with this process, created before they fork and cut into ``slots``
   slots of ``slot_bytes`` (not a file under ``/dev/shm``, whose size a container may limit); an array argument
