@@ -612,7 +612,9 @@ class FuseJob:
     @property
     def ahead(self) -> int:
         """Pairs decoded ahead of the model, and outputs queued for encoding, at most: enough to keep every
-        thread of each kind busy while a batch fills."""
+        thread of each kind busy while a batch fills. Worker processes get a shared slot for every pair or output
+        held at once: these, plus the pairs waiting in their groups (up to twice a batch) and the pair in hand, or
+        plus the batch just queued."""
         return 2 * (self.batch + self.workers)
 
     @property
