@@ -28,6 +28,7 @@ Results go to ``--out`` as JSON and are printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import multiprocessing
@@ -199,7 +200,7 @@ def handoff(pairs: list[Pair], workers: int, rounds: int, work: Path) -> dict[st
     }
     images = [decode_pair(pair, options)[1].permute(1, 2, 0).numpy() for pair in pairs[:16]]
 
-    def decode(pool: Executor, folder: Path) -> None:
+    def decode(pool: Executor) -> None:
         ahead, batch = deque(), deque(maxlen=16)
         for pair in pairs:
             ahead.append(pool.submit(inference.decoded_arrays, pair, options))
@@ -224,9 +225,9 @@ def handoff(pairs: list[Pair], workers: int, rounds: int, work: Path) -> dict[st
         for name, make in pools.items():
             with make() as pool:
                 row = {}
-                for part, run in (("decode", decode), ("write", write)):
+                for part, run in (("decode", decode), ("write", functools.partial(write, folder=work / name / str(r)))):
                     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-                    run(pool, work / name / str(r))
+                    run(pool)
                     after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
                     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                     row |= {f"{part} pairs/s": len(pairs) / wall, f"{part} CPU ms/pair": 1e3 * cpu / len(pairs)}

@@ -4,31 +4,19 @@ processes fusing together, and what handing pairs to workers costs the calling p
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-from taskfuse.data.io import write_image
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_runs import random_pairs, run_script
 
 
 @pytest.mark.slow
 def test_fuse_contention_times_the_calling_thread_and_processes(tmp_path: Path) -> None:
-    gen = torch.Generator().manual_seed(0)
-    for i in range(4):
-        write_image(tmp_path / "pairs" / "ir" / f"{i}.png", torch.rand(1, 32, 48, generator=gen))
-        write_image(tmp_path / "pairs" / "vi" / f"{i}.png", torch.rand(3, 32, 48, generator=gen))
+    pairs = random_pairs(tmp_path / "pairs", 4, 32, 48)
     out = tmp_path / "contention.json"
-    command = [sys.executable, str(ROOT / "scripts" / "fuse_contention.py"), "--folder", str(tmp_path / "pairs")]
-    command += ["--device", "cpu", "--batch", "2", "--batches", "1", "--layouts", "1x1", "2x1", "--copies", "2"]
-    command += ["--parts", "calling", "processes", "handoff", "--workers", "2", "--rounds", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([*command, "--out", str(out)], check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    args = ["--folder", str(pairs), "--device", "cpu", "--batch", "2", "--batches", "1", "--layouts", "1x1", "2x1"]
+    args += ["--copies", "2", "--parts", "calling", "processes", "handoff", "--workers", "2", "--rounds", "1"]
+    run_script("fuse_contention.py", [*args, "--out", str(out)], tmp_path)
     report = json.loads(out.read_text())
     calling = report["calling_ms_per_batch"]
     assert list(calling) == [f"{busy} / eager" for busy in ("none", "decode 8", "encode 8", "both 8", "both 16")]
