@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from taskfuse import models
 from taskfuse.data.color import luminance
+from taskfuse.data.deflate import deflate_literals, zlib_from_packed
 from taskfuse.data.io import (
     FORMATS,
     IMAGE_SUFFIXES,
@@ -53,6 +54,7 @@ from taskfuse.data.io import (
     image_size,
     ir_array,
     png_from_scanlines,
+    png_from_zlib,
     png_scanlines,
     quantize,
     remove_parts,
@@ -476,12 +478,14 @@ class _Fused:
     """Pairs fused together, their uint8 images (B, H, W, C) on the CPU, and the CUDA event after which
     those bytes are there (None when they already are; a blocking event, so that the encoding threads that
     wait for it sleep instead of spinning). With ``channels`` set, ``images`` holds instead the images'
-    ``png_scanlines`` (B, H, 1 + W * channels), filtered where they were fused."""
+    ``png_scanlines`` (B, H, 1 + W * channels), filtered where they were fused; with ``deflated``, the (H, W) of
+    PNG images, their scanlines' deflate streams (``deflate_literals``), made where they were fused."""
 
     pairs: list[Pair]
     images: Tensor
     ready: torch.cuda.Event | None = None
     channels: int = 0
+    deflated: tuple[int, int] | None = None
 
 
 @dataclass
@@ -553,7 +557,8 @@ class FuseJob:
             if self.processes:
                 size, ahead = pair_bytes(self.pairs[0]) if self.pairs else 0, self.ahead
                 readers = outputs.enter_context(worker_processes(self.workers, size, ahead + 2 * self.batch + 2))
-                writers = outputs.enter_context(worker_processes(self.workers, size, ahead + self.batch, False))
+                if not self.deflates:
+                    writers = outputs.enter_context(worker_processes(self.workers, size, ahead + self.batch, False))
             else:
                 readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
             bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
@@ -585,7 +590,8 @@ class FuseJob:
     ) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
         result, in order: an image file per pair is encoded and written (``write_output``) in the thread, or by
-        ``writers`` while the thread waits (nothing is left to do in order); a frame of the output video, whose
+        ``writers`` while the thread waits (nothing is left to do in order), or, deflated on the GPU, put
+        together and written in the thread; a frame of the output video, whose
         writer ``stack`` closes, is converted in the thread and written in order."""
         options = self.options
         if self.video is not None and self.manifest is None:
@@ -602,6 +608,9 @@ class FuseJob:
 
         def encode_and_write(fused: _Fused, i: int) -> None:
             target = self.targets[fused.pairs[i].name]
+            if fused.deflated:
+                write_output(target, _png(fused, i), 0, options)
+                return
             image = _host(fused, i) if fused.channels else _levels(fused, i)
             if writers is None:
                 write_output(target, image, fused.channels, options)
@@ -617,6 +626,14 @@ class FuseJob:
         held at once: these, plus the pairs waiting in their groups (up to twice a batch) and the pair in hand, or
         plus the batch just queued."""
         return 2 * (self.batch + self.workers)
+
+    @property
+    def deflates(self) -> bool:
+        """Whether the PNG files are deflated on the GPU (``taskfuse.data.deflate``): at level 1, whose Huffman
+        codes alone the GPU makes for a whole batch at once, leaving the encoding threads only the file's
+        chunks and its write. The pixels are those of the CPU's encoder, the bytes not (a few per cent larger)."""
+        device = self.device or model_device(self.model)
+        return device.type == "cuda" and self.png_files and self.options.png_level == 1
 
     @property
     def png_files(self) -> bool:
@@ -760,21 +777,25 @@ class _Pipeline:
             fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
             return _Fused(pairs, self._levels(fused))
         images = self.images(ir, vi)
-        channels = (images.shape[-1] - 1) // ir.shape[-1] if self.job.png_files else 0
-        host = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
+        deflated = (ir.shape[-2], ir.shape[-1]) if self.job.deflates else None
+        channels = (images.shape[-1] - 1) // ir.shape[-1] if self.job.png_files and not deflated else 0
+        host = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
         host.copy_(images, non_blocking=True)
         ready = torch.cuda.Event(blocking=True)
         ready.record()
-        return _Fused(pairs, host, ready, channels)
+        return _Fused(pairs, host, ready, channels, deflated)
 
     def _levels(self, fused: Tensor) -> Tensor:
         """Fused images (B, C, H, W) in [0, 1] -> the uint8 levels to write (B, H, W, C): luminance with ``gray``."""
         return quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
 
     def _images(self, ir: Tensor, vi: Tensor) -> Tensor:
-        """What a batch on a GPU sends back to the host: its levels, or for PNG files their ``png_scanlines``."""
+        """What a batch on a GPU sends back to the host: its levels, or for PNG files their ``png_scanlines``,
+        deflated at level 1 (``FuseJob.deflates``)."""
         levels = self._levels(self.job.model.fuse_batch(ir, vi))
-        return png_scanlines(levels) if self.job.png_files else levels
+        if not self.job.png_files:
+            return levels
+        return deflate_literals(png_scanlines(levels)) if self.job.deflates else png_scanlines(levels)
 
     def _encode(self, fused: _Fused) -> None:
         for i, pair in enumerate(fused.pairs):
@@ -795,10 +816,12 @@ class _Pipeline:
             wait = False
 
 
-def write_output(target: Path, image: np.ndarray, channels: int, options: FuseOptions) -> None:
+def write_output(target: Path, image: np.ndarray | bytes, channels: int, options: FuseOptions) -> None:
     """Encode one fused image for its file and write it atomically: ``image`` is its uint8 levels (H, W[, C]),
-    or with ``channels`` its ``png_scanlines``."""
-    if channels:
+    with ``channels`` its ``png_scanlines``, or already the file's bytes."""
+    if isinstance(image, bytes):
+        data = image
+    elif channels:
         data = png_from_scanlines(image, channels, options.png_level)
     else:
         data = encode_image(image, options.ext, options.png_level, options.quality)
@@ -904,6 +927,15 @@ def _host(fused: _Fused, i: int) -> np.ndarray:
     if fused.ready is not None:
         fused.ready.synchronize()
     return fused.images[i].numpy()
+
+
+def _png(fused: _Fused, i: int) -> bytes:
+    """The PNG file of image ``i`` of a batch deflated on the GPU, once its stream is on the CPU (runs in an
+    encoding thread)."""
+    assert fused.deflated is not None
+    height, width = fused.deflated
+    stream, n = zlib_from_packed(_host(fused, i))
+    return png_from_zlib(stream, height, width, (n // height - 1) // width)
 
 
 def _levels(fused: _Fused, i: int, rgb: bool = False) -> np.ndarray:

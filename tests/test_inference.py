@@ -12,6 +12,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,8 @@ from torch import Tensor, nn
 import taskfuse
 from taskfuse import inference, models
 from taskfuse.data.color import rgb_to_ycbcr
-from taskfuse.data.io import encode_image, read_image, write_image
+from taskfuse.data.deflate import deflate_literals
+from taskfuse.data.io import encode_image, png_scanlines, read_image, write_image
 from taskfuse.data.manifest import MANIFEST, file_sha256
 from taskfuse.data.pairs import find_pairs
 from taskfuse.errors import TaskfuseError
@@ -434,10 +436,11 @@ def test_real_pairs_fuse_alike_in_batches_of_one_and_eight(shared_data, tmp_path
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="PNG scanlines are filtered on a GPU only")
 @pytest.mark.parametrize(("gray", "png_level"), [(False, 1), (True, 1), (False, 6)])
-def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_encoder(tmp_path, gray, png_level) -> None:
-    """On a GPU a PNG's scanlines are filtered where it is fused (``png_scanlines``); the files hold the pixels of
-    the same run written as BMP, and, above 16 KiB of scanlines (the 136 x 160 outputs), the bytes
-    ``encode_image`` writes."""
+def test_png_files_filtered_on_the_gpu_hold_the_pixels_of_the_cpu_encoder(tmp_path, gray, png_level) -> None:
+    """On a GPU a PNG's scanlines are filtered where it is fused (``png_scanlines``), and at level 1 deflated there
+    (``taskfuse.data.deflate``); the files hold the pixels of the same run written as BMP, and, above level 1 and
+    16 KiB of scanlines (the 136 x 160 outputs), the bytes ``encode_image`` writes; at level 1 at most a tenth
+    more bytes."""
     pairs = _smooth_pairs(tmp_path, [(136, 160), (40, 56)] * 3)
     model = taskfuse.load("lite", device="cuda")
     for ext in (".png", ".bmp"):
@@ -448,8 +451,20 @@ def test_png_files_filtered_on_the_gpu_hold_the_pixels_and_bytes_of_the_cpu_enco
         levels = levels[..., 0] if gray and levels.ndim == 3 else levels
         png = (tmp_path / "png" / f"{pair.name}.png").read_bytes()
         assert np.array_equal(read_image(tmp_path / "png" / f"{pair.name}.png"), levels), pair.name
-        if levels.shape[0] == 136:
+        if levels.shape[0] == 136 and png_level > 1:
             assert png == encode_image(levels, ".png", png_level), pair.name
+        assert len(png) <= 1.1 * len(encode_image(levels, ".png", png_level)) + 200, pair.name
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_batch_deflated_where_it_was_fused_gives_png_files_of_its_pixels(channels) -> None:
+    """What the encoding threads make of a batch deflated on a GPU (``FuseJob.deflates``), here made on the CPU."""
+    levels = torch.randint(0, 256, (2, 24, 40, channels), generator=torch.Generator().manual_seed(5)).byte()
+    fused = inference._Fused([], deflate_literals(png_scanlines(levels)), deflated=(24, 40))
+    for i in range(2):
+        png = inference._png(fused, i)
+        decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(decoded.reshape(24, 40, channels)[..., ::-1], levels[i].numpy())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")

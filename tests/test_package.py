@@ -19,6 +19,21 @@ def test_import_taskfuse_does_not_import_torch() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_fusing_does_not_import_torch_compiler() -> None:
+    """Importing torch's compiler costs seconds; fusing with the default model never needs it (MAFS's masks ask for it
+    when the first MAFS is made)."""
+    code = (
+        "import sys, torch, taskfuse.cli.fuse, taskfuse.inference as inf\n"
+        "model = inf.load()\n"
+        "model.fuse_batch(torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+        "taskfuse.models.create('mafs', **taskfuse.models.get('mafs').small)\n"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 def test_subpackages_are_attributes_loaded_on_first_use() -> None:
     code = (
         "import sys, taskfuse\n"

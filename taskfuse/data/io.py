@@ -525,8 +525,14 @@ def png_from_scanlines(rows: np.ndarray, channels: int, level: int = PNG_LEVEL) 
         raise TaskfuseError(f"PNG scanlines of {line} bytes do not hold whole pixels of {channels} channel(s)")
     strategy = zlib.Z_HUFFMAN_ONLY if level == 1 else zlib.Z_DEFAULT_STRATEGY
     deflate = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
-    data = deflate.compress(rows) + deflate.flush()
-    header = struct.pack(">IIBBBBB", (line - 1) // channels, h, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return png_from_zlib(deflate.compress(rows) + deflate.flush(), h, (line - 1) // channels, channels)
+
+
+def png_from_zlib(data: bytes, height: int, width: int, channels: int) -> bytes:
+    """A PNG file of 8-bit gray (``channels`` 1) or RGB (3) from the zlib stream of its scanlines, in IDAT chunks
+    of 8 KiB as libpng writes them (``png_from_scanlines``; ``taskfuse.data.deflate`` makes such streams on a
+    GPU)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
     idat = [_png_chunk(b"IDAT", data[i : i + PNG_CHUNK]) for i in range(0, len(data), PNG_CHUNK)]
     return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header), *idat, _png_chunk(b"IEND", b"")])
 

@@ -44,6 +44,8 @@ counts normalisation and activations, which the benchmark leaves out.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -302,6 +304,7 @@ class MAFS(FusionModel):
         backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
+        _eager_masks()
         lo, hi = (float(r) for r in mask_ratio_range)
         if not 0.0 <= lo <= hi <= 1.0:
             raise TaskfuseError(f"mafs: mask_ratio_range must be two ratios 0 <= lo <= hi <= 1, got {mask_ratio_range}")
@@ -352,13 +355,13 @@ class MAFS(FusionModel):
         feat, shallow2, deep = self.encode(ir, vi)
         return FusionOutput(self.fusion_decoder(feat), self.seg_decoder(deep, shallow2, ir.shape[-2:]))
 
-    @torch.compiler.disable
     def random_mask(self, b: int, h: int, w: int, ratio: float | None, device: torch.device) -> Tensor:
         """(b, 1, h, w) with 1 on masked ``mask_patch`` squares; each sample masks round(ratio * patches) of
         them, ``ratio`` drawn uniformly from ``mask_ratio_range`` per sample when None.
 
-        Always drawn eagerly: code ``torch.compile`` generates draws from a random generator of its own, so a
-        compiled pretext pass would mask other patches than an eager one from the same seed."""
+        Always drawn eagerly, once a MAFS exists (``_eager_masks``): code ``torch.compile`` generates draws from a
+        random generator of its own, so a compiled pretext pass would mask other patches than an eager one from
+        the same seed."""
         p = self.mask_patch
         gh, gw = h // p, w // p
         n = gh * gw
@@ -393,3 +396,11 @@ class MAFS(FusionModel):
         rec = (torch.tanh(self.rec_decoder(self.rec_inject(feat, context))) + 1) / 2
         aux = {"recon_vi": rec[:, :1], "recon_ir": rec[:, 1:], "mask_vi": mask_vi, "mask_ir": mask_ir}
         return FusionOutput(rec[:, :1], aux)
+
+
+@functools.cache
+def _eager_masks() -> None:
+    """Leave ``MAFS.random_mask`` out of ``torch.compile``'s graphs (``torch.compiler.disable``), done when the first
+    MAFS is made rather than at import: the decorator imports torch's compiler, 3.4 s of a fresh ``taskfuse fuse``
+    on an H100 host (``python -X importtime``), which commands without MAFS would pay for nothing."""
+    MAFS.random_mask = torch.compiler.disable(MAFS.random_mask)  # type: ignore[method-assign]
