@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 from taskfuse import models
 from taskfuse.data.io import atomic_path, writable_folder, write_image
 from taskfuse.data.synthetic import render_scene
@@ -63,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure  # here, not at the top: every command builds this parser
+
     h, w = args.size
     device = resolve_device(args.device)
     model = load(args.method, args.weights, str(device))
