@@ -590,9 +590,9 @@ class FuseJob:
     ) -> tuple[Callable[[_Fused, int], Any], Callable[[Pair, Any], None] | None]:
         """What an encoding thread does with a fused image, and what the calling thread then does with its
         result, in order: an image file per pair is encoded and written (``write_output``) in the thread, or by
-        ``writers`` while the thread waits (nothing is left to do in order), or, deflated on the GPU, put
-        together and written in the thread; a frame of the output video, whose
-        writer ``stack`` closes, is converted in the thread and written in order."""
+        ``writers`` while the thread waits, or (deflated on the GPU) put together and written in the thread;
+        nothing is left to do in order. A frame of the output video, whose writer ``stack`` closes, is converted
+        in the thread and written in order."""
         options = self.options
         if self.video is not None and self.manifest is None:
             size = self.video.size(options.resize)

@@ -106,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=PNG_LEVEL,
         metavar="0-9",
         help=f"PNG compression: 1 Huffman coding alone (fast, small on camera images), 2-9 zlib search of that effort, "
-        f"0 none; the pixels are the same at every level (default: {PNG_LEVEL})",
+        f"0 none; the pixels are the same at every level (default: {PNG_LEVEL}; on a GPU level 1 is deflated there)",
     )
     p.add_argument(
         "--quality",

@@ -38,8 +38,8 @@ UNIFORM_SHARE = 2.0**-6
 above 2^-15, so no code is longer than ``MAX_BITS``, and the mixing lengthens an image's stream by at most
 -log2(1 - 1/64) = 0.023 bits per byte."""
 SHORTENING_ROUNDS = 2
-"""Rounds of shortening codes into the code space a Shannon code leaves: a third round shortened none on the
-MSRS visible images."""
+"""Rounds of shortening codes into the code space a Shannon code leaves: on 12 MSRS visible images a second round
+saved 0.2 % and a third none."""
 LITERALS, END, LENGTH_CODES = 256, 256, 286
 """Byte values, the end-of-block symbol, and the literal/length symbols a dynamic block describes (HLIT 29)."""
 ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
@@ -49,6 +49,7 @@ HEADER_BITS = 1 + 2 + 5 + 5 + 4 + 3 * len(ORDER) + 4 * (LENGTH_CODES + 2)
 ZLIB_HEADER = b"\x78\x01"
 """A zlib stream's header: deflate with a 32 KiB window, the fastest level (RFC 1950)."""
 ADLER_MOD = 65521
+"""Adler-32's modulus, the largest prime below 2^16 (RFC 1950)."""
 
 
 def capacity_words(n: int) -> int:

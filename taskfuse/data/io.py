@@ -65,8 +65,9 @@ written by OpenCV with the Paeth prediction filter: level 1 then Huffman-codes t
 searching for repeats (zlib's ``Z_HUFFMAN_ONLY``), 2..9 search for repeats with zlib's effort of that level, 0
 stores the data uncompressed. On fused camera images level 1 encodes 16-21 % faster than run-length coding
 (``Z_RLE``) for files 1-3 % larger, and faster than Pillow's level 1 for smaller files (docs/performance.md has
-the measured tables). On a GPU ``taskfuse fuse`` filters the rows there (``png_scanlines``) and deflates them as
-libpng does (``png_from_scanlines``), to the same files above 16 KiB of rows."""
+the measured tables). On a GPU ``taskfuse fuse`` filters the rows there (``png_scanlines``); at levels 0 and 2..9
+it deflates them as libpng does (``png_from_scanlines``), to the same files above 16 KiB of rows, and at level 1
+deflates them there too (``taskfuse.data.deflate``), to the same pixels in a few per cent more bytes."""
 QUALITY = 95
 """Default quality of JPEG and WebP outputs."""
 IR_RANGES = ("auto", "full", "p1-p99")
