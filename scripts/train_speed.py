@@ -28,7 +28,9 @@ default), ``--workers`` (``data.workers``, a number or ``auto``); any other key 
 options given and with the fast settings added (channels_last, torch.compile, cuDNN's algorithm search, loader
 workers ``auto``; ``--fast-compile-mode reduce-overhead`` makes its compiled network replay CUDA graphs), and
 tabulates images/s of both and how far the fast run's loss strays from the given run's over the same steps from
-the same seed (at the first step, where only the kernels differ, and the largest over every step). ``--small``
+the same seed (at the first step, where only the kernels differ, and the largest over every step);
+``--fast-set KEY=VALUE ...`` adds a third run, ``fast_set``: the fast settings and these (such as
+``train.compile_loss=true``), its images/s tabulated beside the others. ``--small``
 trains each method's tiny network (its ``small`` config) on two 64 x 64 crops of 96 x 128 scenes: a check that the
 script runs, not a speed figure.
 
@@ -369,6 +371,9 @@ def main() -> None:
     parser.add_argument(
         "--fast-compile-mode", default=None, help="train.compile_mode of --compare's fast run (e.g. reduce-overhead)"
     )
+    parser.add_argument(
+        "--fast-set", nargs="*", default=[], metavar="KEY=VALUE", help="with --compare, a third run: fast and these"
+    )
     parser.add_argument("--small", action="store_true", help="tiny networks and crops: a smoke test of the script")
     parser.add_argument("--sync-steps", type=int, default=3, help="steps per phase counting host syncs (CUDA)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="write profiler tables here")
@@ -386,6 +391,7 @@ def main() -> None:
     given += [f"train.amp={str(args.amp).lower()}"] if args.amp is not None else []
     fast = [*given, *FAST, *([f"train.compile_mode={args.fast_compile_mode}"] if args.fast_compile_mode else [])]
     settings = {"given": given, **({"fast": fast} if args.compare else {})}
+    settings.update({"fast_set": [*fast, *args.fast_set]} if args.compare and args.fast_set else {})
 
     info = distributed.setup(args.device)
     report: dict[str, Any] = {

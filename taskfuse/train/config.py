@@ -96,6 +96,9 @@ class TrainConfig(PhaseConfig):
     """Wrap the trained networks in ``torch.compile`` (inside DDP's wrapper when there are several processes)."""
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     """``torch.compile`` mode; ``reduce-overhead`` replays CUDA graphs, for networks of many small kernels."""
+    compile_loss: bool = False
+    """Also ``torch.compile`` the method's objective (default mode): its hundreds of small element-wise and
+    filtering operations per step, launched one by one when eager, fused into a few kernels."""
     channels_last: bool = False
     """Networks and image batches in channels_last (NHWC) memory format: no layout transposes around GPU kernels."""
     cudnn_benchmark: bool = False

@@ -28,6 +28,7 @@ from taskfuse.train.distributed import DistInfo, Wrapped
 from taskfuse.train.log import read_metrics
 from taskfuse.train.loop import Trainer, train
 from taskfuse.train.resolve import load_config, validate
+from taskfuse.train.strategies.base import compiled_objective
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = ["data.train=null", "data.train.name=synthetic", "train.dataset=synthetic"]
@@ -129,6 +130,43 @@ def test_compiled_channels_last_trains_like_eager(tmp_path: Path) -> None:
         result = train(validate(tiny_config(4, train=options)), tmp_path / str(i))
         runs.append(read_metrics(result.run_dir / "metrics.csv"))
     assert runs[1]["train/total"] == pytest.approx(runs[0]["train/total"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_compiled_objective_trains_like_eager(tmp_path: Path) -> None:
+    """``train.compile_loss``: the default network's quick run, its loss compiled, logs the eager totals."""
+    logged = []
+    for compiled in ("false", "true"):
+        torch.manual_seed(0)
+        result = train(quick("lite", f"train.compile_loss={compiled}"), tmp_path / compiled, device="cpu")
+        logged.append(read_metrics(result.run_dir / "metrics.csv"))
+    assert logged[1]["train/total"] == pytest.approx(logged[0]["train/total"], rel=1e-4)
+
+
+class _Weighted:
+    def __init__(self) -> None:
+        self.weight = 2.0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.weight).sum()
+
+
+@pytest.mark.slow
+def test_compiled_objectives_keep_their_attributes() -> None:
+    """A plain objective's weight set through ``CompiledObjective`` is its own, and the compiled call uses it."""
+    objective = _Weighted()
+    compiled = compiled_objective(objective)
+    x = torch.ones(3)
+    assert float(compiled(x)) == 6.0 and compiled.weight == 2.0
+    compiled.weight = 5.0
+    assert objective.weight == 5.0 and float(compiled(x)) == 15.0
+
+
+def test_a_module_objective_is_compiled_in_place_keeping_its_state() -> None:
+    objective = models.get("mafs").objective(True)
+    keys = list(objective.state_dict())
+    assert compiled_objective(objective) is objective and list(objective.state_dict()) == keys
+    assert objective._compiled_call_impl is not None
 
 
 def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> None:

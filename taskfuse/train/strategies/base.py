@@ -190,8 +190,38 @@ def make_fusion(cfg: RunConfig, device: torch.device) -> FusionModel:
 
 def make_loss(cfg: RunConfig, labelled: bool = True, **extra: Any) -> Any:
     """The method's objective built from ``loss:`` (plus arguments the strategy supplies): the labelled one, or
-    with ``labelled=False`` its form for pairs without labels (``MethodSpec.fusion_loss``)."""
-    return models.get(cfg.method).objective(labelled, **cfg.loss, **extra)
+    with ``labelled=False`` its form for pairs without labels (``MethodSpec.fusion_loss``); compiled with
+    ``train.compile_loss``."""
+    objective = models.get(cfg.method).objective(labelled, **cfg.loss, **extra)
+    return compiled_objective(objective) if cfg.train.compile_loss else objective
+
+
+def compiled_objective(objective: Any) -> Any:
+    """``objective`` called through ``torch.compile``: a module compiled in place (``nn.Module.compile``: the same
+    object, parameters and state dict), any other objective behind a ``CompiledObjective``."""
+    if isinstance(objective, nn.Module):
+        objective.compile()
+        return objective
+    return CompiledObjective(objective)
+
+
+class CompiledObjective:
+    """A plain objective called through ``torch.compile``, whose attributes are still its own: a strategy reading
+    or setting one (``iterative_joint`` sets the segmentation weight each round) reaches the objective, and the
+    compiled call sees the change (a new value compiles it again)."""
+
+    def __init__(self, objective: Any) -> None:
+        object.__setattr__(self, "objective", objective)
+        object.__setattr__(self, "compiled", torch.compile(objective))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.compiled(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.objective, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.objective, name, value)
 
 
 def as_float(out: FusionOutput) -> FusionOutput:
