@@ -194,11 +194,14 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
     assert fast[0] == pytest.approx(given[0], rel=1e-3)
     assert "loss change: first step / largest" in printed
     for phase in ("segmentation", "segmentaton"):
-        picked = [*command[:-6], "--phases", phase, "--out", str(tmp_path / phase)]
-        subprocess.run(picked, capture_output=True, text=True, check=True, env=env, cwd=tmp_path)
-        timed = json.loads((tmp_path / phase / "train_speed.json").read_text())["methods"]["seafusion"]
+        picked = [*command[:-6], "--phases", phase, "--fast-set", "train.cudnn_benchmark=false"]
+        out_phase = ["--out", str(tmp_path / phase)]
+        subprocess.run([*picked, *out_phase], capture_output=True, text=True, check=True, env=env, cwd=tmp_path)
+        report = json.loads((tmp_path / phase / "train_speed.json").read_text())
+        timed = report["methods"]["seafusion"]
         if phase == "segmentation":
-            assert set(timed["given"]) == set(timed["fast"]) == {"segmentation"}
+            assert set(timed["given"]) == set(timed["fast"]) == set(timed["fast_set"]) == {"segmentation"}
+            assert report["overrides"]["fast_set"] == [*report["overrides"]["fast"], "train.cudnn_benchmark=false"]
         else:
             assert "seafusion's phases are fusion, segmentation" in timed["error"]
     split = runs["given"]["fusion"]["profile"]
