@@ -10,8 +10,9 @@ folders (``find_pairs``), planning (``plan_fuse``: header checks and the manifes
 ``FuseJob.run`` into a new folder; then the same pairs again into another new folder in the same process
 (``second_run``), whose first calls (cuDNN's choices, CUDA's modules, graph capture) are behind it. The first
 run's excess over the second is what a fresh process pays once running. ``--first-calls`` adds a process that
-times, after loading the model, one batch of ``--batch`` random 480 x 640 pairs through the same batch function
-as the runs, three times eagerly and then captured into a CUDA graph and replayed (on a GPU).
+times, after loading the model, one batch of ``--batch`` (default 16) random 480 x 640 pairs through
+``FusionModel.fuse_batch`` (the network's share of a run's batch, without the rounding and PNG work), three times
+eagerly and then captured into a CUDA graph and replayed (on a GPU).
 
 Results go to ``--out`` as JSON, printed as a table of seconds.
 """

@@ -208,7 +208,7 @@ def compiled_objective(objective: Any) -> Any:
 class CompiledObjective:
     """A plain objective called through ``torch.compile``, whose attributes are still its own: a strategy reading
     or setting one (``iterative_joint`` sets the segmentation weight each round) reaches the objective, and the
-    compiled call sees the change (a new value compiles it again)."""
+    compiled call sees the change (``tests/train/test_speed.py``)."""
 
     def __init__(self, objective: Any) -> None:
         object.__setattr__(self, "objective", objective)
