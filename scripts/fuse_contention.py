@@ -196,7 +196,7 @@ def handoff(pairs: list[Pair], workers: int, rounds: int, work: Path) -> dict[st
     pools: dict[str, Callable[[], Any]] = {
         "threads": lambda: ThreadPoolExecutor(workers),
         "process pool": lambda: process_pool(workers),
-        "worker_processes": lambda: inference.worker_processes(workers, size, depth + 34),
+        "worker_processes": lambda: inference.worker_processes(workers, size, depth + 2 * 16 + 2),
     }
     images = [decode_pair(pair, options)[1].permute(1, 2, 0).numpy() for pair in pairs[:16]]
 

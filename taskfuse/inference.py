@@ -428,11 +428,13 @@ PROCESS_PAIRS = 1000
 def default_processes(device: torch.device, pairs: int) -> bool:
     """Whether a run of ``pairs`` image pairs decodes, encodes and writes in worker processes when not told: on
     a GPU, where one interpreter lock shared by the calling thread and every pool thread bounds the run, from
-    ``PROCESS_PAIRS`` pairs on, where fork is offered. Starting the 16 processes of 8 workers of each kind costs
-    the run about 0.1-0.2 s: on an H100 host of 16 cores, 640 x 480 PNG pairs to PNG files, in one process after
+    ``PROCESS_PAIRS`` pairs on, where fork is offered. Starting the 16 processes of 8 workers of each kind (8
+    when the GPU deflates the PNG files, which leaves nothing to write in processes) costs the run about
+    0.1-0.2 s: on an H100 host of 16 cores, 640 x 480 PNG pairs to PNG files written by zlib, in one process after
     warming up, threads fused 301 pairs faster (455-482 pairs/s against 392-399), 602 as fast (476-496 against
-    474-477) and 1204 slower (494-515 against 545-568); in two fresh commands each on 2408 pairs the two were
-    alike (292-365 pairs/s; ``docs/performance.md``)."""
+    474-477) and 1204 slower (494-515 against 545-568). With the GPU deflating, a fresh process on another host
+    fused 2408 pairs at 452.5 pairs/s, then 504.8 in a second run, with processes, and 365.6, then 406.3, with
+    threads; on 301 pairs threads fused 410 pairs/s against 341 (``docs/performance.md``)."""
     return device.type == "cuda" and FORK and pairs >= PROCESS_PAIRS
 
 

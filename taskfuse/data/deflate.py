@@ -126,9 +126,9 @@ def _header(lengths: Tensor) -> tuple[Tensor, Tensor]:
     widths = [min(CHUNK, bits - at) for at in range(0, bits, CHUNK)]
     fixed = [torch.full((b, 1), (value >> at) & ((1 << CHUNK) - 1), device=device) for at in range(0, bits, CHUNK)]
     every = torch.cat([lengths, torch.ones(b, 2, dtype=torch.int64, device=device)], 1)
-    reverse4 = ((every & 1) << 3) | ((every & 2) << 1) | ((every & 4) >> 1) | ((every & 8) >> 3)
+    length_codes = reversed_codes(torch.full((MAX_BITS + 1,), 4, dtype=torch.int64, device=device))
     counts = [torch.full((b, 1), w, device=device) for w in widths] + [torch.full_like(every, 4)]
-    return torch.cat([*fixed, reverse4], 1), torch.cat(counts, 1)
+    return torch.cat([*fixed, length_codes[every]], 1), torch.cat(counts, 1)
 
 
 def deflate_literals(rows: Tensor) -> Tensor:
