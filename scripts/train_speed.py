@@ -35,7 +35,8 @@ trains each method's tiny network (its ``small`` config) on two 64 x 64 crops of
 script runs, not a speed figure.
 
 On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
-that made the host wait for the GPU (``syncs/step``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
+that made the host wait for the GPU (``syncs/step``), each with the line of code that asked for it (printed and in
+the JSON's ``sync_sources``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
 phase with ``torch.profiler`` and writes, per method, phase and setting, ``DIR/<method>-<phase>-<setting>.md``: the
 split of a step's wall time into waiting for data, forward and loss, backward, optimiser and EMA (from the
 ``taskfuse.*`` ranges of ``taskfuse.train.ranges``, each range waiting for the GPU at both ends while profiling),
@@ -54,7 +55,9 @@ import json
 import math
 import tempfile
 import time
+import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,19 +135,35 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device) -> float | None:
-    """Operations per step that made the host wait for the GPU (CUDA's sync debug mode); None off CUDA."""
+def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device) -> tuple[float | None, dict]:
+    """Operations per step that made the host wait for the GPU (CUDA's sync debug mode), and where they were
+    called from: the innermost frame outside torch and the standard library, ``file:line function`` with its
+    count over the ``steps``; (None, {}) off CUDA."""
     if device.type != "cuda" or steps == 0:
-        return None
-    with warnings.catch_warnings(record=True) as caught:
+        return None, {}
+    sources: Counter[str] = Counter()
+
+    def record(message: Any, *_: Any, **__: Any) -> None:
+        if "synchroniz" in str(message):
+            sources[sync_source(traceback.extract_stack()[:-1])] += 1
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             run(steps)
             sync(device)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught) / steps
+    return sum(sources.values()) / steps, dict(sources.most_common())
+
+
+def sync_source(stack: traceback.StackSummary) -> str:
+    """The innermost frame of ``stack`` in this project's or a user's code (not torch's, not Python's own)."""
+    library = (str(Path(torch.__file__).parent), str(Path(warnings.__file__).parent))
+    frame = next((f for f in reversed(stack) if not f.filename.startswith(library)), stack[-1])
+    return f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
 
 
 def step_split(events: list[Any], steps: int, cuda: bool) -> tuple[dict[str, Any], list[Any]]:
@@ -259,6 +278,7 @@ def bench_method(
         sync(info.device)
         seconds = max(distributed.gather(time.perf_counter() - start, info))
         memory = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
+        syncs, sources = syncs_per_step(run, args.sync_steps, info.device)
         result: dict[str, Any] = {
             "steps_per_s": args.steps / seconds,
             "images_per_s": args.steps * batch * info.world / seconds,
@@ -266,7 +286,8 @@ def bench_method(
             "crop": trainer.streams[phase].phase.crop,
             "seconds": seconds,
             "peak_memory_gib": max(distributed.gather(memory, info)) if memory is not None else None,
-            "syncs_per_step": syncs_per_step(run, args.sync_steps, info.device),
+            "syncs_per_step": syncs,
+            "sync_sources": sources,
             "losses": [float(v) for v in losses[: args.warmup + args.steps]],
         }
         if args.profile is not None and args.profile_steps > 0:
@@ -285,6 +306,8 @@ def bench_method(
                 f"{result['images_per_s']:9.1f} images/s" + (f"  {syncs:.1f} syncs/step" if syncs is not None else ""),
                 flush=True,
             )
+            for source, count in result["sync_sources"].items():
+                print(f"    {count / args.sync_steps:.1f} syncs/step from {source}", flush=True)
     for stream in trainer.streams.values():
         stream.close()
     return results

@@ -11,6 +11,7 @@ import runpy
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,19 @@ def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> 
     nan, inf = float("nan"), float("inf")
     assert loss_change([12.0, 11.0, 10.0], [12.0, nan, nan]) == "0 % / fast loss not finite from step 2"
     assert loss_change([2.0, 3.0, inf], [2.0, 3.0, inf]) == "0 % / given loss not finite from step 3"
+
+
+def test_train_speed_names_the_line_that_waited_not_torch_inside_it() -> None:
+    sync_source = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))["sync_source"]
+    torch_file = str(Path(torch.__file__).parent / "_tensor.py")
+    stack = traceback.StackSummary.from_list(
+        [
+            ("/x/taskfuse/train/loop.py", 10, "run_step", ""),
+            ("/y/taskfuse/models/lite/loss.py", 42, "forward", ""),
+            (torch_file, 7, "item", ""),
+        ]
+    )
+    assert sync_source(stack) == "loss.py:42 forward"
 
 
 @pytest.mark.slow
