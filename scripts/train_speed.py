@@ -153,9 +153,9 @@ def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device)
         torch.cuda.set_sync_debug_mode("warn")
         try:
             run(steps)
-            sync(device)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+    sync(device)
     return sum(sources.values()) / steps, dict(sources.most_common())
 
 

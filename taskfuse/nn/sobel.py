@@ -27,7 +27,10 @@ def _kernels(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
 
 
 def _pair(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    kx = _KX.to(device=device, dtype=dtype).view(1, 1, 3, 3)
+    """The pair made on ``device`` itself (smoothing [1, 2, 1] times difference [-1, 0, 1]), not copied from
+    ``_KX``: in a compiled graph a copy from a CPU tensor runs on every call, and waits for the GPU."""
+    taps = torch.arange(3, device=device, dtype=dtype) - 1
+    kx = ((2 - taps.abs())[:, None] * taps).view(1, 1, 3, 3)
     return kx, kx.transpose(-1, -2).contiguous()
 
 
