@@ -22,3 +22,18 @@ def test_a_trace_leaves_no_traced_kernels_behind(monkeypatch) -> None:
     assert sobel._KERNELS == {}
     assert torch.equal(_Edges()(x), program.module()(x))
     assert len(sobel._KERNELS) == 1 and all(type(k) is Tensor for k in next(iter(sobel._KERNELS.values())))
+
+
+def test_a_compiled_graph_takes_no_kernel_from_the_cpu() -> None:
+    """A CPU tensor entering a compiled graph is copied to the GPU on every call, a copy that waits for it: the
+    kernels are made inside the graph instead."""
+    inputs: list[list[tuple[int, ...]]] = []
+
+    def backend(graph: torch.fx.GraphModule, example: list) -> object:
+        inputs.append([tuple(t.shape) for t in example if isinstance(t, Tensor)])
+        return graph.forward
+
+    x = torch.rand(2, 3, 8, 8)
+    compiled = torch.compile(sobel.sobel_abs, backend=backend, fullgraph=True)
+    assert torch.equal(compiled(x), sobel.sobel_abs(x))
+    assert inputs == [[(2, 3, 8, 8)]]
