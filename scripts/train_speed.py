@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sysconfig
 import tempfile
 import time
 import traceback
@@ -160,9 +161,15 @@ def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device)
 
 
 def sync_source(stack: traceback.StackSummary) -> str:
-    """The innermost frame of ``stack`` in this project's or a user's code (not torch's, not Python's own)."""
-    library = (str(Path(torch.__file__).parent), str(Path(warnings.__file__).parent))
-    frame = next((f for f in reversed(stack) if not f.filename.startswith(library)), stack[-1])
+    """The innermost frame of ``stack`` in this project's or a user's code (not torch's, not Python's own; the
+    installed packages lie inside Python's own directory, so only the standard library proper is left out)."""
+    paths = sysconfig.get_paths()
+
+    def library(file: str) -> bool:
+        own = file.startswith(paths["stdlib"]) and not file.startswith((paths["purelib"], paths["platlib"]))
+        return own or file.startswith(str(Path(torch.__file__).parent))
+
+    frame = next((f for f in reversed(stack) if not library(f.filename)), stack[-1])
     return f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
 
 

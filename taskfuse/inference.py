@@ -693,6 +693,8 @@ class _Pipeline:
     ) -> None:
         self.job, self.encoders, self.bar, self.encode, self.write = job, encoders, bar, encode, write
         self.device = job.device or model_device(job.model)
+        self.deflates = job.deflates
+        """``FuseJob.deflates``, decided once for the run rather than for every batch."""
         learned = next(job.model.parameters(), None) is not None
         self.images = GraphReplay(self._images) if self.device.type == "cuda" and learned else self._images
         """A batch's work on a GPU (``_images``): for a network, replayed from a CUDA graph per batch shape
@@ -779,7 +781,7 @@ class _Pipeline:
             fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
             return _Fused(pairs, self._levels(fused))
         images = self.images(ir, vi)
-        deflated = (ir.shape[-2], ir.shape[-1]) if self.job.deflates else None
+        deflated = (ir.shape[-2], ir.shape[-1]) if self.deflates else None
         channels = (images.shape[-1] - 1) // ir.shape[-1] if self.job.png_files and not deflated else 0
         host = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
         host.copy_(images, non_blocking=True)
@@ -797,7 +799,7 @@ class _Pipeline:
         levels = self._levels(self.job.model.fuse_batch(ir, vi))
         if not self.job.png_files:
             return levels
-        return deflate_literals(png_scanlines(levels)) if self.job.deflates else png_scanlines(levels)
+        return deflate_literals(png_scanlines(levels)) if self.deflates else png_scanlines(levels)
 
     def _encode(self, fused: _Fused) -> None:
         for i, pair in enumerate(fused.pairs):

@@ -10,6 +10,7 @@ import os
 import runpy
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import traceback
 from pathlib import Path
@@ -189,6 +190,12 @@ def test_train_speed_names_the_line_that_waited_not_torch_inside_it() -> None:
         ]
     )
     assert sync_source(stack) == "loss.py:42 forward"
+    installed = str(Path(sysconfig.get_paths()["purelib"]) / "taskfuse" / "losses" / "fusion_terms.py")
+    threading_file = str(Path(sysconfig.get_paths()["stdlib"]) / "threading.py")
+    stack = traceback.StackSummary.from_list(
+        [(installed, 29, "texture_max_loss", ""), (threading_file, 5, "run", ""), (torch_file, 7, "item", "")]
+    )
+    assert sync_source(stack) == "fusion_terms.py:29 texture_max_loss"
 
 
 @pytest.mark.slow
