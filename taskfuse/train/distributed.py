@@ -151,15 +151,19 @@ class Wrapped:
     this wrapper uses the same parameters, so DDP's static graph may be used (``train.ddp_static_graph``);
     otherwise DDP searches every step's graph for the parameters in use. With ``torch.compile`` the network is
     compiled inside DDP's wrapper and the loss runs outside the compiled code; with ``train.channels_last`` the
-    network's weights are converted here, before any optimiser or EMA reads them."""
+    network's weights are converted here, before any optimiser or EMA reads them. ``trains`` False: the step
+    runs the network without training it (a frozen task network, say), so it never goes inside DDP: it has no
+    gradients to average."""
 
-    def __init__(self, module: nn.Module, info: DistInfo, train: TrainConfig, fixed: bool = True) -> None:
+    def __init__(
+        self, module: nn.Module, info: DistInfo, train: TrainConfig, fixed: bool = True, trains: bool = True
+    ) -> None:
         self.module = module
         if train.channels_last:
             module.to(memory_format=torch.channels_last)
         self._dispatch = _Dispatch(module, info.device.type, train.compile_mode if train.compile else None)
         self._run: nn.Module = self._dispatch
-        if info.active:
+        if info.active and trains:
             static = train.ddp_static_graph and fixed
             self._run = DistributedDataParallel(
                 self._dispatch,

@@ -145,6 +145,37 @@ def test_a_compiled_objective_trains_like_eager(tmp_path: Path) -> None:
     assert logged[1]["train/total"] == pytest.approx(logged[0]["train/total"], rel=1e-4)
 
 
+@pytest.mark.slow
+def test_frozen_passes_run_compiled_and_train_like_eager(tmp_path: Path) -> None:
+    """SeAFusion's frozen segmenter in the fusion loss and its fusion network making the segmenter's images run
+    through compiled graphs of their own (``Context.frozen``) under ``train.compile``, and every phase's totals
+    start as the eager ones (within 1e-4, the first step's; every later one within 2 %, as the optimiser amplifies
+    the compiled kernels' roundings)."""
+    logged, compiled = [], {}
+    for on in ("false", "true"):
+        torch.manual_seed(0)
+        cfg = quick("seafusion", f"train.compile={on}")
+        trainer = Trainer(cfg, tmp_path / on, distributed.setup("cpu"))
+        totals: dict[str, list[float]] = {}
+        for t in range(trainer.total):
+            values = trainer.run_step(t)
+            for key, value in values.items():
+                if key.endswith("total"):
+                    totals.setdefault(key, []).append(float(value))
+        for stream in trainer.streams.values():
+            stream.close()
+        logged.append(totals)
+        compiled = {
+            name: sorted(w._dispatch.compiled) for name, w in vars(trainer.strategy).items() if isinstance(w, Wrapped)
+        }
+    eager, fast = logged
+    assert set(eager) == set(fast) and len(eager) >= 2
+    for key in eager:
+        assert fast[key][0] == pytest.approx(eager[key][0], rel=1e-4), key
+        assert fast[key] == pytest.approx(eager[key], rel=2e-2), key
+    assert compiled == {"run_net": [""], "make_images": [""], "run_task": [""], "judge": [""]}
+
+
 class _Weighted:
     def __init__(self) -> None:
         self.weight = 2.0

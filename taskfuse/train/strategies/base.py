@@ -115,6 +115,13 @@ class Context:
         parameters (False for a network run through several methods, or whose loss changes from step to step)."""
         return Wrapped(module, self.info, self.cfg.train, fixed)
 
+    def frozen(self, module: nn.Module) -> Wrapped:
+        """``module`` as the step runs it without training it (a frozen task network in the fusion loss, the
+        fusion network making a task phase's images): compiled and in the layout ``train`` asks for, as ``wrap``'s
+        networks are, but outside DDP. A wrapper apart from ``wrap``'s, so that the frozen pass (eval mode, no
+        weight gradients) keeps compiled graphs of its own instead of running eagerly."""
+        return Wrapped(module, self.info, self.cfg.train, trains=False)
+
 
 class Strategy:
     """Base class; see the module docstring. ``Options`` is the dataclass of the ``strategy:`` section."""

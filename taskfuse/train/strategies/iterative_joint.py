@@ -249,6 +249,7 @@ class IterativeJoint(Strategy):
         self.net = make_fusion(cfg, ctx.device)
         self.loss = make_loss(cfg)
         self.run_net = ctx.wrap(self.net)
+        self.make_images = ctx.frozen(self.net)
         self.task = o.task
         settings: TaskPhase = getattr(o, o.task)
         self.guided = any(w > 0 for w in o.seg_weight_per_round)
@@ -272,6 +273,7 @@ class IterativeJoint(Strategy):
         if o.task_init:
             load_task_network(self.task_net, o.task_init, self.task_model_name())
         self.run_task = ctx.wrap(self.task_net)
+        self.judge = ctx.frozen(self.task_net)
         total = settings.max_iters or self.warmup + o.rounds * settings.iters_per_round
         self.task_opt = ctx.optimiser(self.task_net.parameters(), o.task, total)
 
@@ -328,7 +330,7 @@ class IterativeJoint(Strategy):
             with self.ctx.autocast(), evaluating(*self.frozen()):
                 out = self.run_net(batch["ir"], batch["vi"])
                 task_loss = (
-                    self.family.loss(self.task_net, recombine(out.fused, batch["vi"]), batch)
+                    self.family.loss(self.judge, recombine(out.fused, batch["vi"]), batch)
                     if self.family is not None and weight
                     else None
                 )
@@ -347,7 +349,7 @@ class IterativeJoint(Strategy):
         """The method's loss with ``λ L_seg`` from the frozen segmenter (the paper's fusion phase)."""
         with self.ctx.autocast(), evaluating(*self.frozen()):
             out = self.run_net(batch["ir"], batch["vi"])
-            seg_out = self.task_net(recombine(out.fused, batch["vi"])) if weight > 0 else None
+            seg_out = self.judge(recombine(out.fused, batch["vi"])) if weight > 0 else None
         self.loss.seg_weight = weight
         return self.loss(as_float(out), batch, None if seg_out is None else seg_as_float(seg_out))
 
@@ -356,7 +358,7 @@ class IterativeJoint(Strategy):
         self.task_net.requires_grad_(True)
         self.task_net.train()
         with torch.no_grad(), self.ctx.autocast(), evaluating(self.net):
-            fused = recombine(self.net(batch["ir"], batch["vi"]).fused.float(), batch["vi"])
+            fused = recombine(self.make_images(batch["ir"], batch["vi"]).fused.float(), batch["vi"])
         if self.family is None:
             with self.ctx.autocast():
                 out = seg_as_float(self.run_task(fused))

@@ -166,6 +166,7 @@ class MAFSTwoStage(Strategy):
         self.teacher_fusion = models.create(o.teacher_fusion).to(ctx.device).eval()
         self.run = ctx.wrap(self.net, fixed=False)  # forward_pretext in stage I, forward in stage II
         self.run_teacher = ctx.wrap(self.teacher)
+        self.make_teacher_images = ctx.frozen(self.teacher_fusion)
         teacher_opt = ctx.optimiser(self.teacher.parameters(), "teacher")
         self.pretext_loss = models.get(cfg.method).pretext_loss(o.alpha1, o.alpha2)
         self.loss = make_loss(cfg, teacher=self.teacher)
@@ -228,7 +229,7 @@ class MAFSTwoStage(Strategy):
 
     def teacher_step(self, t: int, batch: dict[str, Any]) -> dict[str, Tensor | float]:
         with torch.no_grad():
-            fused = self.teacher_fusion(batch["ir"], batch["vi"]).fused
+            fused = self.make_teacher_images(batch["ir"], batch["vi"]).fused
             image = recombine(fused, batch["vi"]) if self.teacher_fusion.output_mode == "y" else fused
         self.teacher.requires_grad_(True).train()
         with self.ctx.autocast():
