@@ -320,25 +320,28 @@ def bench_method(
     return results
 
 
-def loss_change(given: list[float], fast: list[float]) -> str:
+def loss_change(given: list[float], fast: list[float], name: str = "fast") -> str:
     """How far the fast setting's loss strays from the given one's over the same steps from the same seed, in
     percent of the given loss: at the first step (the same weights, so only the kernels differ) and the largest
     over every step (the two runs' weights drift apart as the differences accumulate); or, where a loss is not
-    finite, the first such step (from 1) and whose it is, since a diverged run has no largest change."""
+    finite, the first such step (from 1) and whose it is (``name``: the fast setting's), since a diverged run has no
+    largest change."""
     pairs = list(zip(given, fast, strict=True))
     change = [abs(b - a) / max(abs(a), 1e-12) * 100 for a, b in pairs]
     first = f"{change[0]:.2g} %"
     for step, (a, b) in enumerate(pairs, 1):
         if not math.isfinite(a) or not math.isfinite(b):
-            return f"{first} / {'given' if not math.isfinite(a) else 'fast'} loss not finite from step {step}"
+            return f"{first} / {'given' if not math.isfinite(a) else name} loss not finite from step {step}"
     return f"{first} / {max(change):.2g} %"
 
 
 def report_tables(report: dict[str, Any]) -> str:
-    """The Markdown report: images/s per method and phase (both settings with ``--compare``), and the profile."""
+    """The Markdown report: images/s per method and phase (every setting with ``--compare``, each later one's
+    speed-up and loss change against the first), and the profile."""
     settings = report["settings"]
     speed_header = [f"{s} images/s" for s in settings]
-    speed_header += ["speed-up", "loss change: first step / largest"] if len(settings) == 2 else []
+    for s in settings[1:]:
+        speed_header += [f"{s} speed-up", f"{s} loss change: first step / largest"]
     header = ["method", "phase", "batch", "crop", *speed_header, f"syncs/step ({settings[0]})", "peak GiB"]
     rows, profile = [], []
     for method, by_setting in report["methods"].items():
@@ -349,9 +352,9 @@ def report_tables(report: dict[str, Any]) -> str:
         for phase, r in first.items():
             speeds = [by_setting[s][phase]["images_per_s"] for s in settings]
             cells = [f"{v:.1f}" for v in speeds]
-            if len(settings) == 2:
-                change = loss_change(*(by_setting[s][phase]["losses"] for s in settings))
-                cells += [f"{speeds[1] / speeds[0]:.2f}x", change]
+            for s, speed in zip(settings[1:], speeds[1:], strict=True):
+                change = loss_change(r["losses"], by_setting[s][phase]["losses"], s)
+                cells += [f"{speed / speeds[0]:.2f}x", change]
             syncs = r["syncs_per_step"]
             memory = r["peak_memory_gib"]
             rows.append(

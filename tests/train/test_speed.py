@@ -210,6 +210,26 @@ def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> 
     assert loss_change([2.0, 3.0, inf], [2.0, 3.0, inf]) == "0 % / given loss not finite from step 3"
 
 
+def test_train_speed_tabulates_every_setting_against_the_given_one() -> None:
+    """With ``--fast-set`` the third run gets its own speed-up and loss change beside the fast run's."""
+    report_tables = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))["report_tables"]
+    run = {"batch_size": 8, "crop": 192, "syncs_per_step": 0.0, "peak_memory_gib": 0.4}
+    speeds = {"given": (100.0, [10.0, 9.0]), "fast": (150.0, [10.0, 9.9]), "fast_set": (250.0, [10.1, float("nan")])}
+    report = {
+        "settings": list(speeds),
+        "device": "a GPU",
+        "processes": 1,
+        "torch": "2",
+        "steps": 2,
+        "warmup": 0,
+        "methods": {"lite": {s: {"train": {**run, "images_per_s": v, "losses": l}} for s, (v, l) in speeds.items()}},
+    }
+    text = report_tables(report)
+    assert "| fast speed-up | fast loss change: first step / largest | fast_set speed-up |" in text
+    row = "| lite | train | 8 | 192 | 100.0 | 150.0 | 250.0 | 1.50x | 0 % / 10 % | 2.50x |"
+    assert row + " 1 % / fast_set loss not finite from step 2 | 0.0 | 0.4 |" in text
+
+
 def test_train_speed_names_the_line_that_waited_not_torch_inside_it() -> None:
     sync_source = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))["sync_source"]
     torch_file = str(Path(torch.__file__).parent / "_tensor.py")
@@ -258,7 +278,7 @@ def test_train_speed_script_compares_settings_and_profiles(tmp_path: Path) -> No
             assert "seafusion's phases are fusion, segmentation" in timed["error"]
     split = runs["given"]["fusion"]["profile"]
     assert split["step"] > 0 and split["forward_loss"] > 0 and split["backward"] > 0
-    assert "| seafusion | segmentation | 2 | 64 |" in printed and "speed-up" in printed
+    assert "| seafusion | segmentation | 2 | 64 |" in printed and "fast speed-up" in printed
     assert (out / "train_speed.md").read_text() in printed
     assert sorted(p.name for p in profile.iterdir()) == [
         f"seafusion-{phase}-{setting}.md" for phase in ("fusion", "segmentation") for setting in ("fast", "given")
