@@ -30,13 +30,14 @@ workers ``auto``; ``--fast-compile-mode reduce-overhead`` makes its compiled net
 tabulates images/s of both and how far the fast run's loss strays from the given run's over the same steps from
 the same seed (at the first step, where only the kernels differ, and the largest over every step);
 ``--fast-set KEY=VALUE ...`` adds a third run, ``fast_set``: the fast settings and these (such as
-``train.compile_loss=true``), its images/s tabulated beside the others. ``--small``
+``train.compile_loss=true``), tabulated with its own speed-up and loss change. ``--small``
 trains each method's tiny network (its ``small`` config) on two 64 x 64 crops of 96 x 128 scenes: a check that the
 script runs, not a speed figure.
 
 On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
 that made the host wait for the GPU (``syncs/step``), each with the line of code that asked for it (printed and in
-the JSON's ``sync_sources``). ``--profile DIR`` profiles ``--profile-steps`` more steps per
+the JSON's ``sync_sources``; ``sync_stacks`` keeps the innermost frames of each line's first wait, torch's
+included). ``--profile DIR`` profiles ``--profile-steps`` more steps per
 phase with ``torch.profiler`` and writes, per method, phase and setting, ``DIR/<method>-<phase>-<setting>.md``: the
 split of a step's wall time into waiting for data, forward and loss, backward, optimiser and EMA (from the
 ``taskfuse.*`` ranges of ``taskfuse.train.ranges``, each range waiting for the GPU at both ends while profiling),
@@ -131,22 +132,33 @@ def render_once(trainer: Trainer, cfg: RunConfig, workers: int) -> None:
         stream.close()
 
 
+STACK = 8
+"""Frames kept of each line's first wait (``sync_stacks``)."""
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device) -> tuple[float | None, dict]:
-    """Operations per step that made the host wait for the GPU (CUDA's sync debug mode), and where they were
-    called from: the innermost frame outside torch and the standard library, ``file:line function`` with its
-    count over the ``steps``; (None, {}) off CUDA."""
+def syncs_per_step(
+    run: Callable[[int], None], steps: int, device: torch.device
+) -> tuple[float | None, dict[str, int], dict[str, list[str]]]:
+    """Operations per step that made the host wait for the GPU (CUDA's sync debug mode), where they were called
+    from (the innermost frame outside torch and the standard library, ``file:line function``, with its count over
+    the ``steps``), and for each such line the innermost frames of its first wait, torch's included (``STACK``,
+    innermost first); (None, {}, {}) off CUDA."""
     if device.type != "cuda" or steps == 0:
-        return None, {}
+        return None, {}, {}
     sources: Counter[str] = Counter()
+    stacks: dict[str, list[str]] = {}
 
     def record(message: Any, *_: Any, **__: Any) -> None:
         if "synchroniz" in str(message):
-            sources[sync_source(traceback.extract_stack()[:-1])] += 1
+            stack = traceback.extract_stack()[:-1]
+            source = sync_source(stack)
+            sources[source] += 1
+            stacks.setdefault(source, [f"{f.filename}:{f.lineno} {f.name}" for f in reversed(stack[-STACK:])])
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -157,7 +169,7 @@ def syncs_per_step(run: Callable[[int], None], steps: int, device: torch.device)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     sync(device)
-    return sum(sources.values()) / steps, dict(sources.most_common())
+    return sum(sources.values()) / steps, dict(sources.most_common()), stacks
 
 
 def sync_source(stack: traceback.StackSummary) -> str:
@@ -285,7 +297,7 @@ def bench_method(
         sync(info.device)
         seconds = max(distributed.gather(time.perf_counter() - start, info))
         memory = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
-        syncs, sources = syncs_per_step(run, args.sync_steps, info.device)
+        syncs, sources, stacks = syncs_per_step(run, args.sync_steps, info.device)
         result: dict[str, Any] = {
             "steps_per_s": args.steps / seconds,
             "images_per_s": args.steps * batch * info.world / seconds,
@@ -295,6 +307,7 @@ def bench_method(
             "peak_memory_gib": max(distributed.gather(memory, info)) if memory is not None else None,
             "syncs_per_step": syncs,
             "sync_sources": sources,
+            "sync_stacks": stacks,
             "losses": [float(v) for v in losses[: args.warmup + args.steps]],
         }
         if args.profile is not None and args.profile_steps > 0:

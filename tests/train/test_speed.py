@@ -4,6 +4,7 @@ like the default layout; ``scripts/train_speed.py`` runs, compares settings and 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import sysconfig
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,27 @@ def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> 
     nan, inf = float("nan"), float("inf")
     assert loss_change([12.0, 11.0, 10.0], [12.0, nan, nan]) == "0 % / fast loss not finite from step 2"
     assert loss_change([2.0, 3.0, inf], [2.0, 3.0, inf]) == "0 % / given loss not finite from step 3"
+
+
+def test_train_speed_counts_each_wait_with_its_line_and_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits as CUDA's sync debug mode reports them (a warning), counted per step by the line that made them, the
+    frames of the first one kept down to the warning itself."""
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "scripts" / "train_speed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "sync", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+
+    line = steps.__code__.co_firstlineno + 2
+    per_step, sources, stacks = script.syncs_per_step(steps, 2, torch.device("cuda"))
+    source = f"test_speed.py:{line} steps"
+    assert per_step == 1.0 and sources == {source: 2} and list(stacks) == [source]
+    assert stacks[source][0].startswith(warnings.__file__) and stacks[source][1] == f"{__file__}:{line} steps"
+    assert len(stacks[source]) == script.STACK
 
 
 def test_train_speed_tabulates_every_setting_against_the_given_one() -> None:
