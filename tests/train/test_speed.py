@@ -153,7 +153,7 @@ def test_frozen_passes_run_compiled_and_train_like_eager(tmp_path: Path) -> None
     through compiled graphs of their own (``Context.frozen``) under ``train.compile``, and every phase's totals
     start as the eager ones (within 1e-4, the first step's; every later one within 2 %, as the optimiser amplifies
     the compiled kernels' roundings)."""
-    logged, compiled = [], {}
+    logged = []
     for on in ("false", "true"):
         torch.manual_seed(0)
         cfg = quick("seafusion", f"train.compile={on}")
@@ -167,9 +167,9 @@ def test_frozen_passes_run_compiled_and_train_like_eager(tmp_path: Path) -> None
         for stream in trainer.streams.values():
             stream.close()
         logged.append(totals)
-        compiled = {
-            name: sorted(w._dispatch.compiled) for name, w in vars(trainer.strategy).items() if isinstance(w, Wrapped)
-        }
+    compiled = {
+        name: sorted(w._dispatch.compiled) for name, w in vars(trainer.strategy).items() if isinstance(w, Wrapped)
+    }
     eager, fast = logged
     assert set(eager) == set(fast) and len(eager) >= 2
     for key in eager:
