@@ -135,6 +135,11 @@ def render_once(trainer: Trainer, cfg: RunConfig, workers: int) -> None:
 STACK = 8
 """Frames kept of each line's first wait (``sync_stacks``)."""
 
+SYNC_WARNING = "called a synchronizing CUDA operation"
+"""The warning torch's sync debug mode gives for each wait (``c10::cuda::warn_or_error_on_sync``). Setting the mode
+also warns, once per process, that the mode is a prototype that misses some "synchronizing operations": that
+notice is not a wait."""
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -154,7 +159,7 @@ def syncs_per_step(
     stacks: dict[str, list[str]] = {}
 
     def record(message: Any, *_: Any, **__: Any) -> None:
-        if "synchroniz" in str(message):
+        if SYNC_WARNING in str(message):
             stack = traceback.extract_stack()[:-1]
             source = sync_source(stack)
             sources[source] += 1

@@ -214,7 +214,8 @@ def test_train_speed_names_the_step_where_the_fast_loss_stops_being_finite() -> 
 
 def test_train_speed_counts_each_wait_with_its_line_and_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waits as CUDA's sync debug mode reports them (a warning), counted per step by the line that made them, the
-    frames of the first one kept down to the warning itself."""
+    frames of the first one kept down to the warning itself; the mode's notice that it is a prototype (given once
+    per process when it is first set) is not a wait."""
     spec = importlib.util.spec_from_file_location("train_speed", ROOT / "scripts" / "train_speed.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -224,6 +225,8 @@ def test_train_speed_counts_each_wait_with_its_line_and_frames(monkeypatch: pyte
     def steps(n: int) -> None:
         for _ in range(n):
             warnings.warn("called a synchronizing CUDA operation", stacklevel=1)
+        notice = "Synchronization debug mode is a prototype feature and does not yet detect all synchronizing"
+        warnings.warn(notice, stacklevel=1)
 
     line = steps.__code__.co_firstlineno + 2
     per_step, sources, stacks = script.syncs_per_step(steps, 2, torch.device("cuda"))
