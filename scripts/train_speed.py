@@ -37,13 +37,14 @@ script runs, not a speed figure.
 On CUDA a few further steps per phase run under ``torch.cuda.set_sync_debug_mode("warn")`` and count the operations
 that made the host wait for the GPU (``syncs/step``), each with the line of code that asked for it (printed and in
 the JSON's ``sync_sources``; ``sync_stacks`` keeps the innermost frames of each line's first wait, torch's
-included). ``--profile DIR`` profiles ``--profile-steps`` more steps per
-phase with ``torch.profiler`` and writes, per method, phase and setting, ``DIR/<method>-<phase>-<setting>.md``: the
-split of a step's wall time into waiting for data, forward and loss, backward, optimiser and EMA (from the
-``taskfuse.*`` ranges of ``taskfuse.train.ranges``, each range waiting for the GPU at both ends while profiling),
-the all-reduce time (NCCL kernels on CUDA, gloo calls on the CPU; it overlaps the backward pass), the share of the
-step the GPU was busy, and the top kernels by CUDA time (operators by CPU time on a CPU); the summary goes to the
-Markdown report.
+included). With ``reduce-overhead``, the reasons inductor gives for not replaying a compiled graph from CUDA graphs
+(a tensor on the CPU in the graph, say) are printed under the phase and kept in ``cuda_graph_skips``.
+``--profile DIR`` profiles ``--profile-steps`` more steps per phase with ``torch.profiler`` and writes, per method,
+phase and setting, ``DIR/<method>-<phase>-<setting>.md``: the split of a step's wall time into waiting for data,
+forward and loss, backward, optimiser and EMA (from the ``taskfuse.*`` ranges of ``taskfuse.train.ranges``, each
+range waiting for the GPU at both ends while profiling), the all-reduce time (NCCL kernels on CUDA, gloo calls on
+the CPU; it overlaps the backward pass), the share of the step the GPU was busy, and the top kernels by CUDA time
+(operators by CPU time on a CPU); the summary goes to the Markdown report.
 
 Under torchrun every process trains on its own GPU and images/s counts the images of all processes over the
 slowest process's time. Results: ``OUT/train_speed.json`` and ``OUT/train_speed.md`` (also printed).
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sysconfig
 import tempfile
@@ -60,7 +62,8 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +142,31 @@ SYNC_WARNING = "called a synchronizing CUDA operation"
 """The warning torch's sync debug mode gives for each wait (``c10::cuda::warn_or_error_on_sync``). Setting the mode
 also warns, once per process, that the mode is a prototype that misses some "synchronizing operations": that
 notice is not a wait."""
+
+
+GRAPH_SKIPS = "torch._inductor.cudagraph_utils.__cudagraphs"
+"""The logger on which inductor says why a compiled graph will not be replayed from a CUDA graph ("skipping
+cudagraphs due to ...": torch's ``cudagraphs`` log artifact, off by default, so never printed unless asked)."""
+
+
+class _Messages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def graph_skips() -> Iterator[list[str]]:
+    """The reasons inductor gives, inside the block, for not replaying a compiled graph from a CUDA graph."""
+    handler, logger = _Messages(), logging.getLogger(GRAPH_SKIPS)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def sync(device: torch.device) -> None:
@@ -295,11 +323,12 @@ def bench_method(
 
         if info.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(info.device)
-        run(args.warmup)
-        sync(info.device)
-        start = time.perf_counter()
-        run(args.steps)
-        sync(info.device)
+        with graph_skips() as skips:
+            run(args.warmup)
+            sync(info.device)
+            start = time.perf_counter()
+            run(args.steps)
+            sync(info.device)
         seconds = max(distributed.gather(time.perf_counter() - start, info))
         memory = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
         syncs, sources, stacks = syncs_per_step(run, args.sync_steps, info.device)
@@ -313,6 +342,7 @@ def bench_method(
             "syncs_per_step": syncs,
             "sync_sources": sources,
             "sync_stacks": stacks,
+            "cuda_graph_skips": skips,
             "losses": [float(v) for v in losses[: args.warmup + args.steps]],
         }
         if args.profile is not None and args.profile_steps > 0:
@@ -333,6 +363,8 @@ def bench_method(
             )
             for source, count in result["sync_sources"].items():
                 print(f"    {count / args.sync_steps:.1f} syncs/step from {source}", flush=True)
+            for skip in skips:
+                print(f"    {skip}", flush=True)
     for stream in trainer.streams.values():
         stream.close()
     return results

@@ -256,13 +256,23 @@ def test_nmf_updates_lower_the_reconstruction_error_of_a_low_rank_map() -> None:
     x = (torch.rand(2, 64, 4) @ torch.rand(2, 4, 100)).view(2, 64, 10, 10)
 
     def error(steps: int) -> float:
-        y = NMF2D(steps=(steps, steps)).eval()(x)
+        y = NMF2D(64, steps=(steps, steps)).eval()(x)
         return float((y - x).norm() / x.norm())
 
     assert error(7) < error(1) < error(0)
     assert error(7) < 0.2
-    train = NMF2D().train()
+    train = NMF2D(64).train()
     assert not torch.equal(train(x), train(x))
+
+
+def test_nmf_evaluates_each_image_alike_in_any_batch() -> None:
+    """Evaluation uses one fixed set of bases for every image: an image's result does not depend on the images
+    beside it, and a second module built with the same seed gives the same result."""
+    x = (torch.rand(3, 64, 4) @ torch.rand(3, 4, 100)).view(3, 64, 10, 10)
+    nmf = NMF2D(64, seed=5).eval()
+    torch.testing.assert_close(nmf(x)[1:], nmf(x[1:]))
+    torch.testing.assert_close(NMF2D(64, seed=5).eval()(x), nmf(x))
+    assert not torch.equal(NMF2D(64, seed=6).eval()(x), nmf(x))
 
 
 def test_an_imagenet_mscan_file_loads_the_segnext_encoder_only(tmp_path: Path) -> None:

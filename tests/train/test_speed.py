@@ -15,17 +15,22 @@ import sysconfig
 import tempfile
 import traceback
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from host_syncs import HostSyncs
+from torch import nn
 from torch._dynamo.utils import counters
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch_bugs import REASON, has_strided_pointwise, strided_pointwise_backward_crashes
 from train_helpers import tiny_config
 
 from taskfuse import models
+from taskfuse.tasks import detection, keypoints, segmentation
 from taskfuse.train import distributed
 from taskfuse.train.config import TrainConfig
 from taskfuse.train.distributed import DistInfo, Wrapped
@@ -103,6 +108,46 @@ def test_no_step_of_any_strategy_waits_for_the_device(name: str) -> None:
     for stream in trainer.streams.values():
         stream.close()
     assert waits == [{}] * trainer.total
+
+
+class HostTensors(TorchDispatchMode):
+    """Records the operators that return a tensor on the CPU (with more than one element)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        outs = out if isinstance(out, tuple | list) else [out]
+        if any(isinstance(o, torch.Tensor) and o.device.type == "cpu" and o.numel() > 1 for o in outs):
+            self.ops.add(str(func))
+        return out
+
+
+def _networks() -> list[tuple[str, Callable[[], nn.Module], tuple[int, int]]]:
+    """Every fusion network (its small config) and the smallest of each task family's networks, with the
+    channels of their inputs."""
+    nets: list[tuple[str, Callable[[], nn.Module], tuple[int, int]]] = [
+        (name, partial(models.create, name, **models.get(name).small), (1, 3)) for name in models.names()
+    ]
+    nets += [(n, partial(segmentation.create, n, 9, 3), (3,)) for n in ("bisenet", "segformer-b0", "segnext-t")]
+    nets += [("yolox-nano", partial(detection.create, "yolox-nano", 3), (3,))]
+    nets += [("simplebaseline-r18", partial(keypoints.create, "simplebaseline-r18", 17), (3,))]
+    return nets
+
+
+@pytest.mark.parametrize(("name", "make", "channels"), _networks(), ids=[n for n, _, _ in _networks()])
+def test_no_network_makes_tensors_on_the_host(name: str, make: Callable[[], nn.Module], channels: tuple) -> None:
+    """No forward pass, training or evaluating, makes a tensor on the CPU when its input lies elsewhere (here
+    the meta device): on a GPU such a tensor is a copy to the device in every call, and a compiled graph that
+    holds one is not replayed from a CUDA graph (``reduce-overhead``). SegNeXt's NMF bases were drawn on the CPU."""
+    net = make().to("meta")
+    inputs = [torch.rand(2, c, 64, 64, device="meta") for c in channels]
+    for training in (True, False):
+        with HostTensors() as host:
+            net.train(training)(*inputs)
+        assert not host.ops, (name, "training" if training else "evaluating", host.ops)
 
 
 @pytest.mark.slow
@@ -234,6 +279,19 @@ def test_train_speed_counts_each_wait_with_its_line_and_frames(monkeypatch: pyte
     assert per_step == 1.0 and sources == {source: 2} and list(stacks) == [source]
     assert stacks[source][0].startswith(warnings.__file__) and stacks[source][1] == f"{__file__}:{line} steps"
     assert len(stacks[source]) == script.STACK
+
+
+def test_train_speed_keeps_the_reasons_a_graph_is_not_replayed() -> None:
+    """What inductor logs when it will not replay a compiled graph from a CUDA graph is caught inside the block
+    only, on the logger torch uses for it."""
+    import torch._inductor.cudagraph_utils as cudagraph_utils
+
+    script = runpy.run_path(str(ROOT / "scripts" / "train_speed.py"))
+    assert cudagraph_utils.cudagraphs_log.name == script["GRAPH_SKIPS"]
+    with script["graph_skips"]() as skips:
+        cudagraph_utils.cudagraphs_log.warning("skipping cudagraphs due to cpu device (rand)")
+    cudagraph_utils.cudagraphs_log.warning("skipping cudagraphs due to mutated inputs")
+    assert skips == ["skipping cudagraphs due to cpu device (rand)"]
 
 
 def test_train_speed_tabulates_every_setting_against_the_given_one() -> None:

@@ -29,8 +29,10 @@ coefficients initialised as softmax(X^T D) and refined by 6 (training) or 7 (eva
 ``C <- C * (X^T D) / (C D^T D)``, ``D <- D * (X C) / (D C^T C)`` (1e-6 added to denominators), then one more
 coefficient update, and the module returns D C^T. As in the SegNeXt/mmseg code, gradients flow through all
 unrolled steps (HamNet's one-step gradient is not used). The official code draws new random bases at every
-call, so its test results vary with the seed; here evaluation mode draws them from a generator seeded with
-``nmf_seed`` on every call, which makes inference deterministic; training draws from the global RNG.
+call, so its test results vary with the seed; here training draws them on the input's device at every call, and
+evaluation uses one set drawn when the module is built from a generator seeded with ``nmf_seed``, the same for
+every image of a batch, which makes inference deterministic and an image's result independent of the batch it
+comes in. Neither makes a tensor on the CPU, which would keep a compiled network from replaying CUDA graphs.
 
 Parameter names equal mmseg's (``backbone.patch_embed1.proj.0.weight``, ``backbone.block1.0.attn.
 spatial_gating_unit.conv0_1.weight``, ``decode_head.squeeze.gn.weight``, ``decode_head.hamburger.ham_in.conv.bias``,
@@ -206,15 +208,18 @@ class MSCAN(nn.Module):
 class NMF2D(nn.Module):
     """Non-negative matrix factorisation by multiplicative updates (see the module docstring); no parameters."""
 
-    def __init__(self, rank: int = NMF_RANK, steps: tuple[int, int] = NMF_STEPS, seed: int = 0) -> None:
+    def __init__(self, channels: int, rank: int = NMF_RANK, steps: tuple[int, int] = NMF_STEPS, seed: int = 0) -> None:
         super().__init__()
         self.rank = rank
         self.train_steps, self.eval_steps = steps
-        self.seed = seed
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("eval_bases", torch.rand((1, channels, rank), generator=generator), persistent=False)
 
     def _bases(self, b: int, c: int, like: Tensor) -> Tensor:
-        generator = None if self.training else torch.Generator().manual_seed(self.seed)
-        bases = torch.rand((b, c, self.rank), generator=generator).to(like.device, like.dtype, non_blocking=True)
+        if self.training:
+            bases = torch.rand((b, c, self.rank), device=like.device, dtype=like.dtype)
+        else:
+            bases = self.eval_bases.to(like.dtype).expand(b, c, self.rank)
         return F.normalize(bases, dim=1)
 
     @staticmethod
@@ -239,7 +244,7 @@ class Hamburger(nn.Module):
     def __init__(self, dim: int, nmf_seed: int = 0) -> None:
         super().__init__()
         self.ham_in = ConvModule(dim, dim, 1, norm=None, act=False)
-        self.ham = NMF2D(seed=nmf_seed)
+        self.ham = NMF2D(dim, seed=nmf_seed)
         self.ham_out = ConvModule(dim, dim, 1, norm="gn", act=False)
 
     def forward(self, x: Tensor) -> Tensor:
