@@ -110,6 +110,9 @@ def test_no_step_of_any_strategy_waits_for_the_device(name: str) -> None:
     assert waits == [{}] * trainer.total
 
 
+SEGMENTER_KINDS = ("bisenet", "deeplabv3plus-r50", "fpn-effnet-lite0", "segformer-b0", "segnext-t")
+
+
 class HostTensors(TorchDispatchMode):
     """Records the operators that return a tensor on the CPU (with more than one element)."""
 
@@ -126,12 +129,12 @@ class HostTensors(TorchDispatchMode):
 
 
 def _networks() -> list[tuple[str, Callable[[], nn.Module], tuple[int, int]]]:
-    """Every fusion network (its small config) and the smallest of each task family's networks, with the
+    """Every fusion network (its small config) and one network of each kind of every task family, with the
     channels of their inputs."""
     nets: list[tuple[str, Callable[[], nn.Module], tuple[int, int]]] = [
         (name, partial(models.create, name, **models.get(name).small), (1, 3)) for name in models.names()
     ]
-    nets += [(n, partial(segmentation.create, n, 9, 3), (3,)) for n in ("bisenet", "segformer-b0", "segnext-t")]
+    nets += [(n, partial(segmentation.create, n, 9, 3), (3,)) for n in SEGMENTER_KINDS]
     nets += [("yolox-nano", partial(detection.create, "yolox-nano", 3), (3,))]
     nets += [("simplebaseline-r18", partial(keypoints.create, "simplebaseline-r18", 17), (3,))]
     return nets
