@@ -11,7 +11,8 @@ on the block's width, the FFN's 3 x 3 on its hidden width. Each is timed as one 
 pass to its input and weight: on CUDA the kernels' own time from ``torch.profiler`` (launch overheads left out,
 as a CUDA graph leaves them), on the CPU the wall time. Each way's output is checked against cuDNN's (the
 default). The table adds, per way, the time of one step of SegNeXt-``--size`` (every block's convolutions, by the
-stage depths), the figure to set against the step's whole GPU time (docs/training.md).
+stage depths), the figure to set against the step's whole GPU time (docs/training.md); ``--stages`` times only
+some stages.
 
 Results go to ``--out`` (JSON) and beside it as Markdown.
 """
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256, help="crop side (MAFS: 256)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
+    parser.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     parser.add_argument("--small", action="store_true", help="two narrow stages, one kernel each: does it run?")
     parser.add_argument("--out", type=Path, default=Path("depthwise.json"))
     args = parser.parse_args()
@@ -123,6 +125,7 @@ def main() -> None:
         (w, args.crop // 2 ** (i + 2), w * MLP_RATIOS[i], d)
         for i, (w, d) in enumerate(zip(mscan.widths, mscan.depths, strict=True))
     ]
+    stages = [stages[i - 1] for i in args.stages]
     convs = [(w, s, k, d) for w, s, _, d in stages for k in KERNELS] + [(h, s, (3, 3), d) for _, s, h, d in stages]
     if args.small:
         convs = [(8, 16, (1, 7), 1), (16, 8, (3, 3), 1)]
@@ -134,7 +137,8 @@ def main() -> None:
         rows.append([shape, str(depth), *(f"{v:.3f}" for v in ms.values())])
         print(" | ".join(rows[-1]), flush=True)
     step = {way: sum(r["ms"][way] * r["blocks"] for r in results) for way in args.ways}
-    total = "the convolutions above, by blocks" if args.small else f"one SegNeXt-{args.size} step"
+    whole = not args.small and len(args.stages) == 4
+    total = f"one SegNeXt-{args.size} step" if whole else "the convolutions above, by blocks"
     rows.append([total, "", *(f"{v:.2f}" for v in step.values())])
     table = markdown_table(["convolution (channels x size, kernel)", "blocks", *(f"{w} ms" for w in args.ways)], rows)
     report = {"device": str(device), "torch": torch.__version__, "batch": args.batch, "crop": args.crop}
