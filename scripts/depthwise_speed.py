@@ -46,12 +46,9 @@ def taps(x: Tensor, weight: Tensor) -> Tensor:
     kh, kw = weight.shape[-2:]
     h, w = x.shape[-2:]
     padded = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2))
-    out = padded[:, :, :h, :w] * weight[:, 0, 0, 0, None, None]
-    for i in range(kh):
-        for j in range(kw):
-            if i or j:
-                out = out + padded[:, :, i : i + h, j : j + w] * weight[:, 0, i, j, None, None]
-    return out
+    return sum(
+        padded[:, :, i : i + h, j : j + w] * weight[:, 0, i, j, None, None] for i in range(kh) for j in range(kw)
+    )
 
 
 def timed(step: Callable[[], None], device: torch.device, repeats: int) -> float:
@@ -96,12 +93,10 @@ def measure(
     with torch.backends.cudnn.flags(enabled=not way.startswith("native")):
         ms = timed(step, device, args.repeats)
         with torch.no_grad():
-            torch.testing.assert_close(
-                conv(x, weight).float(),
-                F.conv2d(x, weight, padding=padding, groups=channels).float(),
-                atol=0.05 * float(weight.abs().sum(dim=(1, 2, 3)).max()),
-                rtol=0.05,
-            )
+            out = conv(x, weight).float()
+    with torch.no_grad():
+        expected = F.conv2d(x, weight, padding=padding, groups=channels).float()
+    torch.testing.assert_close(out, expected, atol=0.05 * float(weight.abs().sum(dim=(1, 2, 3)).max()), rtol=0.05)
     return ms
 
 
@@ -122,11 +117,9 @@ def main() -> None:
     torch._dynamo.config.cache_size_limit = 64
     mscan = MSCAN_SIZES[args.size]
     stages = [
-        (w, args.crop // 2 ** (i + 2), w * MLP_RATIOS[i], d)
-        for i, (w, d) in enumerate(zip(mscan.widths, mscan.depths, strict=True))
+        (mscan.widths[i - 1], args.crop // 2 ** (i + 1), MLP_RATIOS[i - 1], mscan.depths[i - 1]) for i in args.stages
     ]
-    stages = [stages[i - 1] for i in args.stages]
-    convs = [(w, s, k, d) for w, s, _, d in stages for k in KERNELS] + [(h, s, (3, 3), d) for _, s, h, d in stages]
+    convs = [(w, s, k, d) for w, s, _, d in stages for k in KERNELS] + [(w * r, s, (3, 3), d) for w, s, r, d in stages]
     if args.small:
         convs = [(8, 16, (1, 7), 1), (16, 8, (3, 3), 1)]
     rows, results = [], []

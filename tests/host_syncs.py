@@ -1,4 +1,5 @@
-"""Counting, on the CPU, the operations that make the host wait for a GPU: ``HostSyncs``.
+"""Counting, on the CPU, the operations that make the host wait for a GPU (``HostSyncs``), and the tensors a
+forward pass makes on the host (``HostTensors``).
 
 On a GPU the host waits whenever Python reads a value computed there (``item``, ``float``, ``int``, ``bool``,
 ``tolist``, ``numpy``, ``cpu``, a tensor in an ``if``), when an operation's output size depends on the data
@@ -98,3 +99,20 @@ class HostSyncs(TorchDispatchMode):
             for name, original in originals.items():
                 setattr(owner, name, original)
         self._patched.clear()
+
+
+class HostTensors(TorchDispatchMode):
+    """``with HostTensors() as host: ...`` records in ``host.ops`` the operators of the block that returned a
+    tensor of more than one element on the CPU: run with inputs elsewhere, each is data made on the host that a GPU
+    would need copied (a constant, random numbers), and a node a CUDA graph cannot hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        outs = out if isinstance(out, tuple | list) else [out]
+        if any(isinstance(o, torch.Tensor) and o.device.type == "cpu" and o.numel() > 1 for o in outs):
+            self.ops.add(str(func))
+        return out
