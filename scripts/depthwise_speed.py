@@ -14,12 +14,18 @@ default). The table adds, per way, the time of one step of SegNeXt-``--size`` (e
 stage depths), the figure to set against the step's whole GPU time (docs/training.md); ``--stages`` times only
 some stages.
 
+``--msca`` times instead SegNeXt's whole MSCA module (``AttentionModule``) of each stage, compiled, in
+channels_last, forward and backward to its input and weights: its strips as ``nn.Conv2d`` (which inductor lays
+out as NHWC) and as shipped (``NCHWConv2d``, kept in NCHW), with the layout changes that brings. Its output is
+checked against eager ``nn.Conv2d`` strips.
+
 Results go to ``--out`` (JSON) and beside it as Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -27,17 +33,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from taskfuse.metrics.table import markdown_table
-from taskfuse.tasks.segmentation.segnext import MLP_RATIOS, MSCAN_SIZES
+from taskfuse.nn.depthwise import NCHWConv2d
+from taskfuse.tasks.segmentation.segnext import MLP_RATIOS, MSCAN_SIZES, AttentionModule
 
 STRIPS = (7, 11, 21)
 KERNELS = ((5, 5), *((1, k) for k in STRIPS), *((k, 1) for k in STRIPS))
 """MSCA's depthwise kernels (on the block's width); the FFN adds a 3 x 3 on its hidden width."""
 WAYS = ("cudnn-nchw", "cudnn-nhwc", "native-nchw", "native-nhwc", "taps-nhwc")
+MSCA_WAYS = ("strips-nhwc", "strips-nchw")
 
 
 def taps(x: Tensor, weight: Tensor) -> Tensor:
@@ -100,6 +108,41 @@ def measure(
     return ms
 
 
+def plain_strips(module: AttentionModule) -> AttentionModule:
+    """``module`` with its NCHW strips replaced by ``nn.Conv2d`` holding the same weights."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, NCHWConv2d):
+            plain = nn.Conv2d(
+                child.in_channels, child.out_channels, child.kernel_size, padding=child.padding, groups=child.groups
+            )
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain)
+    return module
+
+
+def measure_msca(way: str, channels: int, size: int, args: argparse.Namespace, device: torch.device) -> float:
+    """Milliseconds of one compiled forward and backward pass of MSCA in channels_last, its strips ``way``; its
+    output checked against the eager module with ``nn.Conv2d`` strips."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    module = AttentionModule(channels).to(device, dtype, memory_format=torch.channels_last)
+    reference = plain_strips(copy.deepcopy(module))
+    if way == "strips-nhwc":
+        module = plain_strips(module)
+    x = torch.randn(args.batch, channels, size, size, device=device, dtype=dtype)
+    x = x.to(memory_format=torch.channels_last).requires_grad_()
+    compiled = torch.compile(module, dynamic=False)
+
+    def step() -> None:
+        compiled(x).sum().backward()
+
+    ms = timed(step, device, args.repeats)
+    with torch.no_grad():
+        out, expected = compiled(x).float(), reference(x).float()
+    torch.testing.assert_close(out, expected, atol=0.05 * float(expected.abs().max()), rtol=0.05)
+    return ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -110,6 +153,7 @@ def main() -> None:
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
     parser.add_argument("--stages", nargs="+", type=int, default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     parser.add_argument("--small", action="store_true", help="two narrow stages, one kernel each: does it run?")
+    parser.add_argument("--msca", action="store_true", help="time whole MSCA modules, strips NHWC against NCHW")
     parser.add_argument("--out", type=Path, default=Path("depthwise.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -122,6 +166,9 @@ def main() -> None:
     convs = [(w, s, k, d) for w, s, _, d in stages for k in KERNELS] + [(w * r, s, (3, 3), d) for w, s, r, d in stages]
     if args.small:
         convs = [(8, 16, (1, 7), 1), (16, 8, (3, 3), 1)]
+        stages = [(8, 16, 1, 1)]
+    if args.msca:
+        return msca_main(stages, args, device)
     rows, results = [], []
     for channels, size, kernel, depth in convs:
         ms = {way: measure(way, channels, size, kernel, args, device) for way in args.ways}
@@ -136,9 +183,30 @@ def main() -> None:
     table = markdown_table(["convolution (channels x size, kernel)", "blocks", *(f"{w} ms" for w in args.ways)], rows)
     report = {"device": str(device), "torch": torch.__version__, "batch": args.batch, "crop": args.crop}
     report |= {"size": args.size, "convolutions": results, "step_ms": step}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    args.out.with_suffix(".md").write_text(table)
+    write(report, table, args.out)
+
+
+def msca_main(stages: list[tuple[int, int, int, int]], args: argparse.Namespace, device: torch.device) -> None:
+    """``--msca``: every stage's MSCA module timed each way, and the sum over the stages' blocks."""
+    rows, results = [], []
+    for channels, size, _, depth in stages:
+        ms = {way: measure_msca(way, channels, size, args, device) for way in MSCA_WAYS}
+        results.append({"channels": channels, "size": size, "blocks": depth, "ms": ms})
+        rows.append([f"{channels} x {size} x {size}", str(depth), *(f"{v:.3f}" for v in ms.values())])
+        print(" | ".join(rows[-1]), flush=True)
+    total = {way: sum(r["ms"][way] * r["blocks"] for r in results) for way in MSCA_WAYS}
+    rows.append(["the modules above, by blocks", "", *(f"{v:.2f}" for v in total.values())])
+    table = markdown_table(["MSCA (channels x size)", "blocks", *(f"{w} ms" for w in MSCA_WAYS)], rows)
+    report = {"device": str(device), "torch": torch.__version__, "batch": args.batch, "crop": args.crop}
+    report |= {"size": args.size, "msca": results, "blocks_ms": total}
+    write(report, table, args.out)
+
+
+def write(report: dict, table: str, out: Path) -> None:
+    """The report as JSON at ``out``, its table beside it as Markdown, and the table printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(table)
     print(table)
 
 

@@ -36,3 +36,15 @@ def test_depthwise_speed_times_every_way_on_the_cpu(tmp_path: Path) -> None:
     assert list(report["step_ms"]) == ["cudnn-nchw", "cudnn-nhwc", "native-nchw", "native-nhwc", "taps-nhwc"]
     assert min(report["step_ms"].values()) > 0
     assert "| the convolutions above, by blocks |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
+def test_depthwise_speed_times_msca_both_ways_on_the_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "msca.json"
+    run_script(
+        "depthwise_speed.py", ["--device", "cpu", "--small", "--msca", "--repeats", "1", "--out", str(out)], tmp_path
+    )
+    report = json.loads(out.read_text())
+    assert [(m["channels"], m["size"]) for m in report["msca"]] == [(8, 16)]
+    assert list(report["blocks_ms"]) == ["strips-nhwc", "strips-nchw"]
+    assert min(report["blocks_ms"].values()) > 0

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskfuse.nn.depthwise import NCHWConv2d
 from taskfuse.nn.resample import resize
 from taskfuse.tasks.segmentation.base import SEGMENTERS, SegmentationOutput, Segmenter
 from taskfuse.tasks.segmentation.layers import ConvModule, DropPath, init_encoder_weights
@@ -104,14 +105,15 @@ class OverlapPatchEmbed(nn.Module):
 
 
 class AttentionModule(nn.Module):
-    """MSCA (Eq. 1-2): depthwise 5x5, three strip-conv branches (7, 11, 21), 1x1 mixing, times the input."""
+    """MSCA (Eq. 1-2): depthwise 5x5, three strip-conv branches (7, 11, 21), 1x1 mixing, times the input. The
+    strips run in NCHW on CUDA (``NCHWConv2d``), where cuDNN's NHWC strip kernels are slower."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         for i, k in enumerate((7, 11, 21)):
-            setattr(self, f"conv{i}_1", nn.Conv2d(dim, dim, (1, k), padding=(0, k // 2), groups=dim))
-            setattr(self, f"conv{i}_2", nn.Conv2d(dim, dim, (k, 1), padding=(k // 2, 0), groups=dim))
+            setattr(self, f"conv{i}_1", NCHWConv2d(dim, dim, (1, k), padding=(0, k // 2), groups=dim))
+            setattr(self, f"conv{i}_2", NCHWConv2d(dim, dim, (k, 1), padding=(k // 2, 0), groups=dim))
         self.conv3 = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:

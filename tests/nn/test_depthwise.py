@@ -1,0 +1,52 @@
+"""Depthwise convolutions kept in NCHW (``taskfuse.nn.depthwise``): the same values and gradients as
+``nn.Conv2d``, eager and compiled, whatever the layout they are given."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from taskfuse.nn.depthwise import NCHWConv2d, conv2d_nchw
+
+NCHW_STRIDES = (16 * 12 * 10, 12 * 10, 10, 1)
+
+
+@pytest.mark.parametrize("kernel", [(1, 7), (7, 1), (3, 3)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_conv2d_nchw_is_nn_conv2d_in_nchw(kernel: tuple[int, int], compiled: bool) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, kernel, padding=(kernel[0] // 2, kernel[1] // 2), groups=16)
+    conv.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 16, 12, 10).to(memory_format=torch.channels_last).requires_grad_()
+
+    def ours(x: torch.Tensor) -> torch.Tensor:
+        return conv2d_nchw(2 * x, conv.weight, conv.bias, list(conv.padding), conv.groups)
+
+    run = torch.compile(ours, fullgraph=True) if compiled else ours
+    out = run(x)
+    assert out.stride() == NCHW_STRIDES
+    grads = torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias))
+    expected = conv(2 * x)
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, conv.weight, conv.bias))
+    torch.testing.assert_close(out, expected)
+    for grad, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_nchw_passes_torch_operator_checks() -> None:
+    """Its fake (shape-only) version, its registered gradient and its schema agree with what it computes."""
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    weight = torch.randn(8, 1, 1, 5, requires_grad=True)
+    torch.library.opcheck(conv2d_nchw, (x, weight, torch.randn(8, requires_grad=True), [0, 2], 8))
+
+
+def test_nchw_conv2d_keeps_nn_conv2d_parameters() -> None:
+    """A checkpoint of ``nn.Conv2d`` loads as is, and off CUDA it computes what ``nn.Conv2d`` does."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(4, 4, (1, 5), padding=(0, 2), groups=4)
+    ours = NCHWConv2d(4, 4, (1, 5), padding=(0, 2), groups=4)
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 4, 7, 9)
+    assert list(ours.state_dict()) == ["weight", "bias"]
+    assert torch.equal(ours(x), plain(x))
