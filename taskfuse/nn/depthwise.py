@@ -10,6 +10,8 @@ a convolution in NCHW there.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -85,6 +87,12 @@ class NCHWConv2d(nn.Conv2d):
     """``nn.Conv2d`` (stride 1, no dilation, a bias) whose convolution runs in NCHW on CUDA, whatever the layout of
     its input and weight; its output is NCHW there. Elsewhere, and where no layout is forced, it is
     ``nn.Conv2d``: the parameters and their names are the same."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain = self.stride == (1, 1) and self.dilation == (1, 1) and self.bias is not None
+        if not plain or isinstance(self.padding, str) or self.padding_mode != "zeros":
+            raise ValueError("NCHWConv2d takes stride 1, no dilation, a bias and zero padding given as numbers")
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_cuda:

@@ -50,3 +50,24 @@ def test_nchw_conv2d_keeps_nn_conv2d_parameters() -> None:
     x = torch.randn(1, 4, 7, 9)
     assert list(ours.state_dict()) == ["weight", "bias"]
     assert torch.equal(ours(x), plain(x))
+
+
+@pytest.mark.parametrize("options", [{"stride": 2}, {"dilation": 2}, {"bias": False}, {"padding": "same"}])
+def test_nchw_conv2d_refuses_what_its_operator_does_not_compute(options: dict) -> None:
+    with pytest.raises(ValueError, match="stride 1, no dilation, a bias"):
+        NCHWConv2d(4, 4, (1, 5), groups=4, **options)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_segnext_msca_compiled_in_channels_last_on_cuda_matches_eager() -> None:
+    """On CUDA the strips take the NCHW operator when compiled: SegNeXt's MSCA computes what it does eagerly."""
+    from taskfuse.tasks.segmentation.segnext import AttentionModule
+
+    torch.manual_seed(0)
+    module = AttentionModule(32).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 32, 16, 16, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
+    out = torch.compile(module, fullgraph=True)(x)
+    grad = torch.autograd.grad(out.square().sum(), x)[0]
+    expected = module(x)
+    torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), x)[0], rtol=1e-3, atol=1e-3)
