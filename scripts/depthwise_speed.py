@@ -168,7 +168,8 @@ def main() -> None:
         convs = [(8, 16, (1, 7), 1), (16, 8, (3, 3), 1)]
         stages = [(8, 16, 1, 1)]
     if args.msca:
-        return msca_main(stages, args, device)
+        msca_main(stages, args, device)
+        return
     rows, results = [], []
     for channels, size, kernel, depth in convs:
         ms = {way: measure(way, channels, size, kernel, args, device) for way in args.ways}

@@ -3,9 +3,9 @@
 cuDNN's depthwise kernels for strips (1 x k, k x 1) took about twice as long on NHWC tensors as on NCHW ones for
 SegNeXt-L's third stage on one H100 (`scripts/depthwise_speed.py`, docs/training.md), while its 3 x 3 and 5 x 5
 kernels were faster on NHWC. Under ``torch.compile`` inductor lays every convolution out as NHWC once a graph
-holds convolutions it deems suited (its "layout optimisation"), whatever the tensors' layout was; an opaque
-operator (``taskfuse::conv2d_nchw``, with its backward ``taskfuse::conv2d_nchw_backward``) is the one way to keep
-a convolution in NCHW there.
+holds convolutions it deems suited (its "layout optimisation"), whatever the tensors' layout was; an operator it
+treats as opaque (``taskfuse::conv2d_nchw``, with its backward ``taskfuse::conv2d_nchw_backward``) keeps one
+convolution in NCHW there without turning that optimisation off for the whole graph.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 
 def _nchw(t: Tensor) -> Tensor:
-    """``t`` with NCHW strides: also when its strides are ambiguous (a (C, 1, 1, k) weight in channels_last is
-    both contiguous and channels_last by the checks, yet cuDNN reads it as NHWC)."""
+    """``t`` with NCHW strides, also where its strides are ambiguous: a (C, 1, 1, k) weight in channels_last passes
+    ``is_contiguous()``, yet a convolution given it chooses NHWC (its output is NHWC, seen on the CPU)."""
     strides, step = [], 1
     for size in reversed(t.shape):
         strides.insert(0, step)
@@ -85,8 +85,8 @@ conv2d_nchw.register_autograd(_backward, setup_context=_setup)
 
 class NCHWConv2d(nn.Conv2d):
     """``nn.Conv2d`` (stride 1, no dilation, a bias) whose convolution runs in NCHW on CUDA, whatever the layout of
-    its input and weight; its output is NCHW there. Elsewhere, and where no layout is forced, it is
-    ``nn.Conv2d``: the parameters and their names are the same."""
+    its input and weight; its output is NCHW there. Off CUDA it is ``nn.Conv2d``; the parameters and their names
+    are the same everywhere."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
