@@ -29,7 +29,9 @@ def _nchw(t: Tensor) -> Tensor:
 
 @torch.library.custom_op("taskfuse::conv2d_nchw", mutates_args=())
 def conv2d_nchw(x: Tensor, weight: Tensor, bias: Tensor, padding: list[int], groups: int) -> Tensor:
-    """``F.conv2d`` (stride 1) of ``x`` and ``weight`` laid out as NCHW; the result is NCHW."""
+    """``F.conv2d`` (stride 1) of ``x`` and ``weight`` laid out as NCHW; the result is NCHW. ``NCHWConv2d`` copies
+    ``x`` to NCHW before the call, in the compiled graph, so the input saved for the backward pass is not copied
+    again there."""
     return F.conv2d(_nchw(x), _nchw(weight), bias, padding=padding, groups=groups)
 
 
@@ -98,5 +100,5 @@ class NCHWConv2d(nn.Conv2d):
         if not x.is_cuda:
             return super().forward(x)
         if torch.compiler.is_compiling():
-            return conv2d_nchw(x, self.weight, self.bias, list(self.padding), self.groups)
+            return conv2d_nchw(x.contiguous(), self.weight, self.bias, list(self.padding), self.groups)
         return F.conv2d(_nchw(x), _nchw(self.weight), self.bias, padding=self.padding, groups=self.groups)
