@@ -85,6 +85,16 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[T
 conv2d_nchw.register_autograd(_backward, setup_context=_setup)
 
 
+def autocast_inputs(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """``tensors`` in autocast's dtype where autocast is on for their device, as ``F.conv2d`` would take them:
+    autocast does not see into ``conv2d_nchw``, which given a bf16 input and an fp32 weight would fail."""
+    kind = tensors[0].device.type
+    if not torch.is_autocast_enabled(kind):
+        return tensors
+    dtype = torch.get_autocast_dtype(kind)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 class NCHWConv2d(nn.Conv2d):
     """``nn.Conv2d`` (stride 1, no dilation, a bias) whose convolution runs in NCHW on CUDA, whatever the layout of
     its input and weight; its output is NCHW there. Off CUDA it is ``nn.Conv2d``; the parameters and their names
@@ -100,5 +110,6 @@ class NCHWConv2d(nn.Conv2d):
         if not x.is_cuda:
             return super().forward(x)
         if torch.compiler.is_compiling():
-            return conv2d_nchw(x.contiguous(), self.weight, self.bias, list(self.padding), self.groups)
+            x, weight, bias = autocast_inputs(x, self.weight, self.bias)
+            return conv2d_nchw(x.contiguous(), weight, bias, list(self.padding), self.groups)
         return F.conv2d(_nchw(x), _nchw(self.weight), self.bias, padding=self.padding, groups=self.groups)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from taskfuse.nn.depthwise import NCHWConv2d, conv2d_nchw
+from taskfuse.nn.depthwise import NCHWConv2d, autocast_inputs, conv2d_nchw
 
 NCHW_STRIDES = (16 * 12 * 10, 12 * 10, 10, 1)
 
@@ -32,6 +32,23 @@ def test_conv2d_nchw_is_nn_conv2d_in_nchw(kernel: tuple[int, int], compiled: boo
     torch.testing.assert_close(out, expected)
     for grad, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_nchw_under_autocast_computes_in_its_dtype_as_nn_conv2d_does() -> None:
+    """Autocast does not see into the operator: its inputs are cast first, in the compiled graph too."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, (1, 5), padding=(0, 2), groups=8)
+    x = torch.randn(2, 8, 6, 6)
+
+    def ours(x: torch.Tensor) -> torch.Tensor:
+        return conv2d_nchw(*autocast_inputs(x, conv.weight, conv.bias), [0, 2], 8)
+
+    assert all(t.dtype == torch.float32 for t in autocast_inputs(x, conv.weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = torch.compile(ours, fullgraph=True)(x)
+        expected = conv(x)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected)
 
 
 def test_conv2d_nchw_passes_torch_operator_checks() -> None:
@@ -59,15 +76,21 @@ def test_nchw_conv2d_refuses_what_its_operator_does_not_compute(options: dict) -
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_segnext_msca_compiled_in_channels_last_on_cuda_matches_eager() -> None:
-    """On CUDA the strips take the NCHW operator when compiled: SegNeXt's MSCA computes what it does eagerly."""
+@pytest.mark.parametrize("autocast", [False, True])
+def test_segnext_msca_compiled_in_channels_last_on_cuda_matches_eager(autocast: bool) -> None:
+    """On CUDA the strips take the NCHW operator when compiled: SegNeXt's MSCA computes what it does eagerly, in
+    fp32 and under bf16 autocast."""
     from taskfuse.tasks.segmentation.segnext import AttentionModule
 
     torch.manual_seed(0)
     module = AttentionModule(32).cuda().to(memory_format=torch.channels_last)
     x = torch.randn(2, 32, 16, 16, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
-    out = torch.compile(module, fullgraph=True)(x)
-    grad = torch.autograd.grad(out.square().sum(), x)[0]
-    expected = module(x)
-    torch.testing.assert_close(out, expected, rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), x)[0], rtol=1e-3, atol=1e-3)
+    tolerance = 5e-2 if autocast else 1e-3
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        out = torch.compile(module, fullgraph=True)(x)
+        grad = torch.autograd.grad(out.float().square().sum(), x)[0]
+        expected = module(x)
+        expected_grad = torch.autograd.grad(expected.float().square().sum(), x)[0]
+    assert out.dtype == expected.dtype
+    torch.testing.assert_close(out, expected, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(grad, expected_grad, rtol=tolerance, atol=tolerance)
