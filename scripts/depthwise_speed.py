@@ -109,13 +109,14 @@ def measure(
 
 
 def plain_strips(module: AttentionModule) -> AttentionModule:
-    """``module`` with its NCHW strips replaced by ``nn.Conv2d`` holding the same weights."""
+    """``module`` with its NCHW strips replaced by ``nn.Conv2d`` holding the same weight and bias tensors (their
+    device, dtype and layout kept)."""
     for name, child in list(module.named_children()):
         if isinstance(child, NCHWConv2d):
             plain = nn.Conv2d(
                 child.in_channels, child.out_channels, child.kernel_size, padding=child.padding, groups=child.groups
             )
-            plain.load_state_dict(child.state_dict())
+            plain.load_state_dict(child.state_dict(), assign=True)
             setattr(module, name, plain)
     return module
 

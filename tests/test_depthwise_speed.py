@@ -27,6 +27,21 @@ def test_taps_are_a_depthwise_convolution_and_its_gradients(kernel: tuple[int, i
         torch.testing.assert_close(a, b)
 
 
+def test_plain_strips_keep_the_modules_tensors() -> None:
+    """The NHWC side of ``--msca`` holds the very weights of the module it is compared with, in its dtype and
+    layout: built afresh, they were fp32 on the CPU beside a bf16 module on the GPU."""
+    from taskfuse.tasks.segmentation.segnext import AttentionModule
+
+    plain_strips = runpy.run_path(str(ROOT / "scripts" / "depthwise_speed.py"))["plain_strips"]
+    module = AttentionModule(8).to(torch.bfloat16, memory_format=torch.channels_last)
+    weight = module.conv1_2.weight
+    plain = plain_strips(module)
+    assert type(plain.conv1_2) is torch.nn.Conv2d
+    assert plain.conv1_2.weight.data_ptr() == weight.data_ptr()
+    assert plain.conv1_2.weight.stride() == weight.stride()
+    assert plain.conv1_2.weight.dtype == plain.conv1_2.bias.dtype == torch.bfloat16
+
+
 @pytest.mark.slow
 def test_depthwise_speed_times_every_way_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "depthwise.json"

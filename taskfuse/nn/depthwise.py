@@ -10,6 +10,7 @@ convolution in NCHW there without turning that optimisation off for the whole gr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,12 +28,16 @@ def _nchw(t: Tensor) -> Tensor:
     return t if list(t.stride()) == strides else t.clone(memory_format=torch.contiguous_format)
 
 
+def _conv2d(x: Tensor, weight: Tensor, bias: Tensor, padding: Sequence[int], groups: int) -> Tensor:
+    return F.conv2d(_nchw(x), _nchw(weight), bias, padding=padding, groups=groups)
+
+
 @torch.library.custom_op("taskfuse::conv2d_nchw", mutates_args=())
 def conv2d_nchw(x: Tensor, weight: Tensor, bias: Tensor, padding: list[int], groups: int) -> Tensor:
     """``F.conv2d`` (stride 1) of ``x`` and ``weight`` laid out as NCHW; the result is NCHW. ``NCHWConv2d`` copies
     ``x`` to NCHW before the call, in the compiled graph, so the input saved for the backward pass is not copied
     again there."""
-    return F.conv2d(_nchw(x), _nchw(weight), bias, padding=padding, groups=groups)
+    return _conv2d(x, weight, bias, padding, groups)
 
 
 @conv2d_nchw.register_fake
@@ -112,4 +117,4 @@ class NCHWConv2d(nn.Conv2d):
         if torch.compiler.is_compiling():
             x, weight, bias = autocast_inputs(x, self.weight, self.bias)
             return conv2d_nchw(x.contiguous(), weight, bias, list(self.padding), self.groups)
-        return F.conv2d(_nchw(x), _nchw(self.weight), self.bias, padding=self.padding, groups=self.groups)
+        return _conv2d(x, self.weight, self.bias, self.padding, self.groups)
