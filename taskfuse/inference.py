@@ -424,6 +424,12 @@ def default_batch(device: torch.device) -> int:
 PROCESS_PAIRS = 1000
 """Image pairs to fuse from which a run on a GPU uses worker processes by default (``default_processes``)."""
 
+DEFLATED_WRITERS = 2
+"""Encoding threads at most when the GPU deflates the PNG files (``FuseJob.encoding_threads``): on an H100 host
+of 16 cores, 2408 MSRS pairs to PNG files in one warmed process, 8 decoding processes, three rounds: 8 encoding
+threads 402.9-407.8 pairs/s, 2 threads 553.1-558.2, 1 thread 557.6-559.2; 2 threads gave 1.19x and 1.26x the
+pairs/s of 8 on two slower hosts (``docs/performance.md``). Two keep one file's write from waiting on another's."""
+
 
 def default_processes(device: torch.device, pairs: int) -> bool:
     """Whether a run of ``pairs`` image pairs decodes, encodes and writes in worker processes when not told: on
@@ -439,9 +445,10 @@ def default_processes(device: torch.device, pairs: int) -> bool:
 
 
 def default_workers() -> int:
-    """Decoding and encoding threads when none are asked for: one per CPU this process may use, at most 8: on 16
-    cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep
-    (``docs/performance.md``; why more threads do not help was not measured)."""
+    """Decoding and encoding threads when none are asked for (encoding threads at most ``DEFLATED_WRITERS`` where
+    the GPU deflates): one per CPU this process may use, at most 8: on 16 cores, 8 threads of each kind fused 410
+    pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep (``docs/performance.md``; why more
+    decoding threads do not help was not measured)."""
     return min(8, available_cpus())
 
 
@@ -500,7 +507,8 @@ class FuseJob:
     With ``video`` the pairs are that video pair's frames (named by ``frame_name``), fused into a frame
     folder, or with an ``out`` video file (no manifest) into that video, encoded by ``codec``. With
     ``processes`` the pairs are decoded, and the images encoded and written, in ``workers`` worker processes of
-    each kind (``worker_processes``), the threads only handing them over.
+    each kind (``worker_processes``), the threads only handing them over. ``encoders`` sets the encoding threads
+    apart from ``workers`` (default: ``encoding_threads``' choice).
     """
 
     model: FusionModel
@@ -519,6 +527,7 @@ class FuseJob:
     video: VideoPair | None = None
     codec: str | None = None
     processes: bool = False
+    encoders: int | None = None
 
     def start(self) -> None:
         """Make the output folder, remove what killed runs and replaced settings left, write the manifest.
@@ -564,7 +573,7 @@ class FuseJob:
             else:
                 readers = ThreadPoolExecutor(1 if self.video else self.workers, thread_name_prefix="taskfuse-decode")
             bar = tqdm(total=len(self.pairs), desc="fuse", unit=unit, disable=shown, dynamic_ncols=True)
-            encoders = ThreadPoolExecutor(self.workers, thread_name_prefix="taskfuse-encode")
+            encoders = ThreadPoolExecutor(self.encoding_threads, thread_name_prefix="taskfuse-encode")
             try:
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs, writers))
                 for pair, decoded in self._decoded(readers):
@@ -628,6 +637,15 @@ class FuseJob:
         held at once: these, plus the pairs waiting in their groups (up to twice a batch) and the pair in hand, or
         plus the batch just queued."""
         return 2 * (self.batch + self.workers)
+
+    @property
+    def encoding_threads(self) -> int:
+        """Threads encoding and writing the outputs: ``encoders`` where set, else ``workers``, or at most
+        ``DEFLATED_WRITERS`` when the GPU deflates the PNG files, leaving each thread only a file's chunks and its
+        write: more such threads only take the interpreter lock from the calling thread."""
+        if self.encoders is not None:
+            return self.encoders
+        return min(self.workers, DEFLATED_WRITERS) if self.deflates else self.workers
 
     @property
     def deflates(self) -> bool:

@@ -389,6 +389,18 @@ def test_worker_processes_are_the_default_for_long_runs_on_a_gpu(monkeypatch) ->
     assert not inference.default_processes(cuda, many)
 
 
+def test_pngs_deflated_on_a_gpu_are_written_by_two_encoding_threads(tmp_path) -> None:
+    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 2)
+    job = inference.plan_fuse(taskfuse.load("mean"), pairs, tmp_path / "out", workers=8)
+    on_gpu = replace(job, device=torch.device("cuda"))
+    assert not job.deflates and job.encoding_threads == 8
+    assert on_gpu.deflates and on_gpu.encoding_threads == inference.DEFLATED_WRITERS == 2
+    assert replace(on_gpu, workers=1).encoding_threads == 1
+    zlib_level = replace(on_gpu, options=replace(on_gpu.options, png_level=6))
+    assert not zlib_level.deflates and zlib_level.encoding_threads == 8
+    assert replace(on_gpu, encoders=5).encoding_threads == 5
+
+
 def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     pairs = _smooth_pairs(tmp_path, [(64, 80)] * 4)
     summary = inference.fuse_pairs(taskfuse.load("lite"), pairs, tmp_path / "out", batch=2, progress=False)

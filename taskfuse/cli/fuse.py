@@ -126,7 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="threads decoding and threads encoding images, each (default: one per CPU, at most 8)",
+        help="threads decoding and threads encoding images, each (default: one per CPU, at most 8; "
+        "at most 2 encoding where the GPU deflates PNG files)",
     )
     p.add_argument(
         "--worker-processes",
