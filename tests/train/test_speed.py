@@ -56,6 +56,14 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 network, with the task variants that take other code paths."""
 
 
+LATER_STEPS = 5e-2
+"""Relative difference allowed between two ways of running the same quick run after its first step, whose
+roundings the optimisers amplify: SeAFusion's segmentation total at step 9 differed by 1.8-3.4 % between the
+layouts, and by 2.3 % compiled against eager, on a 2-core AMD EPYC machine, where the default run's own value there
+moved by 1.1-1.3 % from one process to another (under pytest or not, oneDNN on or off; 2 % had held on the
+machines before)."""
+
+
 def quick(name: str, *extra: str) -> Any:
     source, overrides = RUNS[name]
     method = load_config(source, [*overrides, "data.val=null", "log.best="]).method
@@ -139,8 +147,8 @@ def test_no_network_makes_tensors_on_the_host(make: Callable[[], nn.Module], cha
 @pytest.mark.parametrize("name", ["seafusion", "psfusion", "mafs", "fgfusion", "dsifuse", "lite"])
 def test_channels_last_trains_like_the_default_layout(tmp_path: Path, name: str) -> None:
     """The first step of every phase within 1e-4 (the networks' first use of their weights: only the order of
-    float operations differs between the layouts), every logged total within 2 % over the whole quick run (the
-    optimisers then amplify those roundings; Adam most, where gradients are near zero)."""
+    float operations differs between the layouts), every logged total within ``LATER_STEPS`` over the whole quick
+    run (the optimisers then amplify those roundings; Adam most, where gradients are near zero)."""
     cfg = quick(name)
     if has_strided_pointwise(models.create(cfg.method, **cfg.model)) and strided_pointwise_backward_crashes():
         pytest.skip(REASON)
@@ -154,7 +162,7 @@ def test_channels_last_trains_like_the_default_layout(tmp_path: Path, name: str)
     for key in totals:
         first = min(default[key])
         assert channels_last[key][first] == pytest.approx(default[key][first], rel=1e-4), key
-        assert channels_last[key] == pytest.approx(default[key], rel=2e-2), key
+        assert channels_last[key] == pytest.approx(default[key], rel=LATER_STEPS), key
 
 
 @pytest.mark.slow
@@ -181,8 +189,8 @@ def test_a_compiled_objective_trains_like_eager(tmp_path: Path) -> None:
 def test_frozen_passes_run_compiled_and_train_like_eager(tmp_path: Path) -> None:
     """SeAFusion's frozen segmenter in the fusion loss and its fusion network making the segmenter's images run
     through compiled graphs of their own (``Context.frozen``) under ``train.compile``, and every phase's totals
-    start as the eager ones (within 1e-4, the first step's; every later one within 2 %, as the optimiser amplifies
-    the compiled kernels' roundings)."""
+    start as the eager ones (within 1e-4, the first step's; every later one within ``LATER_STEPS``, as the optimiser
+    amplifies the compiled kernels' roundings)."""
     logged = []
     for on in ("false", "true"):
         torch.manual_seed(0)
@@ -204,7 +212,7 @@ def test_frozen_passes_run_compiled_and_train_like_eager(tmp_path: Path) -> None
     assert set(eager) == set(fast) and len(eager) >= 2
     for key in eager:
         assert fast[key][0] == pytest.approx(eager[key][0], rel=1e-4), key
-        assert fast[key] == pytest.approx(eager[key], rel=2e-2), key
+        assert fast[key] == pytest.approx(eager[key], rel=LATER_STEPS), key
     assert compiled == {"run_net": [""], "make_images": [""], "run_task": [""], "judge": [""]}
 
 
