@@ -11,7 +11,9 @@ files. Decoding runs in worker processes where ``taskfuse fuse`` would choose th
 (``--processes`` / ``--no-processes`` to choose). Each run writes a new folder, removed after it; ``--seconds``
 stops starting new runs after that long, keeping what was measured.
 
-Results go to ``--out`` (JSON) and beside it as Markdown: each setting's pairs/s by round.
+Results go to ``--out`` (JSON) and beside it as Markdown: each setting's pairs/s by round, and where the calling
+thread's time went in each run (``FuseSummary.main`` and ``main_cpu``, ms per pair: wall / that thread's CPU, for
+waiting on decoding, fusing, waiting on encoding, and the whole run), which tells working from waiting apart.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 from taskfuse.data.pairs import Pair, find_pairs
 from taskfuse.device import resolve_device
-from taskfuse.inference import default_processes, load, plan_fuse
+from taskfuse.inference import FuseSummary, default_processes, load, plan_fuse
 from taskfuse.metrics.table import markdown_table
 
 WARM_PAIRS = 64
@@ -63,15 +65,25 @@ def linked_copies(folder: Path, copies: int, into: Path) -> Path:
 
 def timed_run(
     model: Any, pairs: list[Pair], out: Path, device: torch.device, split: tuple[int, int], processes: bool
-) -> float:
-    """Pairs/s of one run into the new folder ``out`` (removed after) with ``split``'s decoders and encoders."""
+) -> FuseSummary:
+    """One run into the new folder ``out`` (removed after) with ``split``'s decoders and encoders."""
     decoders, encoders = split
     job = plan_fuse(model, pairs, out, device=device, workers=decoders, processes=processes)
     job = replace(job, encoders=encoders)
     job.start()
     summary = job.run(progress=False)
     shutil.rmtree(out)
-    return summary.written / summary.seconds
+    return summary
+
+
+def stages(summary: FuseSummary) -> dict[str, list[float]]:
+    """The calling thread's [wall, CPU] ms per pair in each stage of a run, and in the whole run (``run``)."""
+    walls = {**summary.main, "run": summary.seconds}
+    return {
+        stage: [round(1e3 * walls[stage] / summary.written, 3), round(1e3 * cpu / summary.written, 3)]
+        for stage, cpu in summary.main_cpu.items()
+        if stage in walls and walls[stage] > 0
+    }
 
 
 def main() -> None:
@@ -101,16 +113,28 @@ def main() -> None:
         processes = default_processes(device, len(pairs)) if args.processes is None else args.processes
         timed_run(model, pairs[:WARM_PAIRS], work / "warm", device, args.settings[0], processes)
         rates: dict[str, list[float]] = {f"{d},{e}": [] for d, e in args.settings}
+        times: dict[str, list[dict[str, list[float]]]] = {name: [] for name in rates}
         for _ in range(args.rounds):
             for split in args.settings:
                 if time.perf_counter() - start > args.seconds:
                     break
-                rates[f"{split[0]},{split[1]}"].append(timed_run(model, pairs, work / "run", device, split, processes))
+                summary = timed_run(model, pairs, work / "run", device, split, processes)
+                rates[f"{split[0]},{split[1]}"].append(summary.written / summary.seconds)
+                times[f"{split[0]},{split[1]}"].append(stages(summary))
     report = {"device": str(device), "torch": torch.__version__, "pairs": len(pairs), "processes": processes}
     report["pairs_per_s"] = rates
+    report["main_ms_per_pair"] = times
     header = ["decoding workers, encoding threads", *(f"round {i + 1}" for i in range(args.rounds))]
     rows = [[name, *(f"{r:.1f}" for r in found)] + [""] * (args.rounds - len(found)) for name, found in rates.items()]
     table = markdown_table(header, rows)
+    names = ("decode", "fuse", "encode", "run")
+    header = ["decoding workers, encoding threads; round", *(f"{n}: wall / CPU ms per pair" for n in names)]
+    rows = [
+        [f"{name}; {i + 1}", *(" / ".join(f"{v:.2f}" for v in found.get(n, [0.0, 0.0])) for n in names)]
+        for name, runs in times.items()
+        for i, found in enumerate(runs)
+    ]
+    table += "\n" + markdown_table(header, rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".md").write_text(table)

@@ -472,6 +472,10 @@ class FuseSummary:
     batches, the forward passes and whatever they wait for on the device), waiting for outputs to be encoded
     (``encode``; image files are also written there, by the encoding threads) and writing video frames
     (``write``). A run that waits on one of them is held back by it."""
+    main_cpu: dict[str, float] = field(default_factory=dict)
+    """The calling thread's CPU seconds (``time.thread_time``) in each stage of ``main``, and in the whole run
+    (``run``): what a stage's wall time holds beyond them the thread spent waiting (for a worker, the GPU, or the
+    interpreter lock, which every pool thread of the process also takes)."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
@@ -559,7 +563,7 @@ class FuseJob:
         into place only when complete.
         """
         failed = list(self.failed)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         unit = "frame" if self.video is not None else "img"
         shown = None if progress else True
         with ExitStack() as outputs, host_threads(self.device or model_device(self.model)):
@@ -578,7 +582,7 @@ class FuseJob:
                 pipeline = _Pipeline(self, encoders, bar, *self._outputs(outputs, writers))
                 for pair, decoded in self._decoded(readers):
                     try:
-                        with _timed(pipeline.main, "decode"):
+                        with pipeline.timed("decode"):
                             ir, vi = (as_chw(image) for image in decoded.result())
                     except TaskfuseError as e:
                         if not self.keep_going:
@@ -594,7 +598,8 @@ class FuseJob:
                 bar.close()
         seconds = time.perf_counter() - start
         kind = "frame" if self.video else "image"
-        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main))
+        main_cpu = {**pipeline.main_cpu, "run": time.thread_time() - start_cpu}
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main), main_cpu)
 
     def _outputs(
         self, stack: ExitStack, writers: Executor | None = None
@@ -723,6 +728,8 @@ class _Pipeline:
         self.written = 0
         self.main = dict.fromkeys(("decode", "fuse", "encode", "write"), 0.0)
         """``FuseSummary.main``, so far."""
+        self.main_cpu = dict.fromkeys(self.main, 0.0)
+        """``FuseSummary.main_cpu``'s stages, so far."""
 
     def add(self, pair: Pair, ir: Tensor, vi: Tensor) -> list[tuple[str, str]]:
         """Take one decoded pair; fuse its group when it is full. Returns the pairs that failed."""
@@ -749,6 +756,16 @@ class _Pipeline:
             self._collect(wait=True)
         return failed
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall and CPU seconds the block takes to ``stage`` of ``main`` and ``main_cpu``."""
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.main[stage] += time.perf_counter() - start
+            self.main_cpu[stage] += time.thread_time() - cpu
+
     def _whole(self, h: int, w: int) -> bool:
         """Whether ``fuse_tensors`` fuses an h x w pair in one pass under the job's tiling (so it may join a
         batch) rather than in tiles."""
@@ -762,7 +779,7 @@ class _Pipeline:
     def _fuse(self, items: list[tuple[Pair, Tensor, Tensor]], batched: bool = True) -> list[tuple[str, str]]:
         """Fuse ``items`` as one batch, or one by one when ``batched`` is False or the batch fails (CUDA out
         of memory, where a single pair may still fit or tile), and queue their encoding."""
-        with _timed(self.main, "fuse"):
+        with self.timed("fuse"):
             if batched:
                 try:
                     self._encode(self._batch(items))
@@ -828,10 +845,10 @@ class _Pipeline:
         finished ones, and with ``wait`` at least the first."""
         while self.encoded and (wait or self.encoded[0][1].done()):
             pair, future = self.encoded.popleft()
-            with _timed(self.main, "encode"):
+            with self.timed("encode"):
                 data = future.result()
             if self.write is not None:
-                with _timed(self.main, "write"):
+                with self.timed("write"):
                     self.write(pair, data)
             self.written += 1
             self.bar.update()
@@ -907,16 +924,6 @@ def _drain(*pools: Executor) -> None:
                 interrupted = e
     if interrupted is not None:
         raise interrupted
-
-
-@contextmanager
-def _timed(into: dict[str, float], key: str) -> Iterator[None]:
-    """Add the seconds the block takes to ``into[key]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        into[key] += time.perf_counter() - start
 
 
 @contextmanager

@@ -408,6 +408,9 @@ def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     assert summary.main["fuse"] > 0 and summary.main["write"] == 0, "image files are written by the encoding threads"
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{pair.name}.png" for pair in pairs]
     assert all(v >= 0 for v in summary.main.values()) and sum(summary.main.values()) <= summary.seconds
+    assert list(summary.main_cpu) == [*summary.main, "run"]
+    assert summary.main_cpu["fuse"] > 0, "the network ran in the calling thread"
+    assert sum(summary.main_cpu.values()) - summary.main_cpu["run"] <= summary.main_cpu["run"] + 1e-6
 
 
 def test_an_interrupted_run_still_waits_for_every_thread_before_it_returns() -> None:
