@@ -13,7 +13,8 @@ stops starting new runs after that long, keeping what was measured.
 
 Results go to ``--out`` (JSON) and beside it as Markdown: each setting's pairs/s by round, and where the calling
 thread's time went in each run (``FuseSummary.main`` and ``main_cpu``, ms per pair: wall / that thread's CPU, for
-waiting on decoding, fusing, waiting on encoding, and the whole run), which tells working from waiting apart.
+waiting on decoding, fusing, waiting on encoding, and the whole run), which tells working from waiting apart, with
+the GPU's own time on the batches (``FuseSummary.gpu``), which tells whether the GPU bounds the run.
 """
 
 from __future__ import annotations
@@ -77,13 +78,17 @@ def timed_run(
 
 
 def stages(summary: FuseSummary) -> dict[str, list[float]]:
-    """The calling thread's [wall, CPU] ms per pair in each stage of a run, and in the whole run (``run``)."""
+    """The calling thread's [wall, CPU] ms per pair in each stage of a run and in the whole run (``run``), and the
+    GPU's ms per pair on the batches (``gpu``, one value; absent off CUDA)."""
     walls = {**summary.main, "run": summary.seconds}
-    return {
+    found = {
         stage: [round(1e3 * walls[stage] / summary.written, 3), round(1e3 * cpu / summary.written, 3)]
         for stage, cpu in summary.main_cpu.items()
         if stage in walls and walls[stage] > 0
     }
+    if summary.gpu is not None:
+        found["gpu"] = [round(1e3 * summary.gpu / summary.written, 3)]
+    return found
 
 
 def main() -> None:
@@ -129,8 +134,13 @@ def main() -> None:
     table = markdown_table(header, rows)
     names = ("decode", "fuse", "encode", "run")
     header = ["decoding workers, encoding threads; round", *(f"{n}: wall / CPU ms per pair" for n in names)]
+    header.append("GPU ms per pair")
     rows = [
-        [f"{name}; {i + 1}", *(" / ".join(f"{v:.2f}" for v in found.get(n, [0.0, 0.0])) for n in names)]
+        [
+            f"{name}; {i + 1}",
+            *(" / ".join(f"{v:.2f}" for v in found.get(n, [0.0, 0.0])) for n in names),
+            f"{found['gpu'][0]:.2f}" if "gpu" in found else "",
+        ]
         for name, runs in times.items()
         for i, found in enumerate(runs)
     ]

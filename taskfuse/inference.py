@@ -476,6 +476,10 @@ class FuseSummary:
     """The calling thread's CPU seconds (``time.thread_time``) in each stage of ``main``, and in the whole run
     (``run``): what a stage's wall time holds beyond them the thread spent waiting (for a worker, the GPU, or the
     interpreter lock, which every pool thread of the process also takes)."""
+    gpu: float | None = None
+    """Seconds the GPU spent on the batches, each from before its copy to the GPU to after its copy back (CUDA
+    events; the gaps where the GPU waited for the next launch inside a batch count too); None where no batch ran
+    on a GPU. Near ``seconds``, the GPU bounds the run."""
 
     def line(self, out: Path) -> str:
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
@@ -599,7 +603,8 @@ class FuseJob:
         seconds = time.perf_counter() - start
         kind = "frame" if self.video else "image"
         main_cpu = {**pipeline.main_cpu, "run": time.thread_time() - start_cpu}
-        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main), main_cpu)
+        gpu = pipeline.gpu_seconds()
+        return FuseSummary(pipeline.written, self.skipped, seconds, failed, kind, dict(pipeline.main), main_cpu, gpu)
 
     def _outputs(
         self, stack: ExitStack, writers: Executor | None = None
@@ -730,6 +735,8 @@ class _Pipeline:
         """``FuseSummary.main``, so far."""
         self.main_cpu = dict.fromkeys(self.main, 0.0)
         """``FuseSummary.main_cpu``'s stages, so far."""
+        self.batches_on_gpu: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        """The CUDA events before each batch's copy to the GPU and after its copy back (``FuseSummary.gpu``)."""
 
     def add(self, pair: Pair, ir: Tensor, vi: Tensor) -> list[tuple[str, str]]:
         """Take one decoded pair; fuse its group when it is full. Returns the pairs that failed."""
@@ -765,6 +772,15 @@ class _Pipeline:
         finally:
             self.main[stage] += time.perf_counter() - start
             self.main_cpu[stage] += time.thread_time() - cpu
+
+    def gpu_seconds(self) -> float | None:
+        """``FuseSummary.gpu``: the seconds between each batch's two events, summed (None without a batch on a
+        GPU)."""
+        if not self.batches_on_gpu:
+            return None
+        for _, ready in self.batches_on_gpu:
+            ready.synchronize()
+        return sum(started.elapsed_time(ready) for started, ready in self.batches_on_gpu) / 1e3
 
     def _whole(self, h: int, w: int) -> bool:
         """Whether ``fuse_tensors`` fuses an h x w pair in one pass under the job's tiling (so it may join a
@@ -810,18 +826,20 @@ class _Pipeline:
         cuda = self.device.type == "cuda"
         ir = _stack([ir for _, ir, _ in items], cuda)
         vi = _stack([vi.permute(1, 2, 0) for _, _, vi in items], cuda).permute(0, 3, 1, 2)
-        ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
         pairs = [pair for pair, _, _ in items]
         if not cuda:
+            vi = vi.contiguous()
             fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
             return _Fused(pairs, self._levels(fused))
+        started = _recorded(blocking=False)
+        ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
         images = self.images(ir, vi)
         deflated = (ir.shape[-2], ir.shape[-1]) if self.deflates else None
         channels = (images.shape[-1] - 1) // ir.shape[-1] if self.job.png_files and not deflated else 0
         host = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
         host.copy_(images, non_blocking=True)
-        ready = torch.cuda.Event(blocking=True)
-        ready.record()
+        ready = _recorded(blocking=True)
+        self.batches_on_gpu.append((started, ready))
         return _Fused(pairs, host, ready, channels, deflated)
 
     def _levels(self, fused: Tensor) -> Tensor:
@@ -949,6 +967,13 @@ def _stack(tensors: list[Tensor], pinned: bool) -> Tensor:
     first = tensors[0]
     out = torch.empty((len(tensors), *first.shape), dtype=first.dtype, pin_memory=pinned)
     return torch.stack(tensors, out=out)
+
+
+def _recorded(blocking: bool) -> torch.cuda.Event:
+    """A timing CUDA event recorded on the current stream; ``blocking``: a thread that waits for it sleeps."""
+    event = torch.cuda.Event(enable_timing=True, blocking=blocking)
+    event.record()
+    return event
 
 
 def _host(fused: _Fused, i: int) -> np.ndarray:

@@ -411,6 +411,7 @@ def test_a_run_says_where_the_calling_thread_spent_its_time(tmp_path) -> None:
     assert list(summary.main_cpu) == [*summary.main, "run"]
     assert summary.main_cpu["fuse"] > 0, "the network ran in the calling thread"
     assert sum(summary.main_cpu.values()) - summary.main_cpu["run"] <= summary.main_cpu["run"] + 1e-6
+    assert summary.gpu is None, "no batch ran on a GPU"
 
 
 def test_an_interrupted_run_still_waits_for_every_thread_before_it_returns() -> None:
@@ -490,7 +491,8 @@ def test_batches_replayed_from_cuda_graphs_write_the_bytes_of_eager_batches(tmp_
     eagerly."""
     pairs = _smooth_pairs(tmp_path, [(96, 128)] * 6)
     model = taskfuse.load(name, device="cuda") if models.get(name).weights else models.create(name).cuda().eval()
-    inference.fuse_pairs(model, pairs, tmp_path / "replayed", batch=2, progress=False)
+    summary = inference.fuse_pairs(model, pairs, tmp_path / "replayed", batch=2, progress=False)
+    assert summary.gpu is not None and 0 < summary.gpu <= summary.seconds
     monkeypatch.setattr(inference, "GraphReplay", lambda fn: fn)
     inference.fuse_pairs(model, pairs, tmp_path / "eager", batch=2, progress=False)
     for pair in pairs:
