@@ -190,7 +190,7 @@ network.sort()
 median = network[len(network) // 2]
 print(json.dumps({"pairs": summary.written, "wall_s": wall, "cpu_s": cpu + workers, "network": median,
                   "threads_cpu_s": threads, "first_s": first_s, "main_s": getattr(summary, "main", {}),
-                  "reused": reused}))
+                  "gpu_s": getattr(summary, "gpu", None), "reused": reused}))
 """
 """``fuse_pairs`` as ``taskfuse fuse`` runs it, timed (wall and CPU time of this process and of the worker
 processes it forks and ends, ``worker processes``) around the run alone.
@@ -414,6 +414,7 @@ def timed_run(
         "cpu_ratio": r["cpu_s"] / r["pairs"] / net_cpu,
         "threads_cpu_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("threads_cpu_s", {}).items()},
         "main_ms_per_pair": {k: v / r["pairs"] * 1e3 for k, v in r.get("main_s", {}).items()},
+        "gpu_ms_per_pair": r["gpu_s"] / r["pairs"] * 1e3 if r.get("gpu_s") is not None else None,
         "load": (load_before + os.getloadavg()[0]) / 2,
         "first_pairs": first,
         "first_s": r.get("first_s"),
@@ -619,6 +620,7 @@ def _run_row(name: str, r: dict[str, Any]) -> list[str]:
         f"{r['network_cpu_ms']:.0f} ms)"
         + _threads_text(r.get("threads_cpu_ms_per_pair", {}))
         + _main_text(r.get("main_ms_per_pair", {}))
+        + (f"; the GPU on the batches {r['gpu_ms_per_pair']:.2f} ms per pair" if r.get("gpu_ms_per_pair") else "")
         + (f"; before it, the first {r['first_pairs']} pairs {r['first_s']:.2f} s" if r.get("first_s") else ""),
     ]
 

@@ -19,5 +19,6 @@ def test_fuse_speed_times_the_folder_part_without_the_settings_skipped(tmp_path:
     folder = json.loads(out.read_text())["folder"]
     assert folder["pairs"] == 4 and "after_serial_level6" not in folder
     assert folder["after"]["per_s"] > 0 and folder["after"]["wall_ratio"] > 0
+    assert folder["after"]["gpu_ms_per_pair"] is None, "no batch ran on a GPU"
     refused = run_script("fuse_speed.py", [*args, "--out", str(out), "--skip", "after"], tmp_path, check=False)
     assert refused.returncode != 0 and "the first setting, after, always runs" in refused.stderr
