@@ -128,7 +128,7 @@ def main() -> None:
                 times[f"{split[0]},{split[1]}"].append(stages(summary))
     report = {"device": str(device), "torch": torch.__version__, "pairs": len(pairs), "processes": processes}
     report["pairs_per_s"] = rates
-    report["main_ms_per_pair"] = times
+    report["ms_per_pair"] = times
     header = ["decoding workers, encoding threads", *(f"round {i + 1}" for i in range(args.rounds))]
     rows = [[name, *(f"{r:.1f}" for r in found)] + [""] * (args.rounds - len(found)) for name, found in rates.items()]
     table = markdown_table(header, rows)
