@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fuse_workers import linked_copies
 
 from taskfuse import inference
 from taskfuse.data.io import png_from_scanlines, png_scanlines, quantize
@@ -146,12 +147,7 @@ print(start, time.time(), summary.written)
 
 def processes(folder: Path, device: str, layouts: list[str], copies: int, work: Path) -> dict[str, float]:
     """pairs/s of K processes fusing together (K x threads per ``layouts`` entry), start-up left out."""
-    linked = work / "pairs"
-    for side in ("ir", "vi"):
-        (linked / side).mkdir(parents=True, exist_ok=True)
-        for path in sorted((folder / side).iterdir()):
-            for c in range(copies):
-                (linked / side / f"{c}{path.name}").symlink_to(path.resolve())
+    linked = linked_copies(folder, copies, work / "pairs")
     result = {}
     for layout in layouts:
         count, workers = (int(v) for v in layout.split("x"))

@@ -84,7 +84,7 @@ def stages(summary: FuseSummary) -> dict[str, list[float]]:
     found = {
         stage: [round(1e3 * walls[stage] / summary.written, 3), round(1e3 * cpu / summary.written, 3)]
         for stage, cpu in summary.main_cpu.items()
-        if stage in walls and walls[stage] > 0
+        if walls[stage] > 0
     }
     if summary.gpu is not None:
         found["gpu"] = [round(1e3 * summary.gpu / summary.written, 3)]
@@ -120,12 +120,12 @@ def main() -> None:
         rates: dict[str, list[float]] = {f"{d},{e}": [] for d, e in args.settings}
         times: dict[str, list[dict[str, list[float]]]] = {name: [] for name in rates}
         for _ in range(args.rounds):
-            for split in args.settings:
+            for name, split in zip(rates, args.settings, strict=True):
                 if time.perf_counter() - start > args.seconds:
                     break
                 summary = timed_run(model, pairs, work / "run", device, split, processes)
-                rates[f"{split[0]},{split[1]}"].append(summary.written / summary.seconds)
-                times[f"{split[0]},{split[1]}"].append(stages(summary))
+                rates[name].append(summary.written / summary.seconds)
+                times[name].append(stages(summary))
     report = {"device": str(device), "torch": torch.__version__, "pairs": len(pairs), "processes": processes}
     report["pairs_per_s"] = rates
     report["ms_per_pair"] = times
