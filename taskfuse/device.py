@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -89,9 +90,11 @@ class GraphReplay:
     again, in turn with every thread of the decoding and encoding pools. The tensor returned is the graph's own,
     overwritten by the next call with that signature: use it, or copy it, before calling again (work queued on
     the same stream, such as a copy to the host, is). A signature whose capture fails (a function that waits for
-    the host, say) runs eagerly while it is among the ``keep`` signatures held; the least recently used goes,
-    and with it its graph's memory (it is captured again, or tried again, when it returns). Capture forbids
-    waiting for the GPU in this thread only: other threads (an encoding pool waiting for earlier batches) go on.
+    the host or copies from it, say) runs eagerly, with a ``RuntimeWarning`` naming the failure (a function
+    meant to replay that silently stops doing so costs its callers their speed), while it is among the ``keep``
+    signatures held; the least recently used goes, and with it its graph's memory (it is captured again, or tried
+    again, when it returns). Capture forbids waiting for the GPU in this thread only: other threads (an encoding
+    pool waiting for earlier batches) go on.
     """
 
     def __init__(self, fn: Callable[..., Tensor], keep: int = 4) -> None:
@@ -128,5 +131,7 @@ class GraphReplay:
         except RuntimeError as e:
             if isinstance(e, torch.cuda.OutOfMemoryError):
                 raise
+            name = getattr(self.fn, "__qualname__", repr(self.fn))
+            warnings.warn(f"{name} runs eagerly: its CUDA graph capture failed ({e})", RuntimeWarning, stacklevel=3)
             return None
         return graph, static, out

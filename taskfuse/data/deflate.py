@@ -87,8 +87,7 @@ def reversed_codes(lengths: Tensor) -> Tensor:
     its length: deflate sends a code's first bit first, into the low bit of the stream's next byte."""
     levels = torch.arange(MAX_BITS + 1, device=lengths.device)
     onehot = (lengths.unsqueeze(-1) == levels).to(torch.int64)
-    count = onehot.sum(-2)
-    count[..., 0] = 0
+    count = onehot.sum(-2) * (levels > 0)
     first = torch.zeros_like(count)
     for bits in range(1, MAX_BITS + 1):
         first[..., bits] = (first[..., bits - 1] + count[..., bits - 1]) << 1
