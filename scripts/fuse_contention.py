@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -52,7 +53,7 @@ from fuse_workers import linked_copies
 from taskfuse import inference
 from taskfuse.data.io import png_from_scanlines, png_scanlines, quantize
 from taskfuse.data.pairs import Pair, find_pairs
-from taskfuse.device import GraphReplay, reuse_freed_memory
+from taskfuse.device import EagerReplayWarning, GraphReplay, reuse_freed_memory
 from taskfuse.inference import FuseOptions, decode_pair, load
 
 BUSY = {"none": (0, 0), "decode 8": (8, 0), "encode 8": (0, 8), "both 8": (8, 8), "both 16": (16, 16)}
@@ -233,6 +234,7 @@ def handoff(pairs: list[Pair], workers: int, rounds: int, work: Path) -> dict[st
 
 
 def main() -> None:
+    warnings.simplefilter("error", EagerReplayWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, required=True, help="a folder of pairs (ir/, vi/), 8-bit PNG")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")

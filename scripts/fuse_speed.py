@@ -79,6 +79,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import partial
@@ -94,7 +95,7 @@ from taskfuse import models
 from taskfuse.cli.fuse import model_config
 from taskfuse.data.io import PNG_LEVEL, QUALITY, encode_image, quantize, to_unit, write_image
 from taskfuse.data.pairs import find_pairs
-from taskfuse.device import available_cpus, resolve_device, reuse_freed_memory
+from taskfuse.device import EagerReplayWarning, available_cpus, resolve_device, reuse_freed_memory
 from taskfuse.inference import (
     FORK,
     FuseOptions,
@@ -767,6 +768,7 @@ def table(report: dict) -> str:
 
 
 def main() -> None:
+    warnings.simplefilter("error", EagerReplayWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, help="trained weights (.safetensors)")

@@ -24,6 +24,7 @@ import json
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 
 from taskfuse.data.pairs import Pair, find_pairs
-from taskfuse.device import resolve_device
+from taskfuse.device import EagerReplayWarning, resolve_device
 from taskfuse.inference import FuseSummary, default_processes, load, plan_fuse
 from taskfuse.metrics.table import markdown_table
 
@@ -92,6 +93,7 @@ def stages(summary: FuseSummary) -> dict[str, list[float]]:
 
 
 def main() -> None:
+    warnings.simplefilter("error", EagerReplayWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, required=True, help="folder with ir/ and vi/ pairs")
     parser.add_argument("--copies", type=int, default=1, help="hard-linked copies of each pair (default 1)")

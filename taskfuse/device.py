@@ -81,6 +81,11 @@ def reuse_freed_memory() -> bool:
     return all([mallopt(option, value) == 1 for option, value in HOST_MALLOC.items()])
 
 
+class EagerReplayWarning(RuntimeWarning):
+    """A ``GraphReplay`` signature runs eagerly because its CUDA graph capture failed. Benchmarks turn it into an
+    error (``warnings.simplefilter("error", EagerReplayWarning)``): their figures would not be of replayed work."""
+
+
 class GraphReplay:
     """``fn`` of CUDA tensors to one tensor, replayed from a CUDA graph captured for each signature of its inputs
     (shapes, dtypes, device) from the second call with that signature on; the first runs eagerly, which also
@@ -90,7 +95,7 @@ class GraphReplay:
     again, in turn with every thread of the decoding and encoding pools. The tensor returned is the graph's own,
     overwritten by the next call with that signature: use it, or copy it, before calling again (work queued on
     the same stream, such as a copy to the host, is). A signature whose capture fails (a function that waits for
-    the host or copies from it, say) runs eagerly, with a ``RuntimeWarning`` naming the failure (a function
+    the host or copies from it, say) runs eagerly, with an ``EagerReplayWarning`` naming the failure (a function
     meant to replay that silently stops doing so costs its callers their speed), while it is among the ``keep``
     signatures held; the least recently used goes, and with it its graph's memory (it is captured again, or tried
     again, when it returns). Capture forbids waiting for the GPU in this thread only: other threads (an encoding
@@ -132,6 +137,6 @@ class GraphReplay:
             if isinstance(e, torch.cuda.OutOfMemoryError):
                 raise
             name = getattr(self.fn, "__qualname__", repr(self.fn))
-            warnings.warn(f"{name} runs eagerly: its CUDA graph capture failed ({e})", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{name} runs eagerly: its CUDA graph capture failed ({e})", EagerReplayWarning, stacklevel=3)
             return None
         return graph, static, out

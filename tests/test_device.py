@@ -89,7 +89,7 @@ def test_graph_replay_equals_eager_per_signature_and_falls_back_where_capture_fa
     fallback = device.GraphReplay(waits_for_the_host)
     x = torch.rand(4, device="cuda")
     assert torch.allclose(fallback(x), waits_for_the_host(x))
-    with pytest.warns(RuntimeWarning, match="waits_for_the_host runs eagerly"):
+    with pytest.warns(device.EagerReplayWarning, match="waits_for_the_host runs eagerly"):
         assert torch.allclose(fallback(x), waits_for_the_host(x))
     assert torch.allclose(fallback(x), waits_for_the_host(x))
     assert list(fallback.graphs.values()) == [None]
