@@ -84,7 +84,9 @@ def code_lengths(counts: Tensor) -> Tensor:
 
 def reversed_codes(lengths: Tensor) -> Tensor:
     """The canonical Huffman codes of ``lengths`` (..., S) (RFC 1951, section 3.2.2), each bit-reversed within
-    its length: deflate sends a code's first bit first, into the low bit of the stream's next byte."""
+    its length: deflate sends a code's first bit first, into the low bit of the stream's next byte. Made without
+    assigning a Python number into a tensor: into a 0-dim CUDA tensor that is a copy from the host, which
+    ``taskfuse fuse``'s CUDA graph capture forbids."""
     levels = torch.arange(MAX_BITS + 1, device=lengths.device)
     onehot = (lengths.unsqueeze(-1) == levels).to(torch.int64)
     count = onehot.sum(-2) * (levels > 0)
