@@ -14,7 +14,7 @@ stops starting new runs after that long, keeping what was measured.
 Results go to ``--out`` (JSON) and beside it as Markdown: each setting's pairs/s by round, and where the calling
 thread's time went in each run (``FuseSummary.main`` and ``main_cpu``, ms per pair: wall / that thread's CPU, for
 waiting on decoding, fusing, waiting on encoding, and the whole run), which tells working from waiting apart, with
-the GPU's own time on the batches (``FuseSummary.gpu``), which tells whether the GPU bounds the run.
+the GPU's span on the batches (``FuseSummary.gpu``), which tells whether the GPU bounds a run of replayed batches.
 """
 
 from __future__ import annotations
