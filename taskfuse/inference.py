@@ -444,12 +444,18 @@ def default_processes(device: torch.device, pairs: int) -> bool:
     return device.type == "cuda" and FORK and pairs >= PROCESS_PAIRS
 
 
-def default_workers() -> int:
-    """Decoding and encoding threads when none are asked for (encoding threads at most ``DEFLATED_WRITERS`` where
-    the GPU deflates): one per CPU this process may use, at most 8: on 16 cores, 8 threads of each kind fused 410
-    pairs/s to PNG files where 16 fused 380, and 8 also won the earlier sweep (``docs/performance.md``; why more
-    decoding threads do not help was not measured)."""
-    return min(8, available_cpus())
+def default_workers(deflating_processes: bool = False) -> int:
+    """Decoding and encoding workers when none are asked for: one per CPU this process may use, at most 8: on 16
+    cores, 8 threads of each kind fused 410 pairs/s to PNG files where 16 fused 380, and 8 also won the earlier
+    sweep (``docs/performance.md``). With ``deflating_processes`` (worker processes decode for a GPU that deflates
+    the PNG files, leaving at most ``DEFLATED_WRITERS`` encoding threads), decoding bounds the run, so the
+    decoding processes take the CPUs that the calling thread, the encoding threads and one more leave, at least
+    as many and at most 12: on two H100 hosts of 16 cores, 2408 pairs with replayed batches, 12 fused 461-615
+    pairs/s against 399-492 with 8, and 16 fused 417-447 against 463-497 with 12 (3 encoding threads each)."""
+    cpus = available_cpus()
+    if deflating_processes:
+        return max(min(8, cpus), min(12, cpus - DEFLATED_WRITERS - 2))
+    return min(8, cpus)
 
 
 def is_output_file(out: str | os.PathLike) -> bool:
@@ -1024,7 +1030,8 @@ def plan_fuse(
     redoes every output and removes those of other settings. ``keep_going`` lists unreadable or mismatched
     pairs in ``failed`` instead of raising. ``device`` is where the job fuses (default: the model's);
     ``batch`` the pairs of one size per forward pass (default: ``default_batch``); ``workers`` the decoding
-    and encoding threads (default: ``default_workers``). Neither changes the pixels on the CPU (tested);
+    and encoding workers (default: ``default_workers``, more decoders where worker processes feed a GPU that
+    deflates). Neither changes the pixels on the CPU (tested);
     on CUDA the backend may pick other kernels for other batch sizes, which can change float rounding as a
     change of device does, so the manifest records both under ``info``.
 
@@ -1038,8 +1045,7 @@ def plan_fuse(
     options.check()
     dev = device or model_device(model)
     batch = default_batch(dev) if batch is None else batch
-    workers = default_workers() if workers is None else workers
-    if batch < 1 or workers < 1:
+    if batch < 1 or (workers is not None and workers < 1):
         raise TaskfuseError(f"--batch and --workers must be at least 1, got {batch} and {workers}")
     if processes and (video is not None or not FORK):
         why = "video frames are decoded in order, in one thread" if video else "this platform cannot fork processes"
@@ -1073,6 +1079,7 @@ def plan_fuse(
     if processes is None:
         processes = video is None and default_processes(dev, len(todo))
     job = FuseJob(model, out, options, todo, targets, skipped, failed, manifest, stale, keep_going, device, batch)
+    workers = default_workers(processes and job.deflates) if workers is None else workers
     return replace(job, workers=workers, video=video, codec=codec, processes=processes)
 
 

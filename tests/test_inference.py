@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import cv2
 import numpy as np
@@ -601,3 +602,15 @@ def test_default_workers_is_one_per_cpu_up_to_eight(monkeypatch: pytest.MonkeyPa
     for cpus, workers in ((1, 1), (2, 2), (8, 8), (16, 8), (64, 8)):
         monkeypatch.setattr("taskfuse.inference.available_cpus", lambda cpus=cpus: cpus)
         assert default_workers() == workers
+
+
+def test_processes_decoding_for_a_deflating_gpu_take_the_cpus_the_writers_leave(monkeypatch, tmp_path) -> None:
+    for cpus, workers in ((1, 1), (2, 2), (8, 8), (12, 8), (13, 9), (16, 12), (64, 12)):
+        monkeypatch.setattr("taskfuse.inference.available_cpus", lambda cpus=cpus: cpus)
+        assert default_workers(deflating_processes=True) == workers
+    pairs = _smooth_pairs(tmp_path, [(64, 80)] * 2)
+    plan = partial(inference.plan_fuse, taskfuse.load("mean"), pairs, device=torch.device("cuda"))
+    assert plan(tmp_path / "a", processes=True).workers == 12
+    assert plan(tmp_path / "b", processes=False).workers == 8
+    assert plan(tmp_path / "c", FuseOptions(png_level=6), processes=True).workers == 8
+    assert plan(tmp_path / "d", processes=True, workers=3).workers == 3
