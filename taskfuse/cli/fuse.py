@@ -127,7 +127,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="threads decoding and threads encoding images, each (default: one per CPU, at most 8; "
-        "at most 2 encoding where the GPU deflates PNG files)",
+        "at most 2 encoding where the GPU deflates PNG files, and then up to 12 decoding worker processes)",
     )
     p.add_argument(
         "--worker-processes",
