@@ -53,7 +53,7 @@ def levels_of(fused: Tensor) -> Tensor:
     return quantize(fused).permute(0, 2, 3, 1).contiguous()
 
 
-def parts(method: str, batch: int, size: tuple[int, int], repeats: int) -> dict[str, float]:
+def parts(method: str | None, batch: int, size: tuple[int, int], repeats: int) -> dict[str, float]:
     """GPU ms per batch of each piece, for ``batch`` RGB pairs of ``size`` (H, W) fused by ``method``."""
     torch.manual_seed(0)
     model = taskfuse.load(method, device="cuda")

@@ -451,7 +451,8 @@ def default_workers(deflating_processes: bool = False) -> int:
     the PNG files, leaving at most ``DEFLATED_WRITERS`` encoding threads), decoding bounds the run, so the
     decoding processes take the CPUs that the calling thread, the encoding threads and one more leave, at least
     as many and at most 12: on two H100 hosts of 16 cores, 2408 pairs with replayed batches, 12 fused 461-615
-    pairs/s against 399-492 with 8, and 16 fused 417-447 against 463-497 with 12 (3 encoding threads each)."""
+    pairs/s against 399-492 with 8, and on one of them 16 fused 417-447 against 463-497 with 12 (3 encoding
+    threads each)."""
     cpus = available_cpus()
     if deflating_processes:
         return max(min(8, cpus), min(12, cpus - DEFLATED_WRITERS - 2))

@@ -608,6 +608,7 @@ def test_processes_decoding_for_a_deflating_gpu_take_the_cpus_the_writers_leave(
     for cpus, workers in ((1, 1), (2, 2), (8, 8), (12, 8), (13, 9), (16, 12), (64, 12)):
         monkeypatch.setattr("taskfuse.inference.available_cpus", lambda cpus=cpus: cpus)
         assert default_workers(deflating_processes=True) == workers
+    monkeypatch.setattr("taskfuse.inference.available_cpus", lambda: 16)
     pairs = _smooth_pairs(tmp_path, [(64, 80)] * 2)
     plan = partial(inference.plan_fuse, taskfuse.load("mean"), pairs, device=torch.device("cuda"))
     assert plan(tmp_path / "a", processes=True).workers == 12
