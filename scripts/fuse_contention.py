@@ -51,7 +51,7 @@ import torch
 from fuse_workers import linked_copies
 
 from taskfuse import inference
-from taskfuse.data.io import png_from_scanlines, png_scanlines, quantize
+from taskfuse.data.io import png_from_scanlines, png_scanlines
 from taskfuse.data.pairs import Pair, find_pairs
 from taskfuse.device import EagerReplayWarning, GraphReplay, reuse_freed_memory
 from taskfuse.inference import FuseOptions, decode_pair, load
@@ -68,7 +68,7 @@ def calling(pairs: list[Pair], device: str, batch: int, batches: int) -> dict[st
     vi = torch.stack([d[1] for d in decoded]).to(device).contiguous()
 
     def work(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return png_scanlines(quantize(model.fuse_batch(ir, vi)).permute(0, 2, 3, 1).contiguous())
+        return png_scanlines(inference.batch_levels(model.fuse_batch(ir, vi)))
 
     rows = work(ir, vi).cpu()
     host = torch.empty(rows.shape, dtype=torch.uint8, pin_memory=device == "cuda")

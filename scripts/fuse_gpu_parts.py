@@ -1,5 +1,6 @@
 """GPU milliseconds of each piece of a ``taskfuse fuse`` batch written as PNG files deflated on the GPU, each piece
-captured in a CUDA graph of its own and replayed, as the pipeline replays a whole batch (``GraphReplay``).
+replayed through a ``GraphReplay`` of its own, as the pipeline replays a whole batch; a piece whose capture fails
+stops the script (``EagerReplayWarning``) instead of timing eager work.
 
     python scripts/fuse_gpu_parts.py --batch 16 --out fuse_gpu_parts.json
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,34 +26,25 @@ from torch import Tensor
 
 import taskfuse
 from taskfuse.data.deflate import deflate_literals
-from taskfuse.data.io import png_scanlines, quantize
+from taskfuse.data.io import png_scanlines
+from taskfuse.device import EagerReplayWarning, GraphReplay
+from taskfuse.inference import batch_levels
 
 
-def replayed_ms(work: Callable[[], object], repeats: int, captured: bool = True) -> float:
-    """Mean GPU ms of ``work`` over ``repeats`` calls after three to warm up, replayed from a CUDA graph when
-    ``captured``, timed by CUDA events."""
+def replayed_ms(work: Callable[..., object], inputs: tuple[Tensor, ...], repeats: int, captured: bool) -> float:
+    """Mean GPU ms of ``work(*inputs)`` over ``repeats`` calls, timed by CUDA events; when ``captured``, through
+    ``GraphReplay`` as the pipeline calls a batch (the first call eager, the second captured, replays after)."""
+    run = GraphReplay(work) if captured else work
     for _ in range(3):
-        work()
-    if captured:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            work()
-        work = graph.replay
-        for _ in range(3):
-            work()
+        run(*inputs)
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize()
     begin.record()
     for _ in range(repeats):
-        work()
+        run(*inputs)
     end.record()
     torch.cuda.synchronize()
     return begin.elapsed_time(end) / repeats
-
-
-def levels_of(fused: Tensor) -> Tensor:
-    """The 8-bit levels (B, H, W, C) the pipeline writes, of fused images (B, C, H, W) in [0, 1]."""
-    return quantize(fused).permute(0, 2, 3, 1).contiguous()
 
 
 def parts(method: str | None, batch: int, size: tuple[int, int], repeats: int) -> dict[str, float]:
@@ -61,24 +55,32 @@ def parts(method: str | None, batch: int, size: tuple[int, int], repeats: int) -
     vi_host = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8).pin_memory()
     ir, vi = ir_host.cuda(), vi_host.cuda()
     fused = model.fuse_batch(ir, vi)
-    levels = levels_of(fused)
+    levels = batch_levels(fused)
     scanlines = png_scanlines(levels)
     streams = deflate_literals(scanlines)
     streams_host = torch.empty(streams.shape, dtype=streams.dtype, pin_memory=True)
-    pieces: dict[str, tuple[Callable[[], object], bool]] = {
-        "h2d": (lambda: (ir_host.cuda(non_blocking=True), vi_host.cuda(non_blocking=True)), False),
-        "network": (lambda: model.fuse_batch(ir, vi), True),
-        "levels": (lambda: levels_of(fused), True),
-        "scanlines": (lambda: png_scanlines(levels), True),
-        "deflate": (lambda: deflate_literals(scanlines), True),
-        "d2h": (lambda: streams_host.copy_(streams, non_blocking=True), False),
-        "batch": (lambda: deflate_literals(png_scanlines(levels_of(model.fuse_batch(ir, vi)))), True),
-        "network_channels_last": (lambda: model.fuse_batch(ir, vi, channels_last=True), True),
+
+    def whole_batch(ir: Tensor, vi: Tensor) -> Tensor:
+        return deflate_literals(png_scanlines(batch_levels(model.fuse_batch(ir, vi))))
+
+    def uploaded(ir: Tensor, vi: Tensor) -> tuple[Tensor, Tensor]:
+        return ir.cuda(non_blocking=True), vi.cuda(non_blocking=True)
+
+    pieces: dict[str, tuple[Callable[..., object], tuple[Tensor, ...], bool]] = {
+        "h2d": (uploaded, (ir_host, vi_host), False),
+        "network": (model.fuse_batch, (ir, vi), True),
+        "levels": (batch_levels, (fused,), True),
+        "scanlines": (png_scanlines, (levels,), True),
+        "deflate": (deflate_literals, (scanlines,), True),
+        "d2h": (lambda streams: streams_host.copy_(streams, non_blocking=True), (streams,), False),
+        "batch": (whole_batch, (ir, vi), True),
+        "network_channels_last": (partial(model.fuse_batch, channels_last=True), (ir, vi), True),
     }
-    return {name: replayed_ms(work, repeats, captured) for name, (work, captured) in pieces.items()}
+    return {name: replayed_ms(work, inputs, repeats, captured) for name, (work, inputs, captured) in pieces.items()}
 
 
 def main() -> None:
+    warnings.simplefilter("error", EagerReplayWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default=None, help="fusion network (default: taskfuse's default model)")
     parser.add_argument("--batch", type=int, default=16, help="pairs per batch (default 16, as taskfuse fuse)")

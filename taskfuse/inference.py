@@ -415,6 +415,11 @@ def fuse_pair(
     return luminance(fused) if options.gray else fused
 
 
+def batch_levels(fused: Tensor, gray: bool = False) -> Tensor:
+    """Fused images (B, C, H, W) in [0, 1] -> the uint8 levels to write (B, H, W, C): luminance with ``gray``."""
+    return quantize(luminance(fused) if gray else fused).permute(0, 2, 3, 1).contiguous()
+
+
 def default_batch(device: torch.device) -> int:
     """Pairs per forward pass when none is asked for: 16 on CUDA, where one pair leaves most of the GPU idle;
     1 elsewhere, where a batch is no faster per pair and only holds more memory."""
@@ -837,7 +842,7 @@ class _Pipeline:
         if not cuda:
             vi = vi.contiguous()
             fused = torch.cat([self.job.model.fuse_batch(ir[i : i + 1], vi[i : i + 1]) for i in range(len(items))])
-            return _Fused(pairs, self._levels(fused))
+            return _Fused(pairs, batch_levels(fused, self.job.options.gray))
         started = _recorded(blocking=False)
         ir, vi = ir.to(self.device, non_blocking=True), vi.to(self.device, non_blocking=True).contiguous()
         images = self.images(ir, vi)
@@ -849,14 +854,10 @@ class _Pipeline:
         self.batches_on_gpu.append((started, ready))
         return _Fused(pairs, host, ready, channels, deflated)
 
-    def _levels(self, fused: Tensor) -> Tensor:
-        """Fused images (B, C, H, W) in [0, 1] -> the uint8 levels to write (B, H, W, C): luminance with ``gray``."""
-        return quantize(luminance(fused) if self.job.options.gray else fused).permute(0, 2, 3, 1).contiguous()
-
     def _images(self, ir: Tensor, vi: Tensor) -> Tensor:
         """What a batch on a GPU sends back to the host: its levels, or for PNG files their ``png_scanlines``,
         deflated at level 1 (``FuseJob.deflates``)."""
-        levels = self._levels(self.job.model.fuse_batch(ir, vi))
+        levels = batch_levels(self.job.model.fuse_batch(ir, vi), self.job.options.gray)
         if not self.job.png_files:
             return levels
         return deflate_literals(png_scanlines(levels)) if self.deflates else png_scanlines(levels)
